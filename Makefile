@@ -1,0 +1,86 @@
+# pushgate build. `make` builds build/pushgate; `make SAN=1` builds build-asan/ with
+# AddressSanitizer + UndefinedBehaviorSanitizer; `make unit` runs the Criterion tests;
+# `make fuzz` builds the libFuzzer targets (clang); `make test` runs everything.
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-asan
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT = -O1 -g
+else
+BUILD ?= build
+SANFLAGS =
+OPT = -O2 -g
+endif
+
+CC ?= cc
+LLHTTP_DIR ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+PKGS = libuv jansson libpcre2-8 libjwt openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN = -Wall -Wextra -Werror -Wshadow -Wformat=2
+CFLAGS_BASE = -std=gnu11 $(OPT) $(SANFLAGS) -D_GNU_SOURCE -MMD -MP -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS)
+CFLAGS_ALL = $(CFLAGS_BASE) $(WARN) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lwslay -lpthread $(LDLIBS)
+
+SRCS := $(shell find src -name '*.c' ! -name main.c | sort)
+OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+LLHTTP_OBJS := $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o $(BUILD)/obj/llhttp/llhttp.o
+LIB := $(BUILD)/libpushgate.a
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all unit fuzz test clean format bench
+all: $(BUILD)/pushgate
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+# llhttp is generated C from Debian's node-llhttp: compiled as is, without our warnings
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -w -c $< -o $@
+
+$(LIB): $(OBJS) $(LLHTTP_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pushgate: $(BUILD)/obj/src/main.o $(LIB)
+	$(CC) $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(LIB) $(LDLIBS_ALL) -lcriterion
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 1; done
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BUILD := build-fuzz
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+fuzz:
+	$(MAKE) BUILD=$(FUZZ_BUILD) CC=clang SAN=0 \
+	  CFLAGS="-fsanitize=fuzzer-no-link,address,undefined -Wno-unknown-warning-option" \
+	  $(FUZZ_BUILD)/libpushgate.a
+	@for f in $(FUZZ_SRCS); do b=$(FUZZ_BUILD)/$$(basename $$f .c); \
+	  echo "clang $$f -> $$b"; \
+	  clang $(CFLAGS_BASE) $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -o $$b $$f \
+	    $(FUZZ_BUILD)/libpushgate.a $(LDLIBS_ALL) || exit 1; done
+
+test:
+	bash scripts/test.sh
+
+bench:
+	$(MAKE) -C bench
+
+format:
+	clang-format -i $$(find src tests/unit tests/fuzz bench -name '*.[ch]' 2>/dev/null)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(OBJS:.o=.d) $(BUILD)/obj/src/main.d

@@ -1,0 +1,46 @@
+/* HTTP handlers: they translate requests into hub and auth calls and answers into
+ * JSON. The route table is api_routes. */
+#ifndef PG_API_H
+#define PG_API_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "core/config.h"
+#include "core/worker.h"
+#include "http/server.h"
+#include "hub/hub.h"
+#include "transport/ws.h"
+
+typedef struct app_s {
+    const config_t *cfg;
+    hub_t *hub;
+    worker_pool_t *pool;
+    int draining; /* atomic */
+    ws_options_t ws;
+} app_t;
+
+extern const http_route_t api_routes[];
+extern const size_t api_n_routes;
+
+/* Checks `Authorization: Bearer <key>` for scope (CONFIG_SCOPE_*). On failure answers
+ * 403 {"error":"Access Forbidden"}. Returns the key, or NULL (already answered). */
+const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
+
+/* Parses the request body as a JSON object. On failure answers 415/422. Returns a new
+ * reference, or NULL (already answered). */
+json_t *api_json_body(http_ctx_t *ctx);
+
+/* The handlers, one per endpoint. */
+void api_healthz(http_ctx_t *ctx);
+void api_readyz(http_ctx_t *ctx);
+void api_metrics(http_ctx_t *ctx);
+void api_websocket(http_ctx_t *ctx);
+void api_echo(http_ctx_t *ctx);
+void api_push_requests(http_ctx_t *ctx);
+void api_sessions_create(http_ctx_t *ctx);
+void api_sessions_delete(http_ctx_t *ctx);
+void api_connections(http_ctx_t *ctx);
+void api_nodes(http_ctx_t *ctx);
+
+#endif

@@ -1,0 +1,57 @@
+/* Shared handler steps: credentials, JSON bodies, and the route table. */
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+
+const http_route_t api_routes[] = {
+    {"GET", "/healthz", 0, api_healthz},
+    {"GET", "/readyz", 0, api_readyz},
+    {"GET", "/metrics", 0, api_metrics},
+    {"GET", "/websocket", 0, api_websocket},
+    {"GET", "/echo", 0, api_echo},
+    {"POST", "/api/push-requests", 0, api_push_requests},
+    {"POST", "/api/sessions", 0, api_sessions_create},
+    {"DELETE", "/api/sessions/", 1, api_sessions_delete},
+    {"GET", "/api/connections", 0, api_connections},
+    {"GET", "/api/nodes", 0, api_nodes},
+};
+const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
+
+const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope)
+{
+    app_t *app = ctx->app;
+    const char *auth = http_request_header(ctx->req, "Authorization");
+    const config_apikey_t *k = NULL;
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        const char *key = auth + 7;
+        while (*key == ' ')
+            key++;
+        k = config_find_apikey(app->cfg, key);
+    }
+    if (!k || (k->scopes & scope) != scope) {
+        http_respond_error(ctx, 403, "Access Forbidden");
+        return NULL;
+    }
+    return k;
+}
+
+json_t *api_json_body(http_ctx_t *ctx)
+{
+    /* the body is parsed as JSON whatever its Content-Type says: curl's -d default
+     * (form-urlencoded) is the most common publisher mistake, and it costs nothing */
+    json_error_t je;
+    json_t *doc = json_loadb(ctx->req->body, ctx->req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "body is not valid JSON: %s", je.text);
+        http_respond_error(ctx, 422, msg);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        http_respond_error(ctx, 422, "body must be a JSON object");
+        return NULL;
+    }
+    return doc;
+}

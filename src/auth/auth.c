@@ -1,0 +1,296 @@
+/* Session store (config + runtime, one rwlock), JWT verification and role derivation. */
+#include "auth/auth.h"
+
+#include <errno.h>
+#include <jwt.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <uv.h>
+
+#include "core/ids.h"
+
+static uv_rwlock_t auth_lock;
+static int auth_ready;
+static json_t *auth_sessions; /* id -> {user, roles, groups, tenant, expiresAt} */
+static char *auth_jwt_secret;
+
+int64_t auth_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static int check_strings(json_t *arr)
+{
+    if (!arr || json_is_null(arr))
+        return 0;
+    if (!json_is_array(arr))
+        return -EINVAL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (!json_is_string(v)) return -EINVAL;
+    return 0;
+}
+
+int auth_effective_roles(json_t *roles, json_t *groups, const char *user, char ***out, size_t *n)
+{
+    if (check_strings(roles) < 0 || check_strings(groups) < 0)
+        return -EINVAL;
+    size_t nr = json_is_array(roles) ? json_array_size(roles) : 0;
+    size_t ng = json_is_array(groups) ? json_array_size(groups) : 0;
+    size_t total = nr + ng + (user && *user ? 1 : 0);
+    char **r = calloc(total ? total : 1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < nr; i++)
+        if (!(r[k++] = strdup(json_string_value(json_array_get(roles, i)))))
+            goto fail;
+    for (size_t i = 0; i < ng; i++) {
+        const char *g = json_string_value(json_array_get(groups, i));
+        if (!(r[k] = malloc(strlen(g) + 8)))
+            goto fail;
+        sprintf(r[k++], "$group-%s", g);
+    }
+    if (user && *user) {
+        if (!(r[k] = malloc(strlen(user) + 7)))
+            goto fail;
+        sprintf(r[k++], "$user-%s", user);
+    }
+    *out = r;
+    *n = total;
+    return 0;
+fail:
+    auth_roles_free(r, k);
+    return -ENOMEM;
+}
+
+void auth_roles_free(char **roles, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(roles[i]);
+    free(roles);
+}
+
+static json_t *session_doc(const char *user, json_t *roles, json_t *groups, const char *tenant,
+                           int64_t expires)
+{
+    return json_pack("{s:s, s:O?, s:O?, s:s?, s:I}", "user", user ? user : "", "roles", roles,
+                     "groups", groups, "tenant", tenant, "expiresAt", (json_int_t)expires);
+}
+
+int auth_init(const config_t *cfg, char *err, size_t errlen)
+{
+    if (!auth_ready) {
+        if (uv_rwlock_init(&auth_lock) < 0)
+            return -ENOMEM;
+        auth_ready = 1;
+    }
+    json_t *store = json_object();
+    if (!store)
+        return -ENOMEM;
+    size_t i;
+    json_t *s;
+    json_array_foreach(cfg->sessions, i, s)
+    {
+        json_t *id = json_object_get(s, "sessionId");
+        json_t *user = json_object_get(s, "user");
+        json_t *tenant = json_object_get(s, "tenant");
+        json_t *roles = json_object_get(s, "roles");
+        json_t *groups = json_object_get(s, "groups");
+        const char *bad = NULL;
+        if (!json_is_object(s))
+            bad = "";
+        else if (!json_is_string(id) || json_string_length(id) == 0 ||
+                 json_string_length(id) >= AUTH_SESSION_ID_MAX)
+            bad = ".sessionId";
+        else if (user && !json_is_string(user))
+            bad = ".user";
+        else if (tenant && !json_is_string(tenant))
+            bad = ".tenant";
+        else if (check_strings(roles) < 0)
+            bad = ".roles";
+        else if (check_strings(groups) < 0)
+            bad = ".groups";
+        if (bad) {
+            snprintf(err, errlen, "sessions[%zu]%s is not valid", i, bad);
+            json_decref(store);
+            return -EINVAL;
+        }
+        json_t *doc = session_doc(json_string_value(user), roles, groups,
+                                  json_string_value(tenant), 0);
+        if (!doc || json_object_set_new(store, json_string_value(id), doc) < 0) {
+            json_decref(store);
+            return -ENOMEM;
+        }
+    }
+    uv_rwlock_wrlock(&auth_lock);
+    json_decref(auth_sessions);
+    auth_sessions = store;
+    free(auth_jwt_secret);
+    auth_jwt_secret = cfg->jwt_secret ? strdup(cfg->jwt_secret) : NULL;
+    uv_rwlock_wrunlock(&auth_lock);
+    return 0;
+}
+
+void auth_shutdown(void)
+{
+    if (!auth_ready)
+        return;
+    uv_rwlock_wrlock(&auth_lock);
+    json_decref(auth_sessions);
+    auth_sessions = NULL;
+    free(auth_jwt_secret);
+    auth_jwt_secret = NULL;
+    uv_rwlock_wrunlock(&auth_lock);
+}
+
+int auth_session_create(const char *user, json_t *roles, json_t *groups, const char *tenant,
+                        int64_t ttl_s, char id_out[AUTH_SESSION_ID_MAX], int64_t *expires_at_ms)
+{
+    if (check_strings(roles) < 0 || check_strings(groups) < 0)
+        return -EINVAL;
+    char rnd[33];
+    if (ids_random_hex(rnd, 16) < 0)
+        return -ENOMEM;
+    snprintf(id_out, AUTH_SESSION_ID_MAX, "s-%s", rnd);
+    int64_t exp = ttl_s > 0 ? auth_now_ms() + ttl_s * 1000 : 0;
+    json_t *doc = session_doc(user, roles, groups, tenant, exp);
+    if (!doc)
+        return -ENOMEM;
+    uv_rwlock_wrlock(&auth_lock);
+    int r = json_object_set_new(auth_sessions, id_out, doc);
+    uv_rwlock_wrunlock(&auth_lock);
+    if (r < 0)
+        return -ENOMEM;
+    *expires_at_ms = exp;
+    return 0;
+}
+
+int auth_session_revoke(const char *id)
+{
+    uv_rwlock_wrlock(&auth_lock);
+    int r = json_object_del(auth_sessions, id);
+    uv_rwlock_wrunlock(&auth_lock);
+    return r == 0 ? 0 : -ENOENT;
+}
+
+static int identity_from(const char *sid, json_t *doc, auth_identity_t **out)
+{
+    auth_identity_t *id = calloc(1, sizeof(*id));
+    if (!id)
+        return -ENOMEM;
+    const char *user = json_string_value(json_object_get(doc, "user"));
+    const char *tenant = json_string_value(json_object_get(doc, "tenant"));
+    id->session_id = strdup(sid);
+    id->user = strdup(user ? user : "");
+    id->tenant = tenant ? strdup(tenant) : NULL;
+    id->expires_at_ms = json_integer_value(json_object_get(doc, "expiresAt"));
+    int r = auth_effective_roles(json_object_get(doc, "roles"), json_object_get(doc, "groups"),
+                                 id->user, &id->roles, &id->n_roles);
+    if (r < 0 || !id->session_id || !id->user || (tenant && !id->tenant)) {
+        auth_identity_free(id);
+        return r < 0 ? r : -ENOMEM;
+    }
+    *out = id;
+    return 0;
+}
+
+static int resolve_jwt(const char *token, auth_identity_t **out)
+{
+    uv_rwlock_rdlock(&auth_lock);
+    char *secret = auth_jwt_secret ? strdup(auth_jwt_secret) : NULL;
+    uv_rwlock_rdunlock(&auth_lock);
+    if (!secret)
+        return -ENOENT;
+    jwt_t *jwt = NULL;
+    int r = jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret));
+    free(secret);
+    if (r != 0 || !jwt)
+        return -EACCES;
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        jwt_free(jwt);
+        return -EACCES;
+    }
+    char *claims_s = jwt_get_grants_json(jwt, NULL);
+    jwt_free(jwt);
+    json_t *claims = claims_s ? json_loads(claims_s, 0, NULL) : NULL;
+    free(claims_s);
+    if (!json_is_object(claims)) {
+        json_decref(claims);
+        return -EACCES;
+    }
+    json_t *exp = json_object_get(claims, "exp");
+    json_t *sub = json_object_get(claims, "sub");
+    json_t *jti = json_object_get(claims, "jti");
+    json_t *tenant = json_object_get(claims, "tenant");
+    r = 0;
+    if ((exp && !json_is_number(exp)) || !json_is_string(sub) || (jti && !json_is_string(jti)) ||
+        (tenant && !json_is_string(tenant)) || check_strings(json_object_get(claims, "roles")) ||
+        check_strings(json_object_get(claims, "groups")))
+        r = -EACCES;
+    else if (exp && json_number_value(exp) * 1000.0 <= (double)auth_now_ms())
+        r = -ETIME;
+    if (r < 0) {
+        json_decref(claims);
+        return r;
+    }
+    char sid[AUTH_SESSION_ID_MAX];
+    if (jti && json_string_length(jti) > 0 && json_string_length(jti) < 100) {
+        snprintf(sid, sizeof(sid), "%s", json_string_value(jti));
+    } else {
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)token, strlen(token), md);
+        int n = snprintf(sid, sizeof(sid), "jwt-");
+        for (int i = 0; i < 8; i++)
+            n += snprintf(sid + n, sizeof(sid) - (size_t)n, "%02x", md[i]);
+    }
+    json_t *doc = session_doc(json_string_value(sub), json_object_get(claims, "roles"),
+                              json_object_get(claims, "groups"), json_string_value(tenant),
+                              exp ? (int64_t)(json_number_value(exp) * 1000.0) : 0);
+    json_decref(claims);
+    if (!doc)
+        return -ENOMEM;
+    r = identity_from(sid, doc, out);
+    json_decref(doc);
+    return r;
+}
+
+int auth_resolve(const char *credential, auth_identity_t **out)
+{
+    if (!credential || !*credential)
+        return -ENOENT;
+    const char *dot = strchr(credential, '.');
+    if (dot && strchr(dot + 1, '.'))
+        return resolve_jwt(credential, out);
+    uv_rwlock_rdlock(&auth_lock);
+    json_t *doc = json_object_get(auth_sessions, credential);
+    if (doc)
+        json_incref(doc);
+    uv_rwlock_rdunlock(&auth_lock);
+    if (!doc)
+        return -ENOENT;
+    int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
+    int r;
+    if (exp && exp <= auth_now_ms())
+        r = -ETIME;
+    else
+        r = identity_from(credential, doc, out);
+    json_decref(doc);
+    return r;
+}
+
+void auth_identity_free(auth_identity_t *id)
+{
+    if (!id)
+        return;
+    free(id->session_id);
+    free(id->user);
+    free(id->tenant);
+    auth_roles_free(id->roles, id->n_roles);
+    free(id);
+}

@@ -1,0 +1,59 @@
+/* Who is who: client sessions (from the config, created at run time, or HS256 JWTs)
+ * and their effective roles. Thread-safe: workers resolve sessions concurrently. */
+#ifndef PG_AUTH_H
+#define PG_AUTH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+#define AUTH_SESSION_ID_MAX 128
+
+typedef struct auth_identity_s {
+    char *session_id;
+    char *user;
+    char *tenant; /* NULL: none */
+    char **roles; /* effective roles: roles, $group-<g>, $user-<user> */
+    size_t n_roles;
+    int64_t expires_at_ms; /* 0: never */
+} auth_identity_t;
+
+/* Loads the config's sessions and JWT secret. Writes a message naming the bad entry
+ * into err. Returns 0, -EINVAL, -ENOMEM. */
+int auth_init(const config_t *cfg, char *err, size_t errlen);
+
+/* Drops every session. */
+void auth_shutdown(void);
+
+/* Builds the effective roles: each of roles (JSON array of strings, may be NULL), then
+ * "$group-<g>" for each of groups, then "$user-<user>" when user is non-empty.
+ * Returns 0 with a new array in *out (free with auth_roles_free), -EINVAL if an entry
+ * is not a string, -ENOMEM. */
+int auth_effective_roles(json_t *roles, json_t *groups, const char *user, char ***out,
+                         size_t *n);
+
+/* Frees an array from auth_effective_roles. */
+void auth_roles_free(char **roles, size_t n);
+
+/* Creates a session. ttl_s 0 means no expiry. Writes its id into id_out.
+ * Returns 0, -EINVAL (bad roles/groups), -ENOMEM. */
+int auth_session_create(const char *user, json_t *roles, json_t *groups, const char *tenant,
+                        int64_t ttl_s, char id_out[AUTH_SESSION_ID_MAX], int64_t *expires_at_ms);
+
+/* Revokes a session. Returns 0 or -ENOENT. */
+int auth_session_revoke(const char *id);
+
+/* Resolves a session id or a JWT into an identity (new; free with
+ * auth_identity_free). Returns 0, -ENOENT (unknown or revoked), -ETIME (expired),
+ * -EACCES (a JWT with a bad signature, algorithm or claims), -ENOMEM. */
+int auth_resolve(const char *credential, auth_identity_t **out);
+
+/* Frees an identity. NULL is a no-op. */
+void auth_identity_free(auth_identity_t *id);
+
+/* Milliseconds since the Unix epoch. */
+int64_t auth_now_ms(void);
+
+#endif

@@ -1,0 +1,351 @@
+/* Config defaults, JSON parsing with errors that name the key, and API key lookup. */
+#include "core/config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int set_str(char **dst, const char *v)
+{
+    char *s = strdup(v);
+    if (!s)
+        return -ENOMEM;
+    free(*dst);
+    *dst = s;
+    return 0;
+}
+
+int config_init(config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = n > 0 ? (int)n : 1;
+    cfg->listen_port = 8080;
+    char host[64];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "node");
+    host[sizeof(host) - 1] = '\0';
+    char nid[96];
+    snprintf(nid, sizeof(nid), "%s-%d", host, (int)getpid());
+    if (set_str(&cfg->listen_host, "127.0.0.1") || set_str(&cfg->application_id, "pushgate") ||
+        set_str(&cfg->node_id, nid) || set_str(&cfg->data_dir, "./data") ||
+        set_str(&cfg->log_level, "info"))
+        return -ENOMEM;
+    cfg->limits = (config_limits_t){
+        .max_output_bytes = 1u << 20,
+        .max_message_bytes = 1u << 20,
+        .max_body_bytes = 1u << 20,
+        .max_header_bytes = 16384,
+        .max_headers = 64,
+        .read_timeout_ms = 30000,
+        .ws_ping_interval_ms = 30000,
+        .ws_pong_timeout_ms = 10000,
+        .shutdown_timeout_ms = 5000,
+        .max_connections = 0,
+    };
+    return 0;
+}
+
+int config_set_listen(config_t *cfg, const char *hostport)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (!colon)
+        return -EINVAL;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535)
+        return -EINVAL;
+    size_t hl = (size_t)(colon - hostport);
+    const char *h = hostport;
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    char host[256];
+    if (hl >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (set_str(&cfg->listen_host, hl ? host : "0.0.0.0") < 0)
+        return -ENOMEM;
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(err, errlen, __VA_ARGS__);                                                        \
+        return -EINVAL;                                                                            \
+    } while (0)
+
+static int get_uint(json_t *obj, const char *key, const char *path, unsigned long long max,
+                    unsigned long long *out, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        (unsigned long long)json_integer_value(v) > max)
+        FAIL("%s%s must be an integer between 0 and %llu", path, key, max);
+    *out = (unsigned long long)json_integer_value(v);
+    return 1;
+}
+
+static int below(unsigned long long x, unsigned long long lo)
+{
+    return x < lo;
+}
+
+static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errlen)
+{
+    if (!json_is_object(lim))
+        FAIL("limits must be an object");
+    static const char *known[] = {"maxOutputBytes",   "maxMessageBytes",  "maxBodyBytes",
+                                  "maxHeaderBytes",   "maxHeaders",       "readTimeoutMs",
+                                  "wsPingIntervalMs", "wsPongTimeoutMs",  "shutdownTimeoutMs",
+                                  "maxConnections",   NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(lim, k, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok)
+            FAIL("limits.%s is not a known limit", k);
+    }
+    unsigned long long x;
+    int r;
+#define LIM(key, field, lo, max)                                                                   \
+    if ((r = get_uint(lim, key, "limits.", max, &x, err, errlen)) < 0)                             \
+        return r;                                                                                  \
+    if (r) {                                                                                       \
+        if (below(x, lo))                                                                          \
+            FAIL("limits.%s must be at least %llu", key, (unsigned long long)(lo));                \
+        l->field = x;                                                                              \
+    }
+    LIM("maxOutputBytes", max_output_bytes, 1024, 1ull << 34);
+    LIM("maxMessageBytes", max_message_bytes, 125, 1ull << 30);
+    LIM("maxBodyBytes", max_body_bytes, 64, 1ull << 30);
+    LIM("maxHeaderBytes", max_header_bytes, 256, 1u << 20);
+    LIM("maxHeaders", max_headers, 4, 10000);
+    LIM("readTimeoutMs", read_timeout_ms, 10, 3600000);
+    LIM("wsPingIntervalMs", ws_ping_interval_ms, 10, 3600000);
+    LIM("wsPongTimeoutMs", ws_pong_timeout_ms, 10, 3600000);
+    LIM("shutdownTimeoutMs", shutdown_timeout_ms, 0, 600000);
+    LIM("maxConnections", max_connections, 0, 100000000);
+#undef LIM
+    return 0;
+}
+
+static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
+{
+    if (!json_is_array(keys))
+        FAIL("apiKeys must be an array");
+    size_t n = json_array_size(keys);
+    config_apikey_t *arr = calloc(n ? n : 1, sizeof(*arr));
+    if (!arr)
+        return -ENOMEM;
+    size_t i;
+    json_t *e;
+    int rc = 0;
+    json_array_foreach(keys, i, e)
+    {
+        json_t *key = json_object_get(e, "key");
+        json_t *scopes = json_object_get(e, "scopes");
+        json_t *tenant = json_object_get(e, "tenant");
+        if (!json_is_object(e)) {
+            snprintf(err, errlen, "apiKeys[%zu] must be an object", i);
+            rc = -EINVAL;
+        } else if (!json_is_string(key) || json_string_length(key) == 0) {
+            snprintf(err, errlen, "apiKeys[%zu].key must be a non-empty string", i);
+            rc = -EINVAL;
+        } else if (tenant && !json_is_string(tenant)) {
+            snprintf(err, errlen, "apiKeys[%zu].tenant must be a string", i);
+            rc = -EINVAL;
+        } else if (!json_is_array(scopes)) {
+            snprintf(err, errlen, "apiKeys[%zu].scopes must be an array", i);
+            rc = -EINVAL;
+        }
+        if (rc < 0)
+            break;
+        size_t j;
+        json_t *s;
+        json_array_foreach(scopes, j, s)
+        {
+            const char *sv = json_string_value(s);
+            if (sv && strcmp(sv, "publish") == 0)
+                arr[i].scopes |= CONFIG_SCOPE_PUBLISH;
+            else if (sv && strcmp(sv, "admin") == 0)
+                arr[i].scopes |= CONFIG_SCOPE_ADMIN | CONFIG_SCOPE_PUBLISH;
+            else {
+                snprintf(err, errlen, "apiKeys[%zu].scopes[%zu] must be \"publish\" or \"admin\"",
+                         i, j);
+                rc = -EINVAL;
+                break;
+            }
+        }
+        if (rc < 0)
+            break;
+        arr[i].key = strdup(json_string_value(key));
+        arr[i].tenant = tenant ? strdup(json_string_value(tenant)) : NULL;
+        if (!arr[i].key || (tenant && !arr[i].tenant)) {
+            rc = -ENOMEM;
+            i++;
+            break;
+        }
+    }
+    if (rc < 0) {
+        for (size_t k = 0; k < n; k++) {
+            free(arr[k].key);
+            free(arr[k].tenant);
+        }
+        free(arr);
+        return rc;
+    }
+    for (size_t k = 0; k < cfg->n_api_keys; k++) {
+        free(cfg->api_keys[k].key);
+        free(cfg->api_keys[k].tenant);
+    }
+    free(cfg->api_keys);
+    cfg->api_keys = arr;
+    cfg->n_api_keys = n;
+    return 0;
+}
+
+static int apply_string(json_t *doc, const char *key, char **dst, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!v)
+        return 0;
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        FAIL("%s must be a non-empty string", key);
+    return set_str(dst, json_string_value(v));
+}
+
+int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
+{
+    if (!json_is_object(doc))
+        FAIL("the config must be a JSON object");
+    static const char *known[] = {"listen",   "workers", "applicationId", "nodeId", "dataDir",
+                                  "redis",    "apiKeys", "jwt",           "sessions", "streams",
+                                  "limits",   "logLevel", "diagnostics",  NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(doc, k, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok)
+            FAIL("%s is not a known config key", k);
+    }
+    int r;
+    json_t *listen = json_object_get(doc, "listen");
+    if (listen && (!json_is_string(listen) || config_set_listen(cfg, json_string_value(listen))))
+        FAIL("listen must be a string \"HOST:PORT\"");
+    unsigned long long w;
+    if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0)
+        return r;
+    if (r) {
+        if (w < 1)
+            FAIL("workers must be between 1 and 1024");
+        cfg->workers = (int)w;
+    }
+    if ((r = apply_string(doc, "applicationId", &cfg->application_id, err, errlen)) < 0 ||
+        (r = apply_string(doc, "nodeId", &cfg->node_id, err, errlen)) < 0 ||
+        (r = apply_string(doc, "dataDir", &cfg->data_dir, err, errlen)) < 0 ||
+        (r = apply_string(doc, "redis", &cfg->redis_url, err, errlen)) < 0 ||
+        (r = apply_string(doc, "logLevel", &cfg->log_level, err, errlen)) < 0)
+        return r;
+    json_t *diag = json_object_get(doc, "diagnostics");
+    if (diag) {
+        if (!json_is_boolean(diag))
+            FAIL("diagnostics must be a boolean");
+        cfg->diagnostics = json_is_true(diag);
+    }
+    json_t *keys = json_object_get(doc, "apiKeys");
+    if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0)
+        return r;
+    json_t *jwt = json_object_get(doc, "jwt");
+    if (jwt) {
+        json_t *sec = json_object_get(jwt, "secret");
+        if (!json_is_object(jwt) || !json_is_string(sec) || json_string_length(sec) == 0)
+            FAIL("jwt.secret must be a non-empty string");
+        if ((r = set_str(&cfg->jwt_secret, json_string_value(sec))) < 0)
+            return r;
+    }
+    json_t *sessions = json_object_get(doc, "sessions");
+    if (sessions) {
+        if (!json_is_array(sessions))
+            FAIL("sessions must be an array");
+        json_decref(cfg->sessions);
+        cfg->sessions = json_incref(sessions);
+    }
+    json_t *streams = json_object_get(doc, "streams");
+    if (streams) {
+        if (!json_is_object(streams))
+            FAIL("streams must be an object of tenants");
+        json_decref(cfg->streams);
+        cfg->streams = json_incref(streams);
+    }
+    json_t *lim = json_object_get(doc, "limits");
+    if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)
+        return r;
+    return 0;
+}
+
+int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+        return -e;
+    }
+    json_error_t je;
+    json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+    fclose(f);
+    if (!doc)
+        FAIL("%s:%d:%d: %s", path, je.line, je.column, je.text);
+    int r = config_apply_json(cfg, doc, err, errlen);
+    json_decref(doc);
+    return r;
+}
+
+const config_apikey_t *config_find_apikey(const config_t *cfg, const char *key)
+{
+    size_t kl = strlen(key);
+    const config_apikey_t *found = NULL;
+    for (size_t i = 0; i < cfg->n_api_keys; i++) {
+        const char *c = cfg->api_keys[i].key;
+        size_t cl = strlen(c);
+        unsigned char diff = (unsigned char)(cl != kl);
+        for (size_t j = 0; j < cl; j++)
+            diff |= (unsigned char)(c[j] ^ (j < kl ? key[j] : 0));
+        if (!diff)
+            found = &cfg->api_keys[i];
+    }
+    return found;
+}
+
+void config_free(config_t *cfg)
+{
+    free(cfg->listen_host);
+    free(cfg->application_id);
+    free(cfg->node_id);
+    free(cfg->data_dir);
+    free(cfg->redis_url);
+    free(cfg->jwt_secret);
+    free(cfg->log_level);
+    for (size_t i = 0; i < cfg->n_api_keys; i++) {
+        free(cfg->api_keys[i].key);
+        free(cfg->api_keys[i].tenant);
+    }
+    free(cfg->api_keys);
+    json_decref(cfg->sessions);
+    json_decref(cfg->streams);
+    memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,69 @@
+/* Node configuration: defaults, the JSON config file (DESIGN §7), then flags on top.
+ * A loaded config is read-only and shared by every worker. */
+#ifndef PG_CONFIG_H
+#define PG_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum config_scope { CONFIG_SCOPE_PUBLISH = 1, CONFIG_SCOPE_ADMIN = 2 };
+
+typedef struct config_apikey_s {
+    char *key;
+    unsigned scopes; /* CONFIG_SCOPE_* bits; admin implies publish */
+    char *tenant;    /* NULL: any tenant */
+} config_apikey_t;
+
+typedef struct config_limits_s {
+    size_t max_output_bytes;  /* per-connection pending output before slow-consumer close */
+    size_t max_message_bytes; /* largest WebSocket message accepted */
+    size_t max_body_bytes;    /* largest HTTP request body */
+    size_t max_header_bytes;  /* request line + headers */
+    unsigned max_headers;
+    unsigned read_timeout_ms; /* an HTTP request must arrive whole within this */
+    unsigned ws_ping_interval_ms;
+    unsigned ws_pong_timeout_ms;
+    unsigned shutdown_timeout_ms;
+    unsigned max_connections; /* per node; 0 = unlimited */
+} config_limits_t;
+
+typedef struct config_s {
+    char *listen_host;
+    int listen_port;
+    int workers;
+    char *application_id;
+    char *node_id;
+    char *data_dir;
+    char *redis_url;
+    config_apikey_t *api_keys;
+    size_t n_api_keys;
+    char *jwt_secret;
+    json_t *sessions; /* array, as in the file; auth reads it */
+    json_t *streams;  /* object, as in the file */
+    config_limits_t limits;
+    int diagnostics;
+    char *log_level;
+} config_t;
+
+/* Fills cfg with the defaults of DESIGN §7. Returns 0 or -ENOMEM. */
+int config_init(config_t *cfg);
+
+/* Applies a parsed config document over cfg. On error writes a message naming the
+ * offending key into err. Returns 0, or -EINVAL for a bad document, -ENOMEM. */
+int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen);
+
+/* Reads and applies the JSON file at path. Returns 0, -ENOENT/-EACCES (unreadable),
+ * -EINVAL (bad JSON or bad key; err says which), -ENOMEM. */
+int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Parses "HOST:PORT" (or ":PORT", or "[v6]:PORT") into cfg. Returns 0 or -EINVAL. */
+int config_set_listen(config_t *cfg, const char *hostport);
+
+/* Looks up an API key (constant-time per candidate). Returns the key or NULL. */
+const config_apikey_t *config_find_apikey(const config_t *cfg, const char *key);
+
+/* Frees everything cfg owns. */
+void config_free(config_t *cfg);
+
+#endif

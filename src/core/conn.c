@@ -1,0 +1,390 @@
+/* Connection I/O: per-worker read buffer, queued output flushed by writev before the
+ * loop sleeps, graceful and abrupt close. */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/metrics.h"
+#include "core/worker.h"
+
+#define CONN_IOV_MAX 64
+#define CONN_LINGER_MS 2000
+
+typedef struct conn_write_s {
+    uv_write_t req;
+    conn_t *c;
+    unsigned n;
+    conn_out_t items[CONN_IOV_MAX];
+} conn_write_t;
+
+static void flush_list_add(conn_t *c)
+{
+    if (c->flags & (CONN_PENDING | CONN_CLOSING))
+        return;
+    worker_t *w = c->w;
+    c->flags |= CONN_PENDING;
+    c->pprev = NULL;
+    c->pnext = w->flush_head;
+    if (w->flush_head)
+        w->flush_head->pprev = c;
+    w->flush_head = c;
+}
+
+static void flush_list_remove(conn_t *c)
+{
+    if (!(c->flags & CONN_PENDING))
+        return;
+    if (c->pprev)
+        c->pprev->pnext = c->pnext;
+    else
+        c->w->flush_head = c->pnext;
+    if (c->pnext)
+        c->pnext->pprev = c->pprev;
+    c->pprev = c->pnext = NULL;
+    c->flags &= ~(unsigned)CONN_PENDING;
+}
+
+static int queue_grow(conn_t *c)
+{
+    uint32_t cap = c->qcap ? c->qcap * 2 : 4;
+    conn_out_t *q = malloc(sizeof(*q) * cap);
+    if (!q)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < c->qcount; i++)
+        q[i] = c->q[(c->qhead + i) % c->qcap];
+    free(c->q);
+    c->q = q;
+    c->qcap = cap;
+    c->qhead = 0;
+    return 0;
+}
+
+int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
+{
+    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    if (c->limit && c->pending + len > c->limit)
+        return -ENOBUFS;
+    if (c->qcount == c->qcap && queue_grow(c) < 0)
+        return -ENOMEM;
+    c->q[(c->qhead + c->qcount) % c->qcap] = (conn_out_t){buf_ref(b), off, len};
+    c->qcount++;
+    c->pending += len;
+    flush_list_add(c);
+    return 0;
+}
+
+int conn_send_copy(conn_t *c, const void *data, size_t len)
+{
+    buf_t *b = buf_new(len);
+    if (!b)
+        return -ENOMEM;
+    buf_append(&b, data, len);
+    int r = conn_send(c, b, 0, len);
+    buf_unref(b);
+    return r;
+}
+
+int conn_send_owned(conn_t *c, buf_t *b)
+{
+    if (!b)
+        return -ENOMEM;
+    int r = conn_send(c, b, 0, b->len);
+    buf_unref(b);
+    return r;
+}
+
+static void queue_release(conn_t *c)
+{
+    for (uint32_t i = 0; i < c->qcount; i++)
+        buf_unref(c->q[(c->qhead + i) % c->qcap].b);
+    free(c->q);
+    c->q = NULL;
+    c->qcount = c->qcap = c->qhead = 0;
+}
+
+static void on_close_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    worker_t *w = c->w;
+    if (c->proto->on_close)
+        c->proto->on_close(c);
+    queue_release(c);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+    free(c);
+}
+
+void conn_close(conn_t *c)
+{
+    if (c->flags & CONN_CLOSING)
+        return;
+    flush_list_remove(c);
+    c->flags |= CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_close_cb);
+}
+
+static void on_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    conn_t *c = req->data;
+    if (status < 0 || (c->flags & CONN_CLOSING)) {
+        conn_close(c);
+        return;
+    }
+    /* keep reading (and discarding) so the peer sees our response, not a reset */
+    c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
+    if (c->flags & CONN_READ_PAUSED)
+        conn_resume_read(c);
+}
+
+static void start_shutdown(conn_t *c)
+{
+    if (c->flags & (CONN_SHUT | CONN_CLOSING))
+        return;
+    c->flags |= CONN_SHUT;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown_cb) < 0)
+        conn_close(c);
+}
+
+void conn_end(conn_t *c)
+{
+    if (c->flags & (CONN_CLOSING | CONN_END))
+        return;
+    c->flags |= CONN_END;
+    if (c->qcount == 0 && !c->inflight)
+        start_shutdown(c);
+}
+
+static void consume(conn_t *c, size_t n)
+{
+    METRICS_ADD(bytes_out, n);
+    c->pending -= n;
+    while (n > 0) {
+        conn_out_t *it = &c->q[c->qhead];
+        if (n < it->len) {
+            it->off += n;
+            it->len -= n;
+            return;
+        }
+        n -= it->len;
+        buf_unref(it->b);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qcount--;
+    }
+}
+
+static void conn_flush(conn_t *c);
+
+static void on_write_cb(uv_write_t *req, int status)
+{
+    conn_write_t *wr = (conn_write_t *)req;
+    conn_t *c = wr->c;
+    size_t bytes = 0;
+    for (unsigned i = 0; i < wr->n; i++) {
+        bytes += wr->items[i].len;
+        buf_unref(wr->items[i].b);
+    }
+    free(wr);
+    c->inflight = NULL;
+    if (c->flags & CONN_CLOSING)
+        return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    c->pending -= bytes;
+    METRICS_ADD(bytes_out, bytes);
+    conn_flush(c);
+}
+
+static void conn_flush(conn_t *c)
+{
+    if (c->inflight || (c->flags & CONN_CLOSING))
+        return;
+    uv_buf_t iov[CONN_IOV_MAX];
+    while (c->qcount > 0) {
+        unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
+        size_t total = 0;
+        for (unsigned i = 0; i < n; i++) {
+            conn_out_t *it = &c->q[(c->qhead + i) % c->qcap];
+            iov[i] = uv_buf_init(it->b->data + it->off, (unsigned)it->len);
+            total += it->len;
+        }
+        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+        if (r == UV_EAGAIN || r == UV_ENOSYS)
+            r = 0;
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        consume(c, (size_t)r);
+        if ((size_t)r < total)
+            break;
+    }
+    if (c->qcount > 0) {
+        /* the kernel is full: hand the next slices to uv_write and wait for it */
+        conn_write_t *wr = malloc(sizeof(*wr));
+        if (!wr) {
+            conn_close(c);
+            return;
+        }
+        unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
+        for (unsigned i = 0; i < n; i++) {
+            wr->items[i] = c->q[c->qhead];
+            iov[i] = uv_buf_init(wr->items[i].b->data + wr->items[i].off,
+                                 (unsigned)wr->items[i].len);
+            c->qhead = (c->qhead + 1) % c->qcap;
+            c->qcount--;
+        }
+        wr->n = n;
+        wr->c = c;
+        if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, iov, n, on_write_cb) < 0) {
+            for (unsigned i = 0; i < n; i++)
+                buf_unref(wr->items[i].b);
+            free(wr);
+            conn_close(c);
+            return;
+        }
+        c->inflight = wr;
+        return;
+    }
+    if (c->qcap > 4) {
+        /* an idle connection should not keep a large queue array */
+        free(c->q);
+        c->q = NULL;
+        c->qcap = c->qhead = 0;
+    }
+    if (c->flags & CONN_END) {
+        start_shutdown(c);
+        return;
+    }
+    if (c->proto->on_drain)
+        c->proto->on_drain(c);
+}
+
+void conn_flush_pending(worker_t *w)
+{
+    while (w->flush_head) {
+        conn_t *c = w->flush_head;
+        flush_list_remove(c);
+        conn_flush(c);
+    }
+}
+
+static void on_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)hint;
+    conn_t *c = h->data;
+    *buf = uv_buf_init(c->w->rbuf, sizeof(c->w->rbuf));
+}
+
+static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    conn_t *c = s->data;
+    if (c->flags & CONN_CLOSING)
+        return;
+    if (nread > 0) {
+        if (c->flags & CONN_SHUT)
+            return;
+        c->proto->on_read(c, buf->base, (size_t)nread);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (c->flags & CONN_SHUT) {
+        conn_close(c);
+        return;
+    }
+    uv_read_stop(s);
+    if (nread == UV_EOF && c->proto->on_eof)
+        c->proto->on_eof(c);
+    else
+        conn_close(c);
+}
+
+void conn_pause_read(conn_t *c)
+{
+    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING))
+        return;
+    c->flags |= CONN_READ_PAUSED;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void conn_resume_read(conn_t *c)
+{
+    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING))
+        return;
+    c->flags &= ~(unsigned)CONN_READ_PAUSED;
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
+        conn_close(c);
+}
+
+void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *ud)
+{
+    c->proto = proto;
+    c->ud = ud;
+}
+
+static void on_reject_close(uv_handle_t *h)
+{
+    free(h);
+}
+
+int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
+{
+    uint32_t max = w->pool->cfg.max_connections;
+    uint32_t n = __atomic_add_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+    conn_t *c = calloc(1, sizeof(*c));
+    int r = c ? uv_tcp_init(&w->loop, &c->tcp) : UV_ENOMEM;
+    if (r < 0) {
+        free(c);
+        __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+        /* the pending socket must still be taken off the backlog */
+        uv_tcp_t *drop = malloc(sizeof(*drop));
+        if (drop && uv_tcp_init(&w->loop, drop) == 0) {
+            (void)uv_accept(server, (uv_stream_t *)drop);
+            uv_close((uv_handle_t *)drop, on_reject_close);
+        } else {
+            free(drop);
+        }
+        return r;
+    }
+    c->tcp.data = c;
+    c->w = w;
+    c->proto = proto;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) < 0) {
+        conn_close(c);
+        return r;
+    }
+    if (max && n > max) {
+        conn_close(c);
+        return UV_EMFILE;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (proto->on_open)
+        proto->on_open(c);
+    if (c->flags & CONN_CLOSING)
+        return 0;
+    if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb)) < 0) {
+        conn_close(c);
+        return r;
+    }
+    return 0;
+}

@@ -1,0 +1,101 @@
+/* A TCP connection owned by one worker. Output is a queue of slices of refcounted
+ * buffers: fan-out queues the same buffer on many connections, and the worker's
+ * prepare hook flushes every pending connection with one writev (uv_try_write) before
+ * the loop sleeps; only a remainder goes to uv_write. Pending output is bounded.
+ * A conn is freed only in its close callback. */
+#ifndef PG_CONN_H
+#define PG_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+
+typedef struct conn_s conn_t;
+struct worker_s;
+
+typedef struct conn_proto_s {
+    const char *name;
+    /* a new connection was accepted (optional) */
+    void (*on_open)(conn_t *c);
+    /* bytes from the socket, valid only during the call */
+    void (*on_read)(conn_t *c, const char *data, size_t len);
+    /* the peer finished sending, or reading failed; default: close */
+    void (*on_eof)(conn_t *c);
+    /* every queued byte reached the kernel (optional) */
+    void (*on_drain)(conn_t *c);
+    /* the worker's periodic tick, now in ms of the loop clock (optional) */
+    void (*on_tick)(conn_t *c, uint64_t now);
+    /* the node is shutting down: say goodbye the protocol's way (optional; default close) */
+    void (*on_shutdown)(conn_t *c);
+    /* last call before the conn is freed: release protocol state (optional) */
+    void (*on_close)(conn_t *c);
+} conn_proto_t;
+
+typedef struct conn_out_s {
+    buf_t *b;
+    size_t off;
+    size_t len;
+} conn_out_t;
+
+enum conn_flags {
+    CONN_PENDING = 1 << 0,     /* in the worker's flush list */
+    CONN_CLOSING = 1 << 1,     /* uv_close called */
+    CONN_END = 1 << 2,         /* close once the output is flushed */
+    CONN_SHUT = 1 << 3,        /* FIN sent; reads are discarded until EOF */
+    CONN_READ_PAUSED = 1 << 4, /* the protocol stopped reading */
+};
+
+struct conn_s {
+    uv_tcp_t tcp;
+    struct worker_s *w;
+    const conn_proto_t *proto;
+    void *ud; /* the protocol's state */
+    conn_out_t *q;
+    uint32_t qhead, qcount, qcap;
+    unsigned flags;
+    size_t pending;      /* bytes queued or in flight */
+    size_t limit;        /* most pending bytes accepted; 0: unbounded */
+    void *inflight;      /* the uv_write in progress */
+    conn_t *pprev, *pnext; /* flush list */
+    conn_t *prev, *next;   /* the worker's connections */
+    uint64_t deadline;     /* protocol-defined, checked on tick */
+    uv_shutdown_t shutdown_req;
+};
+
+/* Queues len bytes of b from off (takes a reference) and marks c for flushing.
+ * Returns 0, -ENOBUFS if it would take pending output past c->limit (nothing queued),
+ * -EPIPE if c is closing, -ENOMEM. */
+int conn_send(conn_t *c, buf_t *b, size_t off, size_t len);
+
+/* Copies data into a new buffer and queues it. Returns as conn_send. */
+int conn_send_copy(conn_t *c, const void *data, size_t len);
+
+/* Queues b whole and drops the caller's reference, whatever the outcome.
+ * Returns as conn_send. */
+int conn_send_owned(conn_t *c, buf_t *b);
+
+/* Closes now, dropping unsent output. Idempotent. The conn is freed in the close
+ * callback, after proto->on_close. */
+void conn_close(conn_t *c);
+
+/* Closes gracefully: flush output, send FIN, discard input until EOF (bounded by a
+ * 2 s deadline), then close. Idempotent. */
+void conn_end(conn_t *c);
+
+/* Stops or resumes reading (backpressure while a request is being answered). */
+void conn_pause_read(conn_t *c);
+void conn_resume_read(conn_t *c);
+
+/* Accepts a connection from server onto a new conn of worker w speaking proto.
+ * Returns 0, or a negative uv error (the socket is dropped). */
+int conn_accept(struct worker_s *w, uv_stream_t *server, const conn_proto_t *proto);
+
+/* Flushes every conn in w's flush list (the prepare hook calls it). */
+void conn_flush_pending(struct worker_s *w);
+
+/* Gives c a new protocol (HTTP → WebSocket upgrade). */
+void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *ud);
+
+#endif

@@ -1,0 +1,294 @@
+/* Worker threads, their listeners, inboxes, flush hooks and shutdown. */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define WORKER_TICK_MS 250
+
+static __thread worker_t *worker_self;
+
+worker_t *worker_current(void)
+{
+    return worker_self;
+}
+
+uint64_t worker_now(worker_t *w)
+{
+    return uv_now(&w->loop);
+}
+
+int worker_post(worker_t *w, worker_msg_t *m)
+{
+    m->next = NULL;
+    uv_mutex_lock(&w->inbox_mu);
+    if (w->inbox_tail)
+        w->inbox_tail->next = m;
+    else
+        w->inbox_head = m;
+    w->inbox_tail = m;
+    uv_mutex_unlock(&w->inbox_mu);
+    uv_async_send(&w->async);
+    return 0;
+}
+
+static void on_async(uv_async_t *a)
+{
+    worker_t *w = a->data;
+    uv_mutex_lock(&w->inbox_mu);
+    worker_msg_t *m = w->inbox_head;
+    w->inbox_head = w->inbox_tail = NULL;
+    uv_mutex_unlock(&w->inbox_mu);
+    while (m) {
+        worker_msg_t *next = m->next;
+        m->fn(w, m);
+        m = next;
+    }
+}
+
+static void on_prepare(uv_prepare_t *p)
+{
+    conn_flush_pending(p->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    worker_t *w = server->data;
+    if (status < 0) {
+        log_warn("accept failed", "error=%s", uv_strerror(status));
+        return;
+    }
+    int r = conn_accept(w, server, w->pool->cfg.accept_proto);
+    if (r < 0 && r != UV_EMFILE)
+        log_warn("accept failed", "error=%s", uv_strerror(r));
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->flags & CONN_CLOSING)
+            continue;
+        if ((c->flags & CONN_SHUT) && c->deadline && now >= c->deadline) {
+            conn_close(c);
+            continue;
+        }
+        if (c->proto->on_tick)
+            c->proto->on_tick(c, now);
+    }
+    if (w->stopping && (w->n_conns == 0 || now >= w->stop_deadline)) {
+        for (conn_t *c = w->conns; c; c = c->next)
+            conn_close(c);
+        if (w->n_conns == 0 || now >= w->stop_deadline + 1000)
+            uv_stop(&w->loop);
+    }
+}
+
+static void on_stop_msg(worker_t *w, worker_msg_t *m)
+{
+    free(m);
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    w->stop_deadline = uv_now(&w->loop) + w->pool->cfg.shutdown_timeout_ms;
+    if (!uv_is_closing((uv_handle_t *)&w->listener))
+        uv_close((uv_handle_t *)&w->listener, NULL);
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->proto->on_shutdown)
+            c->proto->on_shutdown(c);
+        else
+            conn_end(c);
+    }
+}
+
+static void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    worker_self = w;
+    log_set_worker(w->index);
+    __atomic_add_fetch(&w->pool->ready, 1, __ATOMIC_RELEASE);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->pool->cfg.on_stop)
+        w->pool->cfg.on_stop(w, w->pool->cfg.arg);
+    for (conn_t *c = w->conns; c; c = c->next)
+        conn_close(c);
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* whatever is still in the inbox was meant for a loop that has ended */
+    on_async(&w->async);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    __atomic_sub_fetch(&w->pool->running, 1, __ATOMIC_RELEASE);
+}
+
+static int listen_socket(const char *host, int port, int *fdp)
+{
+    struct sockaddr_storage ss;
+    int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (r < 0 && (r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) < 0)
+        return r;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
+    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+        goto fail;
+    *fdp = fd;
+    return 0;
+fail:
+    r = -errno;
+    close(fd);
+    return r;
+}
+
+static int worker_init(worker_pool_t *pool, int index, worker_t **out)
+{
+    worker_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return UV_ENOMEM;
+    w->index = index;
+    w->pool = pool;
+    int r, fd = -1;
+    if ((r = uv_loop_init(&w->loop)) < 0)
+        goto fail_loop;
+    if ((r = uv_mutex_init(&w->inbox_mu)) < 0)
+        goto fail_mutex;
+    uv_async_init(&w->loop, &w->async, on_async);
+    w->async.data = w;
+    uv_prepare_init(&w->loop, &w->prepare);
+    w->prepare.data = w;
+    uv_prepare_start(&w->prepare, on_prepare);
+    uv_timer_init(&w->loop, &w->tick);
+    w->tick.data = w;
+    uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
+    uv_unref((uv_handle_t *)&w->tick);
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &fd)) < 0)
+        goto fail_listen;
+    if ((r = uv_tcp_open(&w->listener, fd)) < 0) {
+        close(fd);
+        goto fail_listen;
+    }
+    if ((r = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection)) < 0)
+        goto fail_listen;
+    *out = w;
+    return 0;
+fail_listen:
+    uv_walk(&w->loop, close_walk, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_mutex_destroy(&w->inbox_mu);
+fail_mutex:
+    uv_loop_close(&w->loop);
+fail_loop:
+    free(w);
+    return r;
+}
+
+static void worker_free(worker_t *w)
+{
+    uv_loop_close(&w->loop);
+    uv_mutex_destroy(&w->inbox_mu);
+    free(w);
+}
+
+int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
+{
+    memset(pool, 0, sizeof(*pool));
+    pool->cfg = *cfg;
+    pool->workers = calloc((size_t)cfg->n, sizeof(*pool->workers));
+    if (!pool->workers)
+        return UV_ENOMEM;
+    int r = 0, i;
+    /* port 0: the first listener picks a port, the rest share it */
+    for (i = 0; i < cfg->n; i++) {
+        if ((r = worker_init(pool, i, &pool->workers[i])) < 0)
+            goto fail_init;
+        if (pool->cfg.port == 0) {
+            struct sockaddr_storage ss;
+            int len = sizeof(ss);
+            uv_tcp_getsockname(&pool->workers[i]->listener, (struct sockaddr *)&ss, &len);
+            pool->cfg.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    pool->n = cfg->n;
+    pool->running = cfg->n;
+    /* every worker is known to the node before any of them serves a request */
+    for (i = 0; i < cfg->n; i++)
+        if (cfg->on_start)
+            cfg->on_start(pool->workers[i], cfg->arg);
+    for (i = 0; i < cfg->n; i++)
+        if ((r = uv_thread_create(&pool->workers[i]->thread, worker_main, pool->workers[i])) < 0)
+            goto fail_thread;
+    return 0;
+fail_thread:
+    /* threads already running are stopped and joined; the rest are freed here */
+    for (int j = 0; j < i; j++) {
+        worker_msg_t *m = malloc(sizeof(*m));
+        if (m) {
+            m->fn = on_stop_msg;
+            worker_post(pool->workers[j], m);
+        }
+        uv_thread_join(&pool->workers[j]->thread);
+        worker_free(pool->workers[j]);
+    }
+    for (int j = i; j < cfg->n; j++) {
+        uv_walk(&pool->workers[j]->loop, close_walk, NULL);
+        uv_run(&pool->workers[j]->loop, UV_RUN_DEFAULT);
+        worker_free(pool->workers[j]);
+    }
+    free(pool->workers);
+    pool->workers = NULL;
+    return r;
+fail_init:
+    for (int j = 0; j < i; j++) {
+        uv_walk(&pool->workers[j]->loop, close_walk, NULL);
+        uv_run(&pool->workers[j]->loop, UV_RUN_DEFAULT);
+        worker_free(pool->workers[j]);
+    }
+    free(pool->workers);
+    pool->workers = NULL;
+    return r;
+}
+
+void worker_pool_stop(worker_pool_t *pool)
+{
+    for (int i = 0; i < pool->n; i++) {
+        worker_msg_t *m = malloc(sizeof(*m));
+        if (!m)
+            continue;
+        m->fn = on_stop_msg;
+        worker_post(pool->workers[i], m);
+    }
+}
+
+void worker_pool_join(worker_pool_t *pool)
+{
+    for (int i = 0; i < pool->n; i++) {
+        uv_thread_join(&pool->workers[i]->thread);
+        worker_free(pool->workers[i]);
+    }
+    free(pool->workers);
+    pool->workers = NULL;
+    pool->n = 0;
+}

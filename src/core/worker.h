@@ -1,0 +1,90 @@
+/* Worker threads: each runs one libuv loop, accepts on its own SO_REUSEPORT listener
+ * and owns its connections outright. Other threads talk to a worker only through its
+ * inbox (a mutex-guarded MPSC list woken by uv_async): one message per push per
+ * worker, never one per subscriber. */
+#ifndef PG_WORKER_H
+#define PG_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/conn.h"
+
+typedef struct worker_s worker_t;
+typedef struct worker_msg_s worker_msg_t;
+
+/* A message runs fn on the receiving worker's thread; fn owns m. */
+struct worker_msg_s {
+    worker_msg_t *next;
+    void (*fn)(worker_t *w, worker_msg_t *m);
+};
+
+typedef struct worker_pool_s worker_pool_t;
+
+struct worker_s {
+    int index;
+    worker_pool_t *pool;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_tcp_t listener;
+    uv_async_t async;
+    uv_prepare_t prepare;
+    uv_timer_t tick;
+    uv_mutex_t inbox_mu;
+    worker_msg_t *inbox_head, *inbox_tail;
+    conn_t *conns;
+    size_t n_conns;
+    conn_t *flush_head;
+    int stopping;
+    uint64_t stop_deadline;
+    void *hub; /* hub_worker_t: the subscribers and topics this worker owns */
+    void *app; /* the node's per-worker state (pending requests) */
+    char rbuf[65536]; /* every read lands here; protocols copy only partial frames */
+};
+
+typedef struct worker_pool_cfg_s {
+    const char *host;
+    int port;
+    int n;
+    const conn_proto_t *accept_proto; /* what new connections speak */
+    uint32_t max_connections;         /* across the pool; 0 = unlimited */
+    unsigned shutdown_timeout_ms;
+    /* on_start runs for each worker on the starting thread before any worker runs;
+     * on_stop on each worker's own thread after its loop ends */
+    void (*on_start)(worker_t *w, void *arg);
+    void (*on_stop)(worker_t *w, void *arg);
+    void *arg;
+} worker_pool_cfg_t;
+
+struct worker_pool_s {
+    worker_pool_cfg_t cfg;
+    worker_t **workers;
+    int n;
+    uint32_t connections; /* atomic */
+    int ready;            /* atomic: every worker listens */
+    int running;          /* atomic: workers not yet finished */
+};
+
+/* Binds every worker's listener (so a busy port fails here, synchronously) and starts
+ * the threads. Returns 0, or a negative uv error with nothing left running. */
+int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg);
+
+/* Asks every worker to stop: close listeners, say goodbye to connections
+ * (proto->on_shutdown), and end the loop once they are gone or the shutdown timeout
+ * passes. Safe from any thread. */
+void worker_pool_stop(worker_pool_t *pool);
+
+/* Waits for every worker thread and frees the pool. */
+void worker_pool_join(worker_pool_t *pool);
+
+/* Hands m to w's thread. Safe from any thread. Returns 0. */
+int worker_post(worker_t *w, worker_msg_t *m);
+
+/* The worker running on the calling thread, or NULL. */
+worker_t *worker_current(void);
+
+/* Milliseconds of the worker's loop clock. */
+uint64_t worker_now(worker_t *w);
+
+#endif

@@ -1,0 +1,295 @@
+/* HTTP connection state machine: parse, route, answer, repeat. */
+#include "http/server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "http/response.h"
+
+typedef struct http_conn_s {
+    http_parser_t p;
+    http_ctx_t ctx;
+    conn_t *c;
+    char *stash; /* input read while a request was being answered */
+    size_t stash_len;
+    const char *rest; /* unparsed input during a handler call */
+    size_t rest_len;
+    int in_handler;
+    int taken;
+} http_conn_t;
+
+static const http_server_cfg_t *srv_cfg;
+
+void http_server_setup(const http_server_cfg_t *cfg)
+{
+    srv_cfg = cfg;
+}
+
+static void process(http_conn_t *hc, const char *data, size_t len);
+
+static void arm_timeout(http_conn_t *hc)
+{
+    hc->c->deadline = uv_now(&hc->c->w->loop) + srv_cfg->read_timeout_ms;
+}
+
+static void http_on_open(conn_t *c)
+{
+    http_conn_t *hc = calloc(1, sizeof(*hc));
+    if (!hc) {
+        conn_close(c);
+        return;
+    }
+    http_parser_init(&hc->p, &srv_cfg->limits);
+    hc->c = c;
+    c->ud = hc;
+    arm_timeout(hc);
+    __atomic_add_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
+}
+
+static void send_error_and_end(http_conn_t *hc, int status, const char *msg)
+{
+    conn_send_owned(hc->c, http_response_error(status, msg, 0));
+    conn_end(hc->c);
+}
+
+static void dispatch(http_conn_t *hc)
+{
+    const http_request_t *req = &hc->p.req;
+    METRICS_ADD(http_requests, 1);
+    hc->ctx = (http_ctx_t){.req = req, .conn = hc->c, .w = hc->c->w, .app = srv_cfg->app};
+    int path_known = 0;
+    for (size_t i = 0; i < srv_cfg->n_routes; i++) {
+        const http_route_t *rt = &srv_cfg->routes[i];
+        int hit = rt->prefix ? strncmp(req->path, rt->path, strlen(rt->path)) == 0
+                             : strcmp(req->path, rt->path) == 0;
+        if (!hit)
+            continue;
+        path_known = 1;
+        if (rt->method && strcmp(rt->method, req->method_name) != 0 &&
+            !(strcmp(rt->method, "GET") == 0 && strcmp(req->method_name, "HEAD") == 0))
+            continue;
+        rt->fn(&hc->ctx);
+        return;
+    }
+    if (path_known)
+        http_respond_error(&hc->ctx, 405, "method not allowed");
+    else
+        http_respond_error(&hc->ctx, 404, "not found");
+}
+
+/* Finishes the answered request; returns 1 if the connection can go on. */
+static int finish_request(http_conn_t *hc)
+{
+    int keep = hc->p.req.keep_alive && !hc->p.req.upgrade;
+    http_parser_next(&hc->p);
+    if (!keep) {
+        conn_end(hc->c);
+        return 0;
+    }
+    arm_timeout(hc);
+    return 1;
+}
+
+static void process(http_conn_t *hc, const char *data, size_t len)
+{
+    while (len > 0) {
+        size_t used = 0;
+        int r = http_parser_execute(&hc->p, data, len, &used);
+        data += used;
+        len -= used;
+        if (r == HTTP_PARSE_AGAIN)
+            return;
+        if (r < 0) {
+            log_info("bad http request", "status=%d reason=\"%s\"", hc->p.error_status,
+                     hc->p.error_msg);
+            send_error_and_end(hc, hc->p.error_status, hc->p.error_msg);
+            return;
+        }
+        hc->rest = data;
+        hc->rest_len = len;
+        hc->in_handler = 1;
+        dispatch(hc);
+        hc->in_handler = 0;
+        if (hc->taken) {
+            /* the connection speaks another protocol now; this state is ours to free */
+            http_parser_free(&hc->p);
+            free(hc->stash);
+            free(hc);
+            return;
+        }
+        if (!hc->ctx.answered) {
+            /* a late answer: keep what follows until then, and stop reading */
+            if (len) {
+                char *s = malloc(len);
+                if (!s) {
+                    conn_close(hc->c);
+                    return;
+                }
+                memcpy(s, data, len);
+                hc->stash = s;
+                hc->stash_len = len;
+            }
+            conn_pause_read(hc->c);
+            return;
+        }
+        if (!finish_request(hc))
+            return;
+    }
+}
+
+static void http_on_read(conn_t *c, const char *data, size_t len)
+{
+    http_conn_t *hc = c->ud;
+    if (!hc)
+        return;
+    if (c->flags & (CONN_END | CONN_CLOSING))
+        return;
+    process(hc, data, len);
+}
+
+static void http_on_eof(conn_t *c)
+{
+    conn_close(c);
+}
+
+static void http_on_tick(conn_t *c, uint64_t now)
+{
+    http_conn_t *hc = c->ud;
+    if (!hc || hc->ctx.deferred || (c->flags & CONN_END) || now < c->deadline)
+        return;
+    if (http_parser_idle(&hc->p))
+        conn_close(c); /* an idle keep-alive connection */
+    else
+        send_error_and_end(hc, 408, "request not received in time");
+}
+
+static void http_on_shutdown(conn_t *c)
+{
+    http_conn_t *hc = c->ud;
+    if (hc && hc->ctx.deferred && !hc->ctx.answered)
+        return; /* answered soon, then closed (readyz says draining) */
+    conn_end(c);
+}
+
+static void http_on_close(conn_t *c)
+{
+    http_conn_t *hc = c->ud;
+    if (!hc)
+        return;
+    if (hc->ctx.deferred && !hc->ctx.answered) {
+        hc->ctx.conn = NULL;
+        if (hc->ctx.on_abort)
+            hc->ctx.on_abort(&hc->ctx);
+    }
+    http_parser_free(&hc->p);
+    free(hc->stash);
+    free(hc);
+    __atomic_sub_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
+}
+
+const conn_proto_t http_proto = {
+    .name = "http",
+    .on_open = http_on_open,
+    .on_read = http_on_read,
+    .on_eof = http_on_eof,
+    .on_tick = http_on_tick,
+    .on_shutdown = http_on_shutdown,
+    .on_close = http_on_close,
+};
+
+static http_conn_t *ctx_conn(http_ctx_t *ctx)
+{
+    return (http_conn_t *)((char *)ctx - offsetof(http_conn_t, ctx));
+}
+
+void http_respond(http_ctx_t *ctx, int status, const char *content_type, const char *body,
+                  size_t len, const char *extra_headers)
+{
+    if (ctx->answered)
+        return;
+    ctx->answered = 1;
+    if (!ctx->conn)
+        return;
+    http_conn_t *hc = ctx_conn(ctx);
+    int keep = hc->p.req.keep_alive && !hc->p.req.upgrade;
+    int head = strcmp(hc->p.req.method_name, "HEAD") == 0;
+    buf_t *b = http_response_build(status, content_type, head ? NULL : body, head ? 0 : len,
+                                   keep, extra_headers);
+    if (head && b && status != 204) {
+        /* HEAD keeps GET's Content-Length: rebuild the head with the real length */
+        buf_unref(b);
+        b = http_response_build(status, content_type, body, len, keep, extra_headers);
+        if (b) {
+            char *end = strstr(b->data, "\r\n\r\n");
+            if (end)
+                b->len = (size_t)(end - b->data) + 4;
+        }
+    }
+    if (conn_send_owned(ctx->conn, b) < 0) {
+        conn_close(ctx->conn);
+        return;
+    }
+    if (!ctx->deferred || hc->in_handler)
+        return;
+    /* a late answer: carry on with the connection's next request */
+    ctx->deferred = 0;
+    if (!finish_request(hc))
+        return;
+    char *stash = hc->stash;
+    size_t n = hc->stash_len;
+    hc->stash = NULL;
+    hc->stash_len = 0;
+    conn_resume_read(hc->c);
+    if (stash) {
+        process(hc, stash, n);
+        free(stash);
+    }
+}
+
+void http_respond_json(http_ctx_t *ctx, int status, buf_t *b)
+{
+    if (!b) {
+        http_respond_error(ctx, 500, "out of memory");
+        return;
+    }
+    http_respond(ctx, status, "application/json", b->data, b->len, NULL);
+    buf_unref(b);
+}
+
+void http_respond_error(http_ctx_t *ctx, int status, const char *msg)
+{
+    buf_t *b = buf_new(64);
+    if (b && (buf_puts(&b, "{\"error\":") || buf_put_json_string(&b, msg) || buf_puts(&b, "}"))) {
+        buf_unref(b);
+        b = NULL;
+    }
+    if (!b) {
+        http_respond(ctx, 500, "application/json", "{\"error\":\"out of memory\"}", 25, NULL);
+        return;
+    }
+    http_respond(ctx, status, "application/json", b->data, b->len, NULL);
+    buf_unref(b);
+}
+
+void http_defer(http_ctx_t *ctx)
+{
+    ctx->deferred = 1;
+}
+
+conn_t *http_take_conn(http_ctx_t *ctx, const char **extra, size_t *extra_len)
+{
+    http_conn_t *hc = ctx_conn(ctx);
+    conn_t *c = hc->c;
+    *extra = hc->rest;
+    *extra_len = hc->rest_len;
+    hc->taken = 1;
+    ctx->answered = 1;
+    /* the HTTP state goes now; the parser's request stays valid until the handler
+     * returns because process() touches nothing after a take */
+    c->ud = NULL;
+    __atomic_sub_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
+    return c;
+}

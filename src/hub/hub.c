@@ -1,0 +1,573 @@
+/* Fan-out: per-worker registries, selector matching, ack waits, and report merging
+ * at the node collector and at the origin. */
+#include "hub/hub.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "hub/selector.h"
+
+#define HUB_REPORT_GRACE_MS 5000
+
+typedef struct node_collect_s node_collect_t;
+typedef struct ack_wait_s ack_wait_t;
+typedef struct pending_s pending_t;
+typedef struct fanout_msg_s fanout_msg_t;
+
+struct hub_s {
+    const config_t *cfg;
+    bus_t *bus;
+    worker_t **workers;
+    int n_workers;
+    int attached; /* atomic */
+};
+
+struct hub_worker_s {
+    hub_t *hub;
+    worker_t *w;
+    subscriber_t *subs;
+    size_t n_subs;
+    ack_wait_t *acks;
+    pending_t *pending;
+    uint64_t next_token;
+};
+
+/* One push being collected from every worker of this node. */
+struct node_collect_s {
+    push_t *p;
+    int remaining; /* touched only on the collector's thread */
+    report_t report;
+    worker_t *collector;
+};
+
+/* A worker's deliveries waiting for clients' answers. */
+struct ack_wait_s {
+    ack_wait_t *next;
+    hub_worker_t *hw;
+    push_t *p;
+    fanout_msg_t *fm;
+    report_t report;
+    subscriber_t **subs; /* by report index; NULL once answered */
+    size_t remaining;
+    uv_timer_t timer;
+};
+
+/* A publish at its origin, waiting for node reports. */
+struct pending_s {
+    pending_t *next;
+    hub_worker_t *hw;
+    uint64_t token;
+    push_t *p;
+    hub_report_cb cb;
+    void *arg;
+    char **members;
+    long n_members;
+    report_t **reports; /* by member index; NULL until it arrives */
+    long n_reports;
+    uv_timer_t timer;
+};
+
+/* Goes to a worker as "deliver p", and comes back to the collector as "done, here
+ * is my report": one allocation per worker per push, so reporting never fails. */
+struct fanout_msg_s {
+    worker_msg_t base;
+    node_collect_t *nc; /* NULL: nobody wants a report */
+    push_t *p;
+    report_t report;
+};
+
+typedef struct node_report_msg_s {
+    worker_msg_t base;
+    uint64_t token;
+    report_t report;
+} node_report_msg_t;
+
+static hub_worker_t *HW(worker_t *w)
+{
+    return w->hub;
+}
+
+hub_t *hub_new(const config_t *cfg)
+{
+    hub_t *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        return NULL;
+    hub->cfg = cfg;
+    hub->workers = calloc((size_t)cfg->workers, sizeof(*hub->workers));
+    if (!hub->workers) {
+        free(hub);
+        return NULL;
+    }
+    hub->n_workers = cfg->workers;
+    return hub;
+}
+
+void hub_set_bus(hub_t *hub, bus_t *bus)
+{
+    hub->bus = bus;
+}
+
+int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers)
+{
+    (void)n_workers;
+    hub_worker_t *hw = calloc(1, sizeof(*hw));
+    if (!hw)
+        return -ENOMEM;
+    hw->hub = hub;
+    hw->w = w;
+    w->hub = hw;
+    hub->workers[w->index] = w;
+    __atomic_add_fetch(&hub->attached, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void pending_finish(pending_t *pd);
+static void ack_wait_finish(ack_wait_t *aw);
+
+void hub_worker_detach(worker_t *w)
+{
+    hub_worker_t *hw = HW(w);
+    if (!hw)
+        return;
+    while (hw->pending) {
+        pending_t *pd = hw->pending;
+        pd->cb = NULL;
+        pending_finish(pd);
+    }
+    selector_thread_cleanup();
+    free(hw);
+    w->hub = NULL;
+}
+
+void hub_free(hub_t *hub)
+{
+    if (!hub)
+        return;
+    free(hub->workers);
+    free(hub);
+}
+
+void hub_subscribe(worker_t *w, subscriber_t *s)
+{
+    hub_worker_t *hw = HW(w);
+    s->hw = hw;
+    s->prev = NULL;
+    s->next = hw->subs;
+    if (hw->subs)
+        hw->subs->prev = s;
+    hw->subs = s;
+    hw->n_subs++;
+}
+
+static long ack_index(ack_wait_t *aw, subscriber_t *s)
+{
+    for (size_t i = 0; i < aw->report.n; i++)
+        if (aw->subs[i] == s)
+            return (long)i;
+    return -1;
+}
+
+void hub_unsubscribe(subscriber_t *s)
+{
+    hub_worker_t *hw = s->hw;
+    if (!hw)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hw->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    hw->n_subs--;
+    s->hw = NULL;
+    for (ack_wait_t *aw = hw->acks, *next; aw; aw = next) {
+        next = aw->next;
+        long i = ack_index(aw, s);
+        if (i < 0)
+            continue;
+        aw->subs[i] = NULL;
+        report_set(&aw->report, (size_t)i, 0, "closed", 0);
+        if (--aw->remaining == 0)
+            ack_wait_finish(aw);
+    }
+}
+
+void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg)
+{
+    for (subscriber_t *s = HW(w)->subs; s; s = s->next)
+        fn(s, arg);
+}
+
+size_t hub_count(worker_t *w)
+{
+    return HW(w)->n_subs;
+}
+
+/* ---- collector: worker reports become the node report ---- */
+
+static void on_worker_done(worker_t *w, worker_msg_t *m)
+{
+    (void)w;
+    fanout_msg_t *fm = (fanout_msg_t *)m;
+    node_collect_t *nc = fm->nc;
+    report_move(&nc->report, &fm->report);
+    report_free(&fm->report);
+    push_unref(fm->p);
+    free(fm);
+    if (--nc->remaining > 0)
+        return;
+    hub_t *hub = HW(nc->collector)->hub;
+    hub->bus->ops->report(hub->bus, nc->p, &nc->report);
+    report_free(&nc->report);
+    push_unref(nc->p);
+    free(nc);
+}
+
+/* Sends this worker's report (taken from r) to the node's collector. */
+static void worker_done(hub_worker_t *hw, fanout_msg_t *fm, report_t *r)
+{
+    fm->base.fn = on_worker_done;
+    fm->report = *r;
+    report_init(r, 0);
+    if (fm->nc->collector == hw->w)
+        on_worker_done(hw->w, &fm->base);
+    else
+        worker_post(fm->nc->collector, &fm->base);
+}
+
+/* ---- a worker delivers ---- */
+
+static void ack_timer_closed(uv_handle_t *h)
+{
+    ack_wait_t *aw = h->data;
+    free(aw->subs);
+    report_free(&aw->report);
+    free(aw);
+}
+
+static void ack_wait_finish(ack_wait_t *aw)
+{
+    hub_worker_t *hw = aw->hw;
+    for (ack_wait_t **pp = &hw->acks; *pp; pp = &(*pp)->next)
+        if (*pp == aw) {
+            *pp = aw->next;
+            break;
+        }
+    for (size_t i = 0; i < aw->report.n; i++)
+        if (aw->subs[i])
+            report_set(&aw->report, i, 0, "timeout", 0);
+    uv_timer_stop(&aw->timer);
+    worker_done(hw, aw->fm, &aw->report);
+    uv_close((uv_handle_t *)&aw->timer, ack_timer_closed);
+}
+
+static void on_ack_timeout(uv_timer_t *t)
+{
+    ack_wait_finish(t->data);
+}
+
+static int matches(const push_t *p, const subscriber_t *s)
+{
+    return selector_match(p->client_pat, s->client_id) &&
+           selector_match(p->session_pat, s->session_id) &&
+           selector_match_any(p->role_pat, s->roles, s->n_roles);
+}
+
+static void on_deliver(worker_t *w, worker_msg_t *m)
+{
+    fanout_msg_t *fm = (fanout_msg_t *)m;
+    hub_worker_t *hw = HW(w);
+    push_t *p = fm->p;
+    node_collect_t *nc = fm->nc;
+    int want_entries = nc && (p->report_mode == PUSH_REPORT_FULL || p->await_acks);
+    report_t rep;
+    report_init(&rep, want_entries);
+    subscriber_t **acked = NULL; /* by report index: who still owes an answer */
+    size_t n_acked = 0, cap_acked = 0;
+    uint64_t ok = 0, failed = 0;
+    for (subscriber_t *s = hw->subs; s; s = s->next) {
+        if (!matches(p, s))
+            continue;
+        int r = s->ops->deliver(s, p);
+        const char *msg = r == 0 ? "delivered" : r == -ENOBUFS ? "slow consumer" : "closed";
+        if (r == 0)
+            ok++;
+        else
+            failed++;
+        if (!nc)
+            continue;
+        long idx = report_add(&rep, s->client_id, s->session_id, r == 0, msg);
+        if (!p->await_acks || r != 0 || idx < 0)
+            continue;
+        if ((size_t)idx >= cap_acked) {
+            size_t cap = cap_acked ? cap_acked : 16;
+            while (cap <= (size_t)idx)
+                cap *= 2;
+            subscriber_t **a = realloc(acked, cap * sizeof(*a));
+            if (!a) {
+                report_set(&rep, (size_t)idx, 0, "out of memory", 0);
+                continue;
+            }
+            acked = a;
+            cap_acked = cap;
+        }
+        while (n_acked < (size_t)idx)
+            acked[n_acked++] = NULL;
+        acked[n_acked++] = s;
+    }
+    METRICS_ADD(deliveries_ok, ok);
+    METRICS_ADD(deliveries_failed, failed);
+    if (!nc) {
+        push_unref(p);
+        free(fm);
+        return;
+    }
+    size_t waiting = 0;
+    for (size_t i = 0; i < n_acked; i++)
+        waiting += acked[i] != NULL;
+    ack_wait_t *aw = waiting ? calloc(1, sizeof(*aw)) : NULL;
+    subscriber_t **subs = waiting ? calloc(rep.n, sizeof(*subs)) : NULL;
+    if (!aw || !subs) {
+        for (size_t i = 0; i < n_acked; i++)
+            if (acked[i])
+                report_set(&rep, i, 0, "out of memory", 0);
+        free(aw);
+        free(subs);
+        free(acked);
+        worker_done(hw, fm, &rep);
+        return;
+    }
+    memcpy(subs, acked, n_acked * sizeof(*subs));
+    free(acked);
+    aw->hw = hw;
+    aw->p = p;
+    aw->fm = fm;
+    aw->report = rep;
+    aw->subs = subs;
+    aw->remaining = waiting;
+    aw->next = hw->acks;
+    hw->acks = aw;
+    uv_timer_init(&w->loop, &aw->timer);
+    aw->timer.data = aw;
+    uv_timer_start(&aw->timer, on_ack_timeout, p->timeout_ms, 0);
+}
+
+int hub_ack(subscriber_t *s, const char *push_id, int successful, const char *message)
+{
+    hub_worker_t *hw = s->hw;
+    if (!hw)
+        return 0;
+    for (ack_wait_t *aw = hw->acks; aw; aw = aw->next) {
+        if (strcmp(aw->p->id, push_id) != 0)
+            continue;
+        long i = ack_index(aw, s);
+        if (i < 0)
+            return 0;
+        aw->subs[i] = NULL;
+        report_set(&aw->report, (size_t)i, successful, message, 1);
+        if (--aw->remaining == 0)
+            ack_wait_finish(aw);
+        return 1;
+    }
+    return 0;
+}
+
+void hub_deliver(hub_t *hub, push_t *p)
+{
+    worker_t *self = worker_current();
+    int n = hub->n_workers;
+    node_collect_t *nc = NULL;
+    /* allocate everything first: a push is delivered to every worker or to none */
+    fanout_msg_t **fms = calloc((size_t)n, sizeof(*fms));
+    if (!fms)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if (!(fms[i] = calloc(1, sizeof(**fms))))
+            goto fail;
+    if (p->report_mode != PUSH_REPORT_NONE) {
+        if (!(nc = calloc(1, sizeof(*nc))))
+            goto fail;
+        nc->p = push_ref(p);
+        nc->remaining = n;
+        report_init(&nc->report, 1);
+        nc->report.application_id = strdup(hub->cfg->application_id);
+        nc->report.node_id = strdup(hub->cfg->node_id);
+        nc->collector = self && self->hub && HW(self)->hub == hub ? self : hub->workers[0];
+    }
+    for (int i = 0; i < n; i++) {
+        fms[i]->base.fn = on_deliver;
+        fms[i]->nc = nc;
+        fms[i]->p = push_ref(p);
+        worker_post(hub->workers[i], &fms[i]->base);
+    }
+    free(fms);
+    return;
+fail:
+    log_error("out of memory delivering a push", "push=%s", p->id);
+    for (int i = 0; fms && i < n; i++)
+        free(fms[i]);
+    free(fms);
+}
+
+/* ---- origin: node reports become the PushResponse ---- */
+
+static void pending_timer_closed(uv_handle_t *h)
+{
+    pending_t *pd = h->data;
+    for (long i = 0; i < pd->n_members; i++) {
+        free(pd->members[i]);
+        if (pd->reports[i]) {
+            report_free(pd->reports[i]);
+            free(pd->reports[i]);
+        }
+    }
+    free(pd->members);
+    free(pd->reports);
+    push_unref(pd->p);
+    free(pd);
+}
+
+static void pending_finish(pending_t *pd)
+{
+    hub_worker_t *hw = pd->hw;
+    for (pending_t **pp = &hw->pending; *pp; pp = &(*pp)->next)
+        if (*pp == pd) {
+            *pp = pd->next;
+            break;
+        }
+    uv_timer_stop(&pd->timer);
+    if (pd->cb) {
+        report_t **got = calloc((size_t)pd->n_members + 1, sizeof(*got));
+        char **missing = calloc((size_t)pd->n_members + 1, sizeof(*missing));
+        size_t ng = 0, nm = 0;
+        buf_t *body = NULL;
+        if (got && missing) {
+            for (long i = 0; i < pd->n_members; i++) {
+                if (pd->reports[i])
+                    got[ng++] = pd->reports[i];
+                else
+                    missing[nm++] = pd->members[i];
+            }
+            body = report_render(pd->p->id, got, ng, missing, nm,
+                                 pd->p->report_mode == PUSH_REPORT_FULL);
+        }
+        free(got);
+        free(missing);
+        pd->cb(pd->arg, pd->p, body);
+    }
+    uv_close((uv_handle_t *)&pd->timer, pending_timer_closed);
+}
+
+static void on_pending_timeout(uv_timer_t *t)
+{
+    pending_t *pd = t->data;
+    log_warn("push report incomplete at deadline", "push=%s", pd->p->id);
+    pending_finish(pd);
+}
+
+static void on_node_report(worker_t *w, worker_msg_t *m)
+{
+    node_report_msg_t *nm = (node_report_msg_t *)m;
+    hub_worker_t *hw = HW(w);
+    pending_t *pd = hw ? hw->pending : NULL;
+    while (pd && pd->token != nm->token)
+        pd = pd->next;
+    long slot = -1;
+    for (long i = 0; pd && i < pd->n_members; i++)
+        if (!pd->reports[i] && nm->report.node_id && strcmp(pd->members[i], nm->report.node_id) == 0)
+            slot = i;
+    if (slot < 0) {
+        report_free(&nm->report);
+        free(nm);
+        return;
+    }
+    report_t *r = malloc(sizeof(*r));
+    if (!r) {
+        report_free(&nm->report);
+        free(nm);
+        return;
+    }
+    *r = nm->report;
+    free(nm);
+    pd->reports[slot] = r;
+    if (++pd->n_reports == pd->n_members)
+        pending_finish(pd);
+}
+
+void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r)
+{
+    node_report_msg_t *nm = calloc(1, sizeof(*nm));
+    if (!nm || origin_worker < 0 || origin_worker >= hub->n_workers) {
+        free(nm);
+        report_free(r);
+        return;
+    }
+    nm->base.fn = on_node_report;
+    nm->token = token;
+    nm->report = *r;
+    report_init(r, 0);
+    worker_t *w = hub->workers[origin_worker];
+    if (worker_current() == w)
+        on_node_report(w, &nm->base);
+    else
+        worker_post(w, &nm->base);
+}
+
+int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *token)
+{
+    hub_worker_t *hw = HW(w);
+    hub_t *hub = hw->hub;
+    free(p->origin_node);
+    if (!(p->origin_node = strdup(hub->cfg->node_id)))
+        return -ENOMEM;
+    p->origin_worker = w->index;
+    p->origin_token = ++hw->next_token;
+    METRICS_ADD(pushes_received, 1);
+    if (p->report_mode != PUSH_REPORT_NONE) {
+        pending_t *pd = calloc(1, sizeof(*pd));
+        if (!pd)
+            return -ENOMEM;
+        pd->n_members = hub->bus->ops->members(hub->bus, &pd->members);
+        if (pd->n_members < 0 ||
+            !(pd->reports = calloc((size_t)pd->n_members + 1, sizeof(*pd->reports)))) {
+            long n = pd->n_members;
+            for (long i = 0; i < n; i++)
+                free(pd->members[i]);
+            if (n >= 0)
+                free(pd->members);
+            free(pd);
+            return -ENOMEM;
+        }
+        pd->hw = hw;
+        pd->token = p->origin_token;
+        pd->p = push_ref(p);
+        pd->cb = cb;
+        pd->arg = arg;
+        pd->next = hw->pending;
+        hw->pending = pd;
+        uv_timer_init(&w->loop, &pd->timer);
+        pd->timer.data = pd;
+        uint64_t wait = (p->await_acks ? p->timeout_ms : 0) + HUB_REPORT_GRACE_MS;
+        uv_timer_start(&pd->timer, on_pending_timeout, wait, 0);
+        *token = pd->token;
+    }
+    int r = hub->bus->ops->publish(hub->bus, p);
+    if (r < 0 && p->report_mode != PUSH_REPORT_NONE) {
+        hub_cancel(w, p->origin_token);
+    }
+    return r;
+}
+
+void hub_cancel(worker_t *w, uint64_t token)
+{
+    hub_worker_t *hw = HW(w);
+    for (pending_t *pd = hw->pending; pd; pd = pd->next)
+        if (pd->token == token) {
+            pd->cb = NULL;
+            pending_finish(pd);
+            return;
+        }
+}

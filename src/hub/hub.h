@@ -1,0 +1,95 @@
+/* The hub: targeting and fan-out, knowing nothing about wires. Each worker owns a
+ * registry of its subscribers; a push reaches each worker as one inbox message, is
+ * matched there against that worker's subscribers, and each worker's report goes to
+ * the node's collector, then over the bus to the origin, which merges node reports
+ * into the PushResponse. */
+#ifndef PG_HUB_H
+#define PG_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cluster/bus.h"
+#include "core/config.h"
+#include "core/worker.h"
+#include "hub/push.h"
+#include "hub/report.h"
+
+typedef struct hub_s hub_t;
+typedef struct hub_worker_s hub_worker_t;
+typedef struct subscriber_s subscriber_t;
+
+typedef struct subscriber_ops_s {
+    /* Writes p to the subscriber. Returns 0 (queued), -ENOBUFS (a slow consumer: the
+     * transport has started cutting it off), -EPIPE (going away). */
+    int (*deliver)(subscriber_t *s, push_t *p);
+} subscriber_ops_t;
+
+/* Embedded in a transport's client; the strings are the transport's, valid while
+ * subscribed. */
+struct subscriber_s {
+    subscriber_t *prev, *next;
+    const subscriber_ops_t *ops;
+    hub_worker_t *hw;
+    const char *transport;
+    const char *client_id;
+    const char *session_id;
+    const char *user;
+    const char *tenant;
+    char *const *roles;
+    size_t n_roles;
+    int64_t connected_at_ms;
+};
+
+/* The final PushResponse for a publish, on the origin worker's thread. Takes the
+ * body (a new buffer; NULL when out of memory). */
+typedef void (*hub_report_cb)(void *arg, push_t *p, buf_t *body);
+
+/* Creates the hub of a node. Returns NULL when out of memory. */
+hub_t *hub_new(const config_t *cfg);
+
+/* Gives the hub its bus (the hub does not own it). */
+void hub_set_bus(hub_t *hub, bus_t *bus);
+
+/* Registers worker w with the hub (on w's thread, before it serves). Returns 0 or
+ * -ENOMEM. Workers must all be attached before the first publish. */
+int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers);
+
+/* Unregisters w's hub state (on w's thread, after its loop ends). */
+void hub_worker_detach(worker_t *w);
+
+/* Frees the hub (after every worker detached). */
+void hub_free(hub_t *hub);
+
+/* Adds s to the registry of the calling worker. */
+void hub_subscribe(worker_t *w, subscriber_t *s);
+
+/* Removes s; any report waiting on it records "closed". */
+void hub_unsubscribe(subscriber_t *s);
+
+/* Publishes p from the calling worker. Unless p->report_mode is PUSH_REPORT_NONE, cb
+ * is called later on this thread with the merged report, and *token identifies the
+ * publish for hub_cancel. Returns 0 or a negative errno (cb is not called). */
+int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *token);
+
+/* Forgets the publisher of token (it went away); its report is dropped. */
+void hub_cancel(worker_t *w, uint64_t token);
+
+/* A subscriber's own answer to a push (awaitAcks). Unknown ids are ignored.
+ * Returns 1 if it was folded into a report, 0 if not. */
+int hub_ack(subscriber_t *s, const char *push_id, int successful, const char *message);
+
+/* Bus side: deliver p to every subscriber of this node (any thread). */
+void hub_deliver(hub_t *hub, push_t *p);
+
+/* Bus side: a node's report for the publish (origin_worker, token) arrived (any
+ * thread); takes r's contents. */
+void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r);
+
+/* Calls fn for each subscriber of the calling worker. */
+void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg);
+
+/* How many subscribers the calling worker has. */
+size_t hub_count(worker_t *w);
+
+#endif

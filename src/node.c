@@ -1,0 +1,164 @@
+/* Node assembly and lifecycle. */
+#include "node.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "auth/auth.h"
+#include "cluster/bus.h"
+#include "core/ids.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "http/server.h"
+#include "hub/hub.h"
+
+typedef struct node_s {
+    app_t app;
+    worker_pool_t pool;
+    http_server_cfg_t http;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+} node_t;
+
+static void on_worker_start(worker_t *w, void *arg)
+{
+    node_t *n = arg;
+    hub_worker_attach(n->app.hub, w, n->pool.cfg.n);
+}
+
+static void on_worker_stop(worker_t *w, void *arg)
+{
+    (void)arg;
+    hub_worker_detach(w);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    node_t *n = s->data;
+    if (n->stopping)
+        return;
+    n->stopping = 1;
+    log_info("shutting down", "signal=%d", signum);
+    __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
+    worker_pool_stop(&n->pool);
+    uv_close((uv_handle_t *)&n->sigterm, NULL);
+    uv_close((uv_handle_t *)&n->sigint, NULL);
+}
+
+static int make_dir(const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static enum log_level parse_level(const char *s)
+{
+    if (strcmp(s, "debug") == 0)
+        return LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return LOG_WARN;
+    if (strcmp(s, "error") == 0)
+        return LOG_ERROR;
+    return LOG_INFO;
+}
+
+int node_run(config_t *cfg)
+{
+    static node_t n;
+    char err[512];
+    int r;
+    log_init(cfg->node_id, parse_level(cfg->log_level));
+    signal(SIGPIPE, SIG_IGN);
+    ids_init();
+    if (cfg->redis_url)
+        log_warn("redis is not supported by this build yet; running as a single node",
+                 "redis=%s", cfg->redis_url);
+    if ((r = make_dir(cfg->data_dir)) < 0) {
+        log_error("cannot create the data directory", "dir=%s error=\"%s\"", cfg->data_dir,
+                  strerror(-r));
+        return 1;
+    }
+    if ((r = auth_init(cfg, err, sizeof(err))) < 0) {
+        log_error("bad config", "error=\"%s\"", err);
+        return 1;
+    }
+    n.app.cfg = cfg;
+    n.app.pool = &n.pool;
+    n.app.ws = (ws_options_t){
+        .max_message_bytes = cfg->limits.max_message_bytes,
+        .max_output_bytes = cfg->limits.max_output_bytes,
+        .ping_interval_ms = cfg->limits.ws_ping_interval_ms,
+        .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
+    };
+    if (!(n.app.hub = hub_new(cfg)))
+        goto fail_hub;
+    bus_t *bus = bus_local_new(n.app.hub, cfg->node_id);
+    if (!bus)
+        goto fail_bus;
+    hub_set_bus(n.app.hub, bus);
+    n.http = (http_server_cfg_t){
+        .limits = {cfg->limits.max_header_bytes, cfg->limits.max_headers,
+                   cfg->limits.max_body_bytes},
+        .read_timeout_ms = cfg->limits.read_timeout_ms,
+        .routes = api_routes,
+        .n_routes = api_n_routes,
+        .app = &n.app,
+    };
+    http_server_setup(&n.http);
+    worker_pool_cfg_t pc = {
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .n = cfg->workers,
+        .accept_proto = &http_proto,
+        .max_connections = cfg->limits.max_connections,
+        .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
+        .on_start = on_worker_start,
+        .on_stop = on_worker_stop,
+        .arg = &n,
+    };
+    if ((r = worker_pool_start(&n.pool, &pc)) < 0) {
+        log_error("cannot listen", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
+                  uv_strerror(r));
+        goto fail_pool;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_init(loop, &n.sigterm);
+    uv_signal_init(loop, &n.sigint);
+    n.sigterm.data = n.sigint.data = &n;
+    uv_signal_start(&n.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&n.sigint, on_signal, SIGINT);
+    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
+             n.pool.cfg.port, cfg->workers, cfg->application_id);
+    uv_run(loop, UV_RUN_DEFAULT);
+    worker_pool_join(&n.pool);
+    uv_loop_close(loop);
+    bus->ops->free(bus);
+    hub_free(n.app.hub);
+    auth_shutdown();
+    log_info("stopped", NULL);
+    return 0;
+fail_pool:
+    bus->ops->free(bus);
+fail_bus:
+    hub_free(n.app.hub);
+fail_hub:
+    auth_shutdown();
+    return 1;
+}

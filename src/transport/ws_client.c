@@ -1,0 +1,171 @@
+/* The push client over WebSocket: subscriber glue, push frame encoding, and the
+ * client's own frames (push responses). */
+#include "transport/ws_client.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/metrics.h"
+#include "core/worker.h"
+#include "hub/hub.h"
+
+typedef struct ws_client_s {
+    subscriber_t sub;
+    ws_conn_t *wc;
+    auth_identity_t *id;
+    char *client_id;
+} ws_client_t;
+
+buf_t *ws_client_encode(const push_t *p)
+{
+    buf_t *json = buf_new(96 + p->payload_len);
+    if (!json)
+        return NULL;
+    int r = buf_puts(&json, "{\"type\":\"push\",\"id\":");
+    r |= buf_put_json_string(&json, p->id);
+    r |= buf_puts(&json, ",\"event\":");
+    r |= p->event ? buf_put_json_string(&json, p->event) : buf_puts(&json, "null");
+    r |= buf_puts(&json, ",\"channel\":");
+    r |= p->channel ? buf_put_json_string(&json, p->channel) : buf_puts(&json, "null");
+    r |= buf_puts(&json, ",\"payload\":");
+    r |= buf_append(&json, p->payload ? p->payload : "null",
+                    p->payload ? p->payload_len : 4);
+    r |= buf_puts(&json, "}");
+    buf_t *frame = r ? NULL : ws_frame_text(json->data, json->len);
+    buf_unref(json);
+    return frame;
+}
+
+static int client_deliver(subscriber_t *s, push_t *p)
+{
+    ws_client_t *cl = (ws_client_t *)s;
+    buf_t *f = push_frame(p, PUSH_FORMAT_WS_JSON, ws_client_encode);
+    if (!f)
+        return -ENOMEM;
+    int r = ws_conn_send_frame(cl->wc, f);
+    if (r == -ENOBUFS) {
+        METRICS_ADD(slow_consumer_closes, 1);
+        ws_conn_abort(cl->wc, 1008, "slow consumer");
+    }
+    return r;
+}
+
+static const subscriber_ops_t client_ops = {client_deliver};
+
+static void send_error(ws_client_t *cl, const char *msg)
+{
+    buf_t *b = buf_new(64);
+    if (!b)
+        return;
+    if (buf_puts(&b, "{\"type\":\"error\",\"error\":") == 0 && buf_put_json_string(&b, msg) == 0 &&
+        buf_puts(&b, "}") == 0)
+        ws_conn_send_text(cl->wc, b->data, b->len);
+    buf_unref(b);
+}
+
+static void on_response(ws_client_t *cl, json_t *msg)
+{
+    json_t *id = json_object_get(msg, "id");
+    json_t *ok = json_object_get(msg, "successful");
+    json_t *text = json_object_get(msg, "message");
+    if (!json_is_string(id)) {
+        send_error(cl, "response: id must be a string");
+        return;
+    }
+    if (ok && !json_is_boolean(ok)) {
+        send_error(cl, "response: successful must be a boolean");
+        return;
+    }
+    if (text && !json_is_string(text) && !json_is_null(text)) {
+        send_error(cl, "response: message must be a string");
+        return;
+    }
+    hub_ack(&cl->sub, json_string_value(id), ok ? json_is_true(ok) : 1,
+            json_is_string(text) ? json_string_value(text) : "acknowledged");
+}
+
+static void client_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    ws_client_t *cl = wc->app;
+    if (opcode != WSLAY_TEXT_FRAME) {
+        send_error(cl, "binary messages are not accepted here");
+        return;
+    }
+    json_error_t je;
+    json_t *msg = json_loadb((const char *)data, len, 0, &je);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!json_is_object(msg))
+        send_error(cl, "a message must be a JSON object");
+    else if (!type)
+        send_error(cl, "type must be a string");
+    else if (strcmp(type, "response") == 0)
+        on_response(cl, msg);
+    else
+        send_error(cl, "unknown message type");
+    json_decref(msg);
+}
+
+static void client_on_close(ws_conn_t *wc)
+{
+    ws_client_t *cl = wc->app;
+    hub_unsubscribe(&cl->sub);
+    auth_identity_free(cl->id);
+    free(cl->client_id);
+    free(cl);
+}
+
+static const ws_handler_t client_handler = {client_on_message, client_on_close};
+
+int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
+                     auth_identity_t *id, const char *client_id, const char *extra,
+                     size_t extra_len)
+{
+    ws_client_t *cl = calloc(1, sizeof(*cl));
+    if (!cl || !(cl->client_id = strdup(client_id))) {
+        free(cl);
+        auth_identity_free(id);
+        conn_close(c);
+        return -ENOMEM;
+    }
+    cl->id = id;
+    subscriber_t *s = &cl->sub;
+    s->ops = &client_ops;
+    s->transport = "websocket";
+    s->client_id = cl->client_id;
+    s->session_id = id->session_id;
+    s->user = id->user;
+    s->tenant = id->tenant;
+    s->roles = id->roles;
+    s->n_roles = id->n_roles;
+    s->connected_at_ms = auth_now_ms();
+    /* subscribe first: bytes that came with the handshake may already answer */
+    hub_subscribe(c->w, s);
+    cl->wc = ws_upgrade(c, client_key, opt, &client_handler, cl, NULL, 0);
+    if (!cl->wc) {
+        hub_unsubscribe(s);
+        auth_identity_free(id);
+        free(cl->client_id);
+        free(cl);
+        return -ENOMEM;
+    }
+    if (extra_len)
+        cl->wc->c->proto->on_read(cl->wc->c, extra, extra_len);
+    return 0;
+}
+
+static void echo_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    /* the echo goes through the session, which copies: the input buffer is reused */
+    if (ws_session_can_send(wc->s))
+        ws_session_send(wc->s, opcode, data, len);
+}
+
+static const ws_handler_t echo_handler = {echo_on_message, NULL};
+
+int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
+                   const char *extra, size_t extra_len)
+{
+    return ws_upgrade(c, client_key, opt, &echo_handler, NULL, extra, extra_len) ? 0 : -ENOMEM;
+}

@@ -1,0 +1,294 @@
+/* RFC 6455 handshake, frame headers, UTF-8 validation, and a wslay event session fed
+ * from memory. wslay does the framing, masking checks, fragmentation and the closing
+ * handshake; this file adds UTF-8 checks and the pull/push adapters. */
+#include "transport/ws_codec.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http/parser.h"
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+int ws_accept_key(const char *client_key, char out[WS_ACCEPT_KEY_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) &&
+             EVP_DigestUpdate(ctx, client_key, strlen(client_key)) &&
+             EVP_DigestUpdate(ctx, WS_GUID, sizeof(WS_GUID) - 1) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (!ok || mdlen != 20)
+        return -EIO;
+    EVP_EncodeBlock((unsigned char *)out, md, 20);
+    return 0;
+}
+
+int ws_check_upgrade(const http_request_t *req, const char **key, const char **why)
+{
+    const char *up = http_request_header(req, "Upgrade");
+    const char *conn = http_request_header(req, "Connection");
+    const char *ver = http_request_header(req, "Sec-WebSocket-Version");
+    const char *k = http_request_header(req, "Sec-WebSocket-Key");
+    *why = NULL;
+    if (strcmp(req->method_name, "GET") != 0)
+        *why = "a WebSocket handshake must be a GET";
+    else if (req->http_minor < 1)
+        *why = "a WebSocket handshake needs HTTP/1.1";
+    else if (!up || !http_header_has_token(up, "websocket"))
+        *why = "Upgrade: websocket is required";
+    else if (!conn || !http_header_has_token(conn, "upgrade"))
+        *why = "Connection: Upgrade is required";
+    else if (!ver || strcmp(ver, "13") != 0)
+        *why = "Sec-WebSocket-Version must be 13";
+    else if (!k || strlen(k) != 24 || k[22] != '=' || k[23] != '=')
+        *why = "Sec-WebSocket-Key must be 16 bytes in base64";
+    if (*why)
+        return -EINVAL;
+    *key = k;
+    return 0;
+}
+
+size_t ws_frame_header(uint8_t out[10], uint8_t opcode, uint64_t len)
+{
+    out[0] = (uint8_t)(0x80 | (opcode & 0x0f));
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return 4;
+    }
+    out[1] = 127;
+    for (int i = 0; i < 8; i++)
+        out[2 + i] = (uint8_t)(len >> (56 - 8 * i));
+    return 10;
+}
+
+buf_t *ws_frame_text(const char *payload, size_t len)
+{
+    uint8_t hdr[10];
+    size_t hl = ws_frame_header(hdr, WSLAY_TEXT_FRAME, len);
+    buf_t *b = buf_new(hl + len);
+    if (!b)
+        return NULL;
+    buf_append(&b, hdr, hl);
+    buf_append(&b, payload, len);
+    return b;
+}
+
+int ws_utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+            min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+            min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (n >= len - i)
+            return 0;
+        for (size_t j = 1; j <= n; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+struct ws_session_s {
+    wslay_event_context_ptr ctx;
+    ws_session_cbs_t cbs;
+    void *ud;
+    const uint8_t *in;
+    size_t in_len;
+    unsigned activity;
+    int failed;
+};
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    ws_session_t *s = user;
+    if (s->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < s->in_len ? len : s->in_len;
+    memcpy(buf, s->in, n);
+    s->in += n;
+    s->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *user)
+{
+    (void)flags;
+    ws_session_t *s = user;
+    if (s->cbs.write(s, data, len, s->ud) < 0) {
+        s->failed = 1;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                      void *user)
+{
+    ws_session_t *s = user;
+    s->activity++;
+    if (arg->opcode == WSLAY_TEXT_FRAME) {
+        if (!ws_utf8_valid(arg->msg, arg->msg_length)) {
+            wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
+                                    (const uint8_t *)"invalid UTF-8", 13);
+            wslay_event_shutdown_read(ctx);
+            return;
+        }
+    } else if (arg->opcode != WSLAY_BINARY_FRAME) {
+        return; /* ping, pong and close are wslay's business */
+    }
+    if (wslay_event_get_close_sent(ctx))
+        return;
+    s->cbs.on_message(s, arg->opcode, arg->msg, arg->msg_length, s->ud);
+}
+
+static void on_frame_start_cb(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    (void)ctx;
+    (void)arg;
+    ((ws_session_t *)user)->activity++;
+}
+
+int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
+{
+    ws_session_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    struct wslay_event_callbacks wcb = {
+        .recv_callback = recv_cb,
+        .send_callback = send_cb,
+        .on_frame_recv_start_callback = on_frame_start_cb,
+        .on_msg_recv_callback = on_msg_cb,
+    };
+    if (wslay_event_context_server_init(&s->ctx, &wcb, s) != 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(s->ctx, max_msg);
+    s->cbs = *cbs;
+    s->ud = ud;
+    *sp = s;
+    return 0;
+}
+
+void ws_session_free(ws_session_t *s)
+{
+    if (!s)
+        return;
+    wslay_event_context_free(s->ctx);
+    free(s);
+}
+
+static int pump_out(ws_session_t *s)
+{
+    if (wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0)
+        s->failed = 1;
+    return s->failed ? -EPROTO : 0;
+}
+
+int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
+{
+    if (s->failed)
+        return -EPROTO;
+    s->in = data;
+    s->in_len = len;
+    while (s->in_len > 0 && wslay_event_want_read(s->ctx)) {
+        int r = wslay_event_recv(s->ctx);
+        if (r != 0) {
+            s->failed = 1;
+            return r == WSLAY_ERR_NOMEM ? -ENOMEM : -EPROTO;
+        }
+        if (pump_out(s) < 0)
+            return -EPROTO;
+    }
+    s->in = NULL;
+    s->in_len = 0;
+    return pump_out(s);
+}
+
+int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len)
+{
+    if (!ws_session_can_send(s))
+        return -EPIPE;
+    struct wslay_event_msg m = {opcode, data, len};
+    int r = wslay_event_queue_msg(s->ctx, &m);
+    if (r == WSLAY_ERR_NOMEM)
+        return -ENOMEM;
+    if (r != 0)
+        return -EPIPE;
+    return pump_out(s);
+}
+
+int ws_session_close(ws_session_t *s, uint16_t code, const char *reason)
+{
+    if (s->failed || wslay_event_get_close_sent(s->ctx))
+        return -EPIPE;
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > 123)
+        rl = 123;
+    if (wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, rl) != 0)
+        return -EPIPE;
+    return pump_out(s);
+}
+
+int ws_session_can_send(const ws_session_t *s)
+{
+    return !s->failed && !wslay_event_get_close_sent(s->ctx) &&
+           wslay_event_get_write_enabled(s->ctx);
+}
+
+int ws_session_done(const ws_session_t *s)
+{
+    return s->failed ||
+           (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx));
+}
+
+unsigned ws_session_take_activity(ws_session_t *s)
+{
+    unsigned a = s->activity;
+    s->activity = 0;
+    return a;
+}

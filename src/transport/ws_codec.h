@@ -1,0 +1,75 @@
+/* WebSocket (RFC 6455) server-side codec: handshake key, frame headers, and a session
+ * that runs wslay's event layer over bytes the caller feeds in. No socket, no loop:
+ * output goes to a write callback, messages to an on_message callback. */
+#ifndef PG_WS_CODEC_H
+#define PG_WS_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <wslay/wslay.h>
+
+#include "core/buf.h"
+#include "http/parser.h"
+
+#define WS_ACCEPT_KEY_LEN 28
+
+/* Computes Sec-WebSocket-Accept for client_key into out (NUL-terminated).
+ * Returns 0, or -EIO if the digest failed. */
+int ws_accept_key(const char *client_key, char out[WS_ACCEPT_KEY_LEN + 1]);
+
+/* Checks that req is a valid RFC 6455 opening handshake (GET, HTTP/1.1, Upgrade:
+ * websocket, Connection: upgrade, Sec-WebSocket-Version: 13, a 16-byte base64 key).
+ * Returns 0 and the key in *key, or -EINVAL with *why set. */
+int ws_check_upgrade(const http_request_t *req, const char **key, const char **why);
+
+/* Writes an unmasked final-frame header for a payload of len bytes.
+ * Returns the header length (2, 4 or 10). */
+size_t ws_frame_header(uint8_t out[10], uint8_t opcode, uint64_t len);
+
+/* Builds one whole unmasked text frame around payload. Returns a new buffer or NULL. */
+buf_t *ws_frame_text(const char *payload, size_t len);
+
+/* Validates UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
+ * Returns 1 if valid, 0 if not. */
+int ws_utf8_valid(const uint8_t *s, size_t len);
+
+typedef struct ws_session_s ws_session_t;
+
+typedef struct ws_session_cbs_s {
+    /* a complete data message (opcode WSLAY_TEXT_FRAME, text already UTF-8 checked,
+     * or WSLAY_BINARY_FRAME) */
+    void (*on_message)(ws_session_t *s, uint8_t opcode, const uint8_t *msg, size_t len,
+                       void *ud);
+    /* bytes to send; must take them all. Returns 0 or negative (the session fails) */
+    int (*write)(ws_session_t *s, const uint8_t *data, size_t len, void *ud);
+} ws_session_cbs_t;
+
+/* Creates a server session. max_msg bounds a message (bigger: close 1009).
+ * Returns 0 or -ENOMEM. */
+int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg);
+
+/* Frees the session. */
+void ws_session_free(ws_session_t *s);
+
+/* Feeds received bytes; calls back for messages, and writes any control frames
+ * (pong, close) it owes. Returns 0, or -EPROTO / -ENOMEM when the session failed
+ * and the connection must be closed now. */
+int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len);
+
+/* Queues and writes a message (copied). Returns 0, -EPIPE after close, -ENOMEM. */
+int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len);
+
+/* Starts the closing handshake with code and reason. Returns 0 or -EPIPE. */
+int ws_session_close(ws_session_t *s, uint16_t code, const char *reason);
+
+/* Tells whether the session may still send data frames (no close sent). */
+int ws_session_can_send(const ws_session_t *s);
+
+/* Tells whether both sides are done (close sent and received, or failed). */
+int ws_session_done(const ws_session_t *s);
+
+/* Milliseconds-free liveness: counts frames received since the last call and resets.
+ * Returns that count. */
+unsigned ws_session_take_activity(ws_session_t *s);
+
+#endif
