@@ -103,8 +103,10 @@ static int on_headers_complete(llhttp_t *ll)
     int r = end_span(p);
     if (r)
         return r;
-    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes)
-        return fail(p, 413, "request body is too large");
+    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes) {
+        fail(p, 413, "request body is too large");
+        return -1; /* on_headers_complete reports errors with -1 */
+    }
     return 0;
 }
 
@@ -212,7 +214,8 @@ int http_parser_execute(http_parser_t *p, const char *data, size_t len, size_t *
         *consumed = (size_t)(llhttp_get_error_pos(&p->ll) - data);
         return HTTP_PARSE_DONE;
     }
-    if (e == HPE_USER) {
+    if (p->error_status) {
+        /* one of our callbacks refused the request */
         if (p->error_status == 431)
             return -EMSGSIZE;
         if (p->error_status == 413)

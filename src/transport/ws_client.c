@@ -49,6 +49,10 @@ static int client_deliver(subscriber_t *s, push_t *p)
         METRICS_ADD(slow_consumer_closes, 1);
         ws_conn_abort(cl->wc, 1008, "slow consumer");
     }
+    /* a client that is going away is no longer a recipient: later pushes skip it
+     * (unsubscribing does not disturb the hub's walk, which already holds s->next) */
+    if (r < 0)
+        hub_unsubscribe(s);
     return r;
 }
 

@@ -132,8 +132,74 @@ struct ws_session_s {
     const uint8_t *in;
     size_t in_len;
     unsigned activity;
+    size_t max_msg;
     int failed;
+    /* frame-header sniffer: sees each header before wslay does, so violations are
+     * answered with the precise close code and huge lengths are refused at once */
+    uint8_t hdr[14];
+    uint8_t hlen;
+    uint64_t skip; /* payload bytes of the current frame still to pass */
 };
+
+/* Expected header length once the first two bytes are known. */
+static size_t header_len(const uint8_t *h)
+{
+    size_t n = 2 + ((h[1] & 0x80) ? 4 : 0);
+    uint8_t l = h[1] & 0x7f;
+    return n + (l == 126 ? 2 : l == 127 ? 8 : 0);
+}
+
+/* Checks a complete frame header. Returns 0 or the close code to fail with. */
+static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *len)
+{
+    uint8_t op = h[0] & 0x0f, l = h[1] & 0x7f;
+    uint64_t n = l;
+    if (l == 126)
+        n = ((uint64_t)h[2] << 8) | h[3];
+    else if (l == 127)
+        for (int i = 0; i < 8; i++)
+            n = (n << 8) | h[2 + i];
+    *len = n;
+    if (h[0] & 0x70)
+        return WSLAY_CODE_PROTOCOL_ERROR; /* RSV bits without an extension */
+    if (!(h[1] & 0x80))
+        return WSLAY_CODE_PROTOCOL_ERROR; /* client frames must be masked */
+    if ((op >= 3 && op <= 7) || op >= 0xb)
+        return WSLAY_CODE_PROTOCOL_ERROR;
+    if (op >= 8 && (!(h[0] & 0x80) || n > 125 || (op == WSLAY_CONNECTION_CLOSE && n == 1)))
+        return WSLAY_CODE_PROTOCOL_ERROR;
+    if (op < 8 && n > s->max_msg)
+        return WSLAY_CODE_MESSAGE_TOO_BIG;
+    return 0;
+}
+
+/* Walks frame boundaries in d. Returns the offset where a bad frame starts (its code
+ * in *code), or -1 when every header is fine. */
+static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
+{
+    size_t i = 0;
+    long start = 0;
+    while (i < n) {
+        if (s->skip) {
+            uint64_t k = s->skip < n - i ? s->skip : n - i;
+            s->skip -= k;
+            i += (size_t)k;
+            continue;
+        }
+        if (s->hlen == 0)
+            start = (long)i;
+        s->hdr[s->hlen++] = d[i++];
+        if (s->hlen < 2 || s->hlen < header_len(s->hdr))
+            continue;
+        uint64_t len;
+        *code = header_check(s, s->hdr, &len);
+        s->hlen = 0;
+        if (*code)
+            return start;
+        s->skip = len;
+    }
+    return -1;
+}
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user)
@@ -208,6 +274,7 @@ int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, siz
         return -ENOMEM;
     }
     wslay_event_config_set_max_recv_msg_length(s->ctx, max_msg);
+    s->max_msg = max_msg;
     s->cbs = *cbs;
     s->ud = ud;
     *sp = s;
@@ -233,19 +300,33 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
 {
     if (s->failed)
         return -EPROTO;
+    uint16_t code = 0;
+    long bad = wslay_event_get_read_enabled(s->ctx) ? sniff(s, data, len, &code) : -1;
     s->in = data;
-    s->in_len = len;
+    s->in_len = bad >= 0 ? (size_t)bad : len;
     while (s->in_len > 0 && wslay_event_want_read(s->ctx)) {
         int r = wslay_event_recv(s->ctx);
-        if (r != 0) {
+        if (r == WSLAY_ERR_NOMEM) {
             s->failed = 1;
-            return r == WSLAY_ERR_NOMEM ? -ENOMEM : -EPROTO;
+            return -ENOMEM;
+        }
+        if (r != 0) {
+            /* a protocol violation: answer it with 1002 (unless wslay already closed)
+             * and read no further; the peer still gets the close frame */
+            if (!wslay_event_get_close_sent(s->ctx))
+                wslay_event_queue_close(s->ctx, WSLAY_CODE_PROTOCOL_ERROR, NULL, 0);
+            wslay_event_shutdown_read(s->ctx);
         }
         if (pump_out(s) < 0)
             return -EPROTO;
     }
     s->in = NULL;
     s->in_len = 0;
+    if (bad >= 0 && wslay_event_get_read_enabled(s->ctx)) {
+        if (!wslay_event_get_close_sent(s->ctx))
+            wslay_event_queue_close(s->ctx, code, NULL, 0);
+        wslay_event_shutdown_read(s->ctx);
+    }
     return pump_out(s);
 }
 
