@@ -148,11 +148,19 @@ static int on_message_complete(llhttp_t *ll)
     char *qm = strchr(target, '?');
     if (qm) {
         size_t pl = (size_t)(qm - target);
-        /* path and query need their own strings: the target stays intact */
-        if (buf_append(&p->arena, target, pl + 1) < 0)
-            return fail(p, 500, "out of memory");
+        /* path and query need their own strings: the target stays intact. Grow first,
+         * then copy: the source lives in the arena that may move */
+        size_t end = p->arena->len;
+        char zeros[64] = {0};
+        for (size_t left = pl + 1; left;) {
+            size_t k = left < sizeof(zeros) ? left : sizeof(zeros);
+            if (buf_append(&p->arena, zeros, k) < 0)
+                return fail(p, 500, "out of memory");
+            left -= k;
+        }
         a = p->arena->data;
-        char *path = a + p->arena->len - pl - 1;
+        char *path = a + end;
+        memcpy(path, a + p->url_off, pl);
         path[pl] = '\0';
         /* re-resolve after the append may have moved the arena */
         for (unsigned i = 0; i < p->n_headers; i++) {
