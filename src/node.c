@@ -99,6 +99,11 @@ int node_run(config_t *cfg)
         log_error("bad config", "error=\"%s\"", err);
         return 1;
     }
+    if ((r = store_open(&n.app.store, cfg->data_dir, err, sizeof(err))) < 0) {
+        log_error("cannot open the store", "error=\"%s\"", err);
+        auth_shutdown();
+        return 1;
+    }
     n.app.cfg = cfg;
     n.app.pool = &n.pool;
     n.app.ws = (ws_options_t){
@@ -151,6 +156,7 @@ int node_run(config_t *cfg)
     uv_loop_close(loop);
     bus->ops->free(bus);
     hub_free(n.app.hub);
+    store_close(&n.app.store);
     auth_shutdown();
     log_info("stopped", NULL);
     return 0;
@@ -159,6 +165,7 @@ fail_pool:
 fail_bus:
     hub_free(n.app.hub);
 fail_hub:
+    store_close(&n.app.store);
     auth_shutdown();
     return 1;
 }

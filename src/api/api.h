@@ -10,11 +10,13 @@
 #include "core/worker.h"
 #include "http/server.h"
 #include "hub/hub.h"
+#include "store/db.h"
 #include "transport/ws.h"
 
 typedef struct app_s {
     const config_t *cfg;
     hub_t *hub;
+    store_t store;
     worker_pool_t *pool;
     int draining; /* atomic */
     ws_options_t ws;
