@@ -7,6 +7,7 @@
 #define PG_STORE_DB_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 
 typedef struct store_s {
     sqlite3 *db;
