@@ -33,6 +33,10 @@ int config_init(config_t *cfg)
         set_str(&cfg->node_id, nid) || set_str(&cfg->data_dir, "./data") ||
         set_str(&cfg->log_level, "info"))
         return -ENOMEM;
+    cfg->history_max_events = 1000;
+    cfg->history_max_age_s = 3600;
+    cfg->sse_heartbeat_ms = 15000;
+    cfg->sse_retry_ms = 3000;
     cfg->limits = (config_limits_t){
         .max_output_bytes = 1u << 20,
         .max_message_bytes = 1u << 20,
@@ -229,9 +233,11 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
         FAIL("the config must be a JSON object");
-    static const char *known[] = {"listen",   "workers", "applicationId", "nodeId", "dataDir",
-                                  "redis",    "apiKeys", "jwt",           "sessions", "streams",
-                                  "limits",   "logLevel", "diagnostics",  NULL};
+    static const char *known[] = {"listen",   "workers",  "applicationId", "nodeId",
+                                  "dataDir",  "redis",    "apiKeys",       "jwt",
+                                  "sessions", "streams",  "limits",        "logLevel",
+                                  "diagnostics", "channels", "history",    "sse",
+                                  "device",   NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -291,6 +297,56 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         json_decref(cfg->streams);
         cfg->streams = json_incref(streams);
     }
+    json_t *channels = json_object_get(doc, "channels");
+    if (channels) {
+        json_decref(cfg->channels);
+        cfg->channels = json_incref(channels);
+    }
+    json_t *hist = json_object_get(doc, "history");
+    if (hist) {
+        if (!json_is_object(hist))
+            FAIL("history must be an object");
+        const char *hk;
+        json_t *hv;
+        json_object_foreach(hist, hk, hv)
+        {
+            if (strcmp(hk, "maxEvents") != 0 && strcmp(hk, "maxAgeSeconds") != 0)
+                FAIL("history.%s is not a known key", hk);
+        }
+        unsigned long long x;
+        if ((r = get_uint(hist, "maxEvents", "history.", 10000000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->history_max_events = (unsigned)x;
+        if ((r = get_uint(hist, "maxAgeSeconds", "history.", 86400 * 365, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->history_max_age_s = (unsigned)x;
+    }
+    json_t *sse = json_object_get(doc, "sse");
+    if (sse) {
+        if (!json_is_object(sse))
+            FAIL("sse must be an object");
+        const char *sk;
+        json_t *sv;
+        json_object_foreach(sse, sk, sv)
+        {
+            if (strcmp(sk, "heartbeatMs") != 0 && strcmp(sk, "retryMs") != 0)
+                FAIL("sse.%s is not a known key", sk);
+        }
+        unsigned long long x;
+        if ((r = get_uint(sse, "heartbeatMs", "sse.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r) {
+            if (x < 100)
+                FAIL("sse.heartbeatMs must be at least 100");
+            cfg->sse_heartbeat_ms = (unsigned)x;
+        }
+        if ((r = get_uint(sse, "retryMs", "sse.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sse_retry_ms = (unsigned)x;
+    }
     json_t *lim = json_object_get(doc, "limits");
     if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)
         return r;
@@ -347,5 +403,6 @@ void config_free(config_t *cfg)
     free(cfg->api_keys);
     json_decref(cfg->sessions);
     json_decref(cfg->streams);
+    json_decref(cfg->channels);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -41,6 +41,11 @@ typedef struct config_s {
     char *jwt_secret;
     json_t *sessions; /* array, as in the file; auth reads it */
     json_t *streams;  /* object, as in the file */
+    json_t *channels; /* object: subscribe rules (auth/channels.h) */
+    unsigned history_max_events;
+    unsigned history_max_age_s;
+    unsigned sse_heartbeat_ms;
+    unsigned sse_retry_ms;
     config_limits_t limits;
     int diagnostics;
     char *log_level;

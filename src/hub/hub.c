@@ -30,6 +30,8 @@ struct hub_worker_s {
     worker_t *w;
     subscriber_t *subs;
     size_t n_subs;
+    topic_table_t topics;
+    uint64_t round; /* delivery rounds, for de-duplication across topics */
     ack_wait_t *acks;
     pending_t *pending;
     uint64_t next_token;
@@ -116,6 +118,10 @@ int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers)
     hub_worker_t *hw = calloc(1, sizeof(*hw));
     if (!hw)
         return -ENOMEM;
+    if (topics_init(&hw->topics) < 0) {
+        free(hw);
+        return -ENOMEM;
+    }
     hw->hub = hub;
     hw->w = w;
     w->hub = hw;
@@ -138,6 +144,7 @@ void hub_worker_detach(worker_t *w)
         pending_finish(pd);
     }
     selector_thread_cleanup();
+    topics_free(&hw->topics);
     free(hw);
     w->hub = NULL;
 }
@@ -175,6 +182,7 @@ void hub_unsubscribe(subscriber_t *s)
     hub_worker_t *hw = s->hw;
     if (!hw)
         return;
+    topics_unlink_all(&hw->topics, &s->links);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -193,6 +201,20 @@ void hub_unsubscribe(subscriber_t *s)
         if (--aw->remaining == 0)
             ack_wait_finish(aw);
     }
+}
+
+int hub_topic_add(subscriber_t *s, const char *topic)
+{
+    if (!s->hw)
+        return -EPIPE;
+    return topics_link(&s->hw->topics, topic, s, &s->links);
+}
+
+int hub_topic_remove(subscriber_t *s, const char *topic)
+{
+    if (!s->hw)
+        return -ENOENT;
+    return topics_unlink(&s->hw->topics, topic, &s->links);
 }
 
 void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg)
@@ -271,6 +293,8 @@ static void on_ack_timeout(uv_timer_t *t)
 
 static int matches(const push_t *p, const subscriber_t *s)
 {
+    if (p->tenant && (!s->tenant || strcmp(p->tenant, s->tenant) != 0))
+        return 0;
     return selector_match(p->client_pat, s->client_id) &&
            selector_match(p->session_pat, s->session_id) &&
            selector_match_any(p->role_pat, s->roles, s->n_roles);
@@ -288,35 +312,53 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     subscriber_t **acked = NULL; /* by report index: who still owes an answer */
     size_t n_acked = 0, cap_acked = 0;
     uint64_t ok = 0, failed = 0;
-    for (subscriber_t *s = hw->subs; s; s = s->next) {
-        if (!matches(p, s))
+    uint64_t round = ++hw->round;
+    size_t nt = p->n_topics ? p->n_topics : 1;
+    for (size_t ti = 0; ti < nt; ti++) {
+        /* topic pushes walk the topic index; the others walk every subscriber */
+        topic_t *tp = p->n_topics ? topics_find(&hw->topics, p->topics[ti]) : NULL;
+        if (p->n_topics && !tp)
             continue;
-        int r = s->ops->deliver(s, p);
-        const char *msg = r == 0 ? "delivered" : r == -ENOBUFS ? "slow consumer" : "closed";
-        if (r == 0)
-            ok++;
-        else
-            failed++;
-        if (!nc)
-            continue;
-        long idx = report_add(&rep, s->client_id, s->session_id, r == 0, msg);
-        if (!p->await_acks || r != 0 || idx < 0)
-            continue;
-        if ((size_t)idx >= cap_acked) {
-            size_t cap = cap_acked ? cap_acked : 16;
-            while (cap <= (size_t)idx)
-                cap *= 2;
-            subscriber_t **a = realloc(acked, cap * sizeof(*a));
-            if (!a) {
-                report_set(&rep, (size_t)idx, 0, "out of memory", 0);
-                continue;
+        topic_link_t *l = tp ? tp->subs : NULL, *lnext = NULL;
+        subscriber_t *s = tp ? (l ? l->s : NULL) : hw->subs, *snext = NULL;
+        for (; s; s = tp ? (lnext ? lnext->s : NULL) : snext) {
+            /* fetch the next one first: a failed delivery unsubscribes s */
+            if (tp) {
+                lnext = l->next;
+                l = lnext;
+            } else {
+                snext = s->next;
             }
-            acked = a;
-            cap_acked = cap;
+            if (s->seen == round || !matches(p, s))
+                continue;
+            s->seen = round;
+            int r = s->ops->deliver(s, p, p->n_topics ? (int)ti : -1);
+            const char *msg = r == 0 ? "delivered" : r == -ENOBUFS ? "slow consumer" : "closed";
+            if (r == 0)
+                ok++;
+            else
+                failed++;
+            if (!nc)
+                continue;
+            long idx = report_add(&rep, s->client_id, s->session_id, r == 0, msg);
+            if (!p->await_acks || r != 0 || idx < 0)
+                continue;
+            if ((size_t)idx >= cap_acked) {
+                size_t cap = cap_acked ? cap_acked : 16;
+                while (cap <= (size_t)idx)
+                    cap *= 2;
+                subscriber_t **a = realloc(acked, cap * sizeof(*a));
+                if (!a) {
+                    report_set(&rep, (size_t)idx, 0, "out of memory", 0);
+                    continue;
+                }
+                acked = a;
+                cap_acked = cap;
+            }
+            while (n_acked < (size_t)idx)
+                acked[n_acked++] = NULL;
+            acked[n_acked++] = s;
         }
-        while (n_acked < (size_t)idx)
-            acked[n_acked++] = NULL;
-        acked[n_acked++] = s;
     }
     METRICS_ADD(deliveries_ok, ok);
     METRICS_ADD(deliveries_failed, failed);

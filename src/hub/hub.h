@@ -14,15 +14,17 @@
 #include "core/worker.h"
 #include "hub/push.h"
 #include "hub/report.h"
+#include "hub/topics.h"
 
 typedef struct hub_s hub_t;
 typedef struct hub_worker_s hub_worker_t;
 typedef struct subscriber_s subscriber_t;
 
 typedef struct subscriber_ops_s {
-    /* Writes p to the subscriber. Returns 0 (queued), -ENOBUFS (a slow consumer: the
-     * transport has started cutting it off), -EPIPE (going away). */
-    int (*deliver)(subscriber_t *s, push_t *p);
+    /* Writes p, reached through topic index ti (-1: by pattern), to the subscriber.
+     * Returns 0 (queued), -ENOBUFS (a slow consumer: the transport has started
+     * cutting it off), -EPIPE (going away). */
+    int (*deliver)(subscriber_t *s, push_t *p, int ti);
 } subscriber_ops_t;
 
 /* Embedded in a transport's client; the strings are the transport's, valid while
@@ -39,6 +41,8 @@ struct subscriber_s {
     char *const *roles;
     size_t n_roles;
     int64_t connected_at_ms;
+    topic_link_t *links; /* the topics it is subscribed to */
+    uint64_t seen;       /* the last delivery round that reached it (de-duplication) */
 };
 
 /* The final PushResponse for a publish, on the origin worker's thread. Takes the
@@ -64,8 +68,16 @@ void hub_free(hub_t *hub);
 /* Adds s to the registry of the calling worker. */
 void hub_subscribe(worker_t *w, subscriber_t *s);
 
-/* Removes s; any report waiting on it records "closed". */
+/* Removes s and its topic subscriptions; any report waiting on it records "closed".
+ * Idempotent. */
 void hub_unsubscribe(subscriber_t *s);
+
+/* Subscribes s (registered on the calling worker) to topic. Returns 0, -EEXIST,
+ * -ENOMEM. */
+int hub_topic_add(subscriber_t *s, const char *topic);
+
+/* Unsubscribes s from topic. Returns 0 or -ENOENT. */
+int hub_topic_remove(subscriber_t *s, const char *topic);
 
 /* Publishes p from the calling worker. Unless p->report_mode is PUSH_REPORT_NONE, cb
  * is called later on this thread with the merged report, and *token identifies the

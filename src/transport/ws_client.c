@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/channels.h"
 #include "core/metrics.h"
 #include "core/worker.h"
 #include "hub/hub.h"
@@ -16,10 +17,12 @@ typedef struct ws_client_s {
     ws_conn_t *wc;
     auth_identity_t *id;
     char *client_id;
+    json_t *channel_rules;
 } ws_client_t;
 
-buf_t *ws_client_encode(const push_t *p)
+buf_t *ws_client_encode(const push_t *p, int ti)
 {
+    const char *channel = push_channel(p, ti);
     buf_t *json = buf_new(96 + p->payload_len);
     if (!json)
         return NULL;
@@ -28,7 +31,7 @@ buf_t *ws_client_encode(const push_t *p)
     r |= buf_puts(&json, ",\"event\":");
     r |= p->event ? buf_put_json_string(&json, p->event) : buf_puts(&json, "null");
     r |= buf_puts(&json, ",\"channel\":");
-    r |= p->channel ? buf_put_json_string(&json, p->channel) : buf_puts(&json, "null");
+    r |= channel ? buf_put_json_string(&json, channel) : buf_puts(&json, "null");
     r |= buf_puts(&json, ",\"payload\":");
     r |= buf_append(&json, p->payload ? p->payload : "null",
                     p->payload ? p->payload_len : 4);
@@ -38,10 +41,10 @@ buf_t *ws_client_encode(const push_t *p)
     return frame;
 }
 
-static int client_deliver(subscriber_t *s, push_t *p)
+static int client_deliver(subscriber_t *s, push_t *p, int ti)
 {
     ws_client_t *cl = (ws_client_t *)s;
-    buf_t *f = push_frame(p, PUSH_FORMAT_WS_JSON, ws_client_encode);
+    buf_t *f = push_frame(p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
     if (!f)
         return -ENOMEM;
     int r = ws_conn_send_frame(cl->wc, f);
@@ -90,6 +93,57 @@ static void on_response(ws_client_t *cl, json_t *msg)
             json_is_string(text) ? json_string_value(text) : "acknowledged");
 }
 
+/* {"type":"subscribe"|"unsubscribe","channels":[…]} → {"type":"subscribed"|…}.
+ * The whole request is checked first: one bad channel refuses it all. */
+static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
+{
+    json_t *chans = json_object_get(msg, "channels");
+    const char *verb = subscribe ? "subscribe" : "unsubscribe";
+    char err[CHANNEL_NAME_MAX + 96];
+    if (!json_is_array(chans) || json_array_size(chans) == 0 || json_array_size(chans) > 100) {
+        snprintf(err, sizeof(err), "%s: channels must be an array of 1 to 100 names", verb);
+        send_error(cl, err);
+        return;
+    }
+    size_t i;
+    json_t *c;
+    json_array_foreach(chans, i, c)
+    {
+        const char *name = json_string_value(c);
+        if (!name || channel_name_valid(name) < 0) {
+            snprintf(err, sizeof(err), "%s: channels[%zu] is not a valid channel name", verb, i);
+            send_error(cl, err);
+            return;
+        }
+        if (subscribe && channel_may_subscribe(cl->channel_rules, name, cl->id) < 0) {
+            snprintf(err, sizeof(err), "%s: not allowed to subscribe to %s", verb, name);
+            send_error(cl, err);
+            return;
+        }
+    }
+    buf_t *b = buf_new(64);
+    int r = b ? buf_printf(&b, "{\"type\":\"%s\",\"channels\":[", subscribe ? "subscribed"
+                                                                            : "unsubscribed")
+              : -ENOMEM;
+    json_array_foreach(chans, i, c)
+    {
+        char topic[CHANNEL_NAME_MAX + 8];
+        snprintf(topic, sizeof(topic), "chan:%s", json_string_value(c));
+        int tr = subscribe ? hub_topic_add(&cl->sub, topic) : hub_topic_remove(&cl->sub, topic);
+        if (tr == -ENOMEM)
+            r = -ENOMEM;
+        if (b && r == 0) {
+            r |= i ? buf_puts(&b, ",") : 0;
+            r |= buf_put_json_string(&b, json_string_value(c));
+        }
+    }
+    if (b && r == 0 && buf_puts(&b, "]}") == 0)
+        ws_conn_send_text(cl->wc, b->data, b->len);
+    else
+        send_error(cl, "out of memory");
+    buf_unref(b);
+}
+
 static void client_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
 {
     ws_client_t *cl = wc->app;
@@ -106,6 +160,10 @@ static void client_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data
         send_error(cl, "type must be a string");
     else if (strcmp(type, "response") == 0)
         on_response(cl, msg);
+    else if (strcmp(type, "subscribe") == 0)
+        on_subscribe(cl, msg, 1);
+    else if (strcmp(type, "unsubscribe") == 0)
+        on_subscribe(cl, msg, 0);
     else
         send_error(cl, "unknown message type");
     json_decref(msg);
@@ -123,8 +181,8 @@ static void client_on_close(ws_conn_t *wc)
 static const ws_handler_t client_handler = {client_on_message, client_on_close};
 
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                     auth_identity_t *id, const char *client_id, const char *extra,
-                     size_t extra_len)
+                     auth_identity_t *id, const char *client_id, json_t *channel_rules,
+                     const char *extra, size_t extra_len)
 {
     ws_client_t *cl = calloc(1, sizeof(*cl));
     if (!cl || !(cl->client_id = strdup(client_id))) {
@@ -134,6 +192,7 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
         return -ENOMEM;
     }
     cl->id = id;
+    cl->channel_rules = channel_rules;
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
     s->transport = "websocket";

@@ -3,21 +3,25 @@
 #ifndef PG_WS_CLIENT_H
 #define PG_WS_CLIENT_H
 
+#include <jansson.h>
+
 #include "auth/auth.h"
 #include "core/conn.h"
 #include "hub/push.h"
 #include "transport/ws.h"
 
 /* Upgrades c (its handshake already validated) into a push client of identity id
- * (taken) with client_id (copied), and subscribes it on c's worker.
+ * (taken) with client_id (copied), and subscribes it on c's worker. channel_rules
+ * (borrowed, may be NULL) decide its channel subscriptions (auth/channels.h).
  * Returns 0, or -ENOMEM (c is closed, id freed). */
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                     auth_identity_t *id, const char *client_id, const char *extra,
-                     size_t extra_len);
+                     auth_identity_t *id, const char *client_id, json_t *channel_rules,
+                     const char *extra, size_t extra_len);
 
-/* Encodes p as the push frame {"type":"push","id","event","channel","payload"}.
+/* Encodes p, reached through topic ti, as the push frame
+ * {"type":"push","id","event","channel","payload"}.
  * Returns a new buffer holding the whole WebSocket frame, or NULL. */
-buf_t *ws_client_encode(const push_t *p);
+buf_t *ws_client_encode(const push_t *p, int ti);
 
 /* Upgrades c into an echo endpoint (diagnostics: text and binary messages come back
  * unchanged). Returns 0 or -ENOMEM (c is closed). */
