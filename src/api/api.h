@@ -9,6 +9,7 @@
 #include "core/config.h"
 #include "core/worker.h"
 #include "http/server.h"
+#include "auth/auth.h"
 #include "hub/hub.h"
 #include "store/db.h"
 #include "transport/ws.h"
@@ -33,7 +34,14 @@ const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
  * reference, or NULL (already answered). */
 json_t *api_json_body(http_ctx_t *ctx);
 
+/* A subscriber's credentials (auth/auth.h) from `Authorization: Bearer` or `?token=`.
+ * Returns 1 with a new identity in *out, 0 when none was given, -EACCES when the
+ * credential is unknown, expired or invalid, -ENOMEM. */
+int api_client_identity(http_ctx_t *ctx, auth_identity_t **out);
+
 /* The handlers, one per endpoint. */
+void api_push(http_ctx_t *ctx);
+void api_sse(http_ctx_t *ctx);
 void api_healthz(http_ctx_t *ctx);
 void api_readyz(http_ctx_t *ctx);
 void api_metrics(http_ctx_t *ctx);

@@ -11,6 +11,8 @@ const http_route_t api_routes[] = {
     {"GET", "/websocket", 0, api_websocket},
     {"GET", "/echo", 0, api_echo},
     {"POST", "/api/push-requests", 0, api_push_requests},
+    {"POST", "/api/push", 0, api_push},
+    {"GET", "/sse", 0, api_sse},
     {"POST", "/api/sessions", 0, api_sessions_create},
     {"DELETE", "/api/sessions/", 1, api_sessions_delete},
     {"GET", "/api/connections", 0, api_connections},

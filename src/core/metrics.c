@@ -7,7 +7,7 @@ metrics_t metrics;
 
 int metrics_render(buf_t **bp)
 {
-    static const char *tnames[METRICS_T_COUNT] = {"websocket", "http"};
+    static const char *tnames[METRICS_T_COUNT] = {"websocket", "http", "sse"};
     int r = buf_puts(bp, "# HELP pushgate_connections Open connections by transport.\n"
                          "# TYPE pushgate_connections gauge\n");
     for (int t = 0; t < METRICS_T_COUNT && r == 0; t++)

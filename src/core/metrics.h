@@ -6,7 +6,7 @@
 
 #include "core/buf.h"
 
-enum metrics_transport { METRICS_T_WEBSOCKET = 0, METRICS_T_HTTP, METRICS_T_COUNT };
+enum metrics_transport { METRICS_T_WEBSOCKET = 0, METRICS_T_HTTP, METRICS_T_SSE, METRICS_T_COUNT };
 
 typedef struct metrics_s {
     int64_t connections[METRICS_T_COUNT];

@@ -69,3 +69,42 @@ ssize_t url_query_get(const char *query, const char *name, char **out)
     }
     return -ENOENT;
 }
+
+static char *decode_dup(const char *s, size_t n, int *err)
+{
+    char *out = malloc(n + 1);
+    if (!out) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    ssize_t r = url_decode(s, n, out, n);
+    if (r < 0) {
+        free(out);
+        *err = (int)r;
+        return NULL;
+    }
+    return out;
+}
+
+int url_query_next(const char **cursor, char **name, char **value)
+{
+    const char *s = *cursor;
+    while (s && *s == '&')
+        s++;
+    if (!s || !*s)
+        return 0;
+    const char *amp = strchr(s, '&');
+    const char *end = amp ? amp : s + strlen(s);
+    const char *eq = memchr(s, '=', (size_t)(end - s));
+    const char *kend = eq ? eq : end;
+    int err = 0;
+    *name = decode_dup(s, (size_t)(kend - s), &err);
+    *value = *name ? decode_dup(eq ? eq + 1 : end, eq ? (size_t)(end - eq - 1) : 0, &err) : NULL;
+    if (!*value) {
+        free(*name);
+        *name = NULL;
+        return err;
+    }
+    *cursor = end;
+    return 1;
+}

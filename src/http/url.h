@@ -15,4 +15,9 @@ ssize_t url_decode(const char *src, size_t len, char *out, size_t outlen);
  * Returns the value's length, -ENOENT if absent, -EINVAL on a bad escape, -ENOMEM. */
 ssize_t url_query_get(const char *query, const char *name, char **out);
 
+/* Iterates the parameters of a query: *cursor starts at the query and advances. Sets
+ * *name and *value to new decoded strings (free both). Returns 1 for a parameter, 0 at
+ * the end, -EINVAL on a bad escape, -ENOMEM. */
+int url_query_next(const char **cursor, char **name, char **value);
+
 #endif

@@ -20,6 +20,7 @@ typedef struct fanout_msg_s fanout_msg_t;
 struct hub_s {
     const config_t *cfg;
     bus_t *bus;
+    history_t *history;
     worker_t **workers;
     int n_workers;
     int attached; /* atomic */
@@ -104,7 +105,17 @@ hub_t *hub_new(const config_t *cfg)
         return NULL;
     }
     hub->n_workers = cfg->workers;
+    if (!(hub->history = history_new(cfg->history_max_events, cfg->history_max_age_s))) {
+        free(hub->workers);
+        free(hub);
+        return NULL;
+    }
     return hub;
+}
+
+history_t *hub_history(hub_t *hub)
+{
+    return hub->history;
 }
 
 void hub_set_bus(hub_t *hub, bus_t *bus)
@@ -153,6 +164,7 @@ void hub_free(hub_t *hub)
 {
     if (!hub)
         return;
+    history_free(hub->history);
     free(hub->workers);
     free(hub);
 }
@@ -329,7 +341,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
             } else {
                 snext = s->next;
             }
-            if (s->seen == round || !matches(p, s))
+            if (s->seen == round || (!tp && s->topics_only) || !matches(p, s))
                 continue;
             s->seen = round;
             int r = s->ops->deliver(s, p, p->n_topics ? (int)ti : -1);
@@ -439,6 +451,10 @@ void hub_deliver(hub_t *hub, push_t *p)
         nc->report.node_id = strdup(hub->cfg->node_id);
         nc->collector = self && self->hub && HW(self)->hub == hub ? self : hub->workers[0];
     }
+    /* recorded before any worker delivers, so a subscriber that replays history and
+     * then receives live pushes misses nothing in between */
+    for (size_t ti = 0; ti < p->n_topics; ti++)
+        history_append(hub->history, p, (int)ti, p->created_ms);
     for (int i = 0; i < n; i++) {
         fms[i]->base.fn = on_deliver;
         fms[i]->nc = nc;

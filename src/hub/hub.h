@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/worker.h"
 #include "hub/push.h"
+#include "hub/history.h"
 #include "hub/report.h"
 #include "hub/topics.h"
 
@@ -42,6 +43,7 @@ struct subscriber_s {
     size_t n_roles;
     int64_t connected_at_ms;
     topic_link_t *links; /* the topics it is subscribed to */
+    int topics_only;     /* reached only through its topics, never by patterns alone */
     uint64_t seen;       /* the last delivery round that reached it (de-duplication) */
 };
 
@@ -51,6 +53,9 @@ typedef void (*hub_report_cb)(void *arg, push_t *p, buf_t *body);
 
 /* Creates the hub of a node. Returns NULL when out of memory. */
 hub_t *hub_new(const config_t *cfg);
+
+/* The node's replay history (owned by the hub). */
+history_t *hub_history(hub_t *hub);
 
 /* Gives the hub its bus (the hub does not own it). */
 void hub_set_bus(hub_t *hub, bus_t *bus);

@@ -1,0 +1,196 @@
+/* Ring buffers of recent pushes, one per topic, in a small hash map. */
+#include "hub/history.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct ring_s {
+    struct ring_s *next;
+    char *topic;
+    history_entry_t *e;
+    int64_t *at;
+    size_t head, n;
+    char last_dropped[ID_MAX]; /* id of the newest entry pushed out, "" if none */
+} ring_t;
+
+#define HISTORY_BUCKETS 256
+#define AT(r, h, i) (((r)->head + (i)) % (h)->max_events)
+
+struct history_s {
+    uv_mutex_t mu;
+    unsigned max_events;
+    int64_t max_age_ms;
+    ring_t *buckets[HISTORY_BUCKETS];
+};
+
+static size_t bucket(const char *s)
+{
+    size_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h % HISTORY_BUCKETS;
+}
+
+history_t *history_new(unsigned max_events, unsigned max_age_s)
+{
+    history_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    if (uv_mutex_init(&h->mu) < 0) {
+        free(h);
+        return NULL;
+    }
+    h->max_events = max_events;
+    h->max_age_ms = (int64_t)max_age_s * 1000;
+    return h;
+}
+
+/* Frees a ring whose entries were already released. */
+static void ring_free(ring_t *r)
+{
+    free(r->e);
+    free(r->at);
+    free(r->topic);
+    free(r);
+}
+
+void history_free(history_t *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < HISTORY_BUCKETS; i++)
+        while (h->buckets[i]) {
+            ring_t *r = h->buckets[i];
+            h->buckets[i] = r->next;
+            for (size_t k = 0; k < r->n; k++)
+                push_unref(r->e[AT(r, h, k)].p);
+            ring_free(r);
+        }
+    uv_mutex_destroy(&h->mu);
+    free(h);
+}
+
+static ring_t *find(history_t *h, const char *topic, int create)
+{
+    size_t b = bucket(topic);
+    for (ring_t *r = h->buckets[b]; r; r = r->next)
+        if (strcmp(r->topic, topic) == 0)
+            return r;
+    if (!create)
+        return NULL;
+    ring_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->topic = strdup(topic);
+    r->e = calloc(h->max_events, sizeof(*r->e));
+    r->at = calloc(h->max_events, sizeof(*r->at));
+    if (!r->topic || !r->e || !r->at) {
+        free(r->topic);
+        free(r->e);
+        free(r->at);
+        free(r);
+        return NULL;
+    }
+    r->next = h->buckets[b];
+    h->buckets[b] = r;
+    return r;
+}
+
+static void drop_oldest(history_t *h, ring_t *r)
+{
+    history_entry_t *old = &r->e[r->head];
+    memcpy(r->last_dropped, old->p->id, ID_MAX);
+    push_unref(old->p);
+    old->p = NULL;
+    r->head = (r->head + 1) % h->max_events;
+    r->n--;
+}
+
+static void prune(history_t *h, ring_t *r, int64_t now_ms)
+{
+    while (r->n && h->max_age_ms && now_ms - r->at[r->head] > h->max_age_ms)
+        drop_oldest(h, r);
+}
+
+int history_append(history_t *h, push_t *p, int ti, int64_t now_ms)
+{
+    if (h->max_events == 0 || ti < 0 || (size_t)ti >= p->n_topics)
+        return 0;
+    uv_mutex_lock(&h->mu);
+    ring_t *r = find(h, p->topics[ti], 1);
+    if (!r) {
+        uv_mutex_unlock(&h->mu);
+        return -ENOMEM;
+    }
+    prune(h, r, now_ms);
+    if (r->n == h->max_events)
+        drop_oldest(h, r);
+    size_t k = AT(r, h, r->n);
+    r->e[k] = (history_entry_t){push_ref(p), ti};
+    r->at[k] = now_ms;
+    r->n++;
+    uv_mutex_unlock(&h->mu);
+    return 0;
+}
+
+long history_since(history_t *h, const char *topic, const char *last_id, int64_t now_ms,
+                   history_entry_t **out, int *gap)
+{
+    *out = NULL;
+    *gap = 0;
+    uv_mutex_lock(&h->mu);
+    ring_t *r = find(h, topic, 0);
+    if (r)
+        prune(h, r, now_ms);
+    if (!r || r->n == 0) {
+        /* nothing to replay from: if the subscriber had seen something, it missed
+         * what this node cannot give back (a restart, or everything aged out) */
+        *gap = last_id && *last_id && (!r || strcmp(last_id, r->last_dropped) != 0);
+        uv_mutex_unlock(&h->mu);
+        return 0;
+    }
+    size_t from = r->n; /* index of the first entry to replay */
+    const char *oldest = r->e[r->head].p->id;
+    if (strcmp(last_id, oldest) < 0) {
+        from = 0;
+        *gap = strcmp(last_id, r->last_dropped) != 0;
+    } else {
+        for (size_t i = 0; i < r->n; i++)
+            if (strcmp(r->e[AT(r, h, i)].p->id, last_id) > 0) {
+                from = i;
+                break;
+            }
+    }
+    long n = (long)(r->n - from);
+    history_entry_t *arr = n ? calloc((size_t)n, sizeof(*arr)) : NULL;
+    if (n && !arr) {
+        uv_mutex_unlock(&h->mu);
+        return -ENOMEM;
+    }
+    for (long i = 0; i < n; i++) {
+        history_entry_t *e = &r->e[AT(r, h, from + (size_t)i)];
+        arr[i] = (history_entry_t){push_ref(e->p), e->ti};
+    }
+    uv_mutex_unlock(&h->mu);
+    *out = arr;
+    return n;
+}
+
+void history_drop_topic(history_t *h, const char *topic)
+{
+    uv_mutex_lock(&h->mu);
+    for (ring_t **pp = &h->buckets[bucket(topic)]; *pp; pp = &(*pp)->next) {
+        ring_t *r = *pp;
+        if (strcmp(r->topic, topic) != 0)
+            continue;
+        *pp = r->next;
+        for (size_t i = 0; i < r->n; i++)
+            push_unref(r->e[AT(r, h, i)].p);
+        r->n = 0;
+        ring_free(r);
+        break;
+    }
+    uv_mutex_unlock(&h->mu);
+}

@@ -1,0 +1,238 @@
+/* SSE subscriber: response head, replay, live pushes, heartbeats, slow consumers. */
+#include "transport/sse.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/worker.h"
+#include "hub/hub.h"
+#include "transport/sse_codec.h"
+
+typedef struct sse_client_s {
+    subscriber_t sub;
+    conn_t *c;
+    auth_identity_t *id;
+    char *client_id;
+    char last_id[ID_MAX]; /* newest push sent: replay and live delivery never repeat */
+    unsigned heartbeat_ms;
+    uint64_t next_heartbeat;
+} sse_client_t;
+
+buf_t *sse_encode_push(const push_t *p, int ti)
+{
+    buf_t *data = buf_new(64 + p->payload_len);
+    if (!data)
+        return NULL;
+    int r = 0;
+    const char *channel = push_channel(p, ti);
+    if (p->kind == PUSH_KIND_STREAM) {
+        r = buf_append(&data, p->payload, p->payload_len);
+    } else {
+        r |= buf_puts(&data, "{\"id\":");
+        r |= buf_put_json_string(&data, p->id);
+        r |= buf_puts(&data, ",\"channel\":");
+        r |= channel ? buf_put_json_string(&data, channel) : buf_puts(&data, "null");
+        r |= buf_puts(&data, ",\"event\":");
+        r |= p->event ? buf_put_json_string(&data, p->event) : buf_puts(&data, "null");
+        r |= buf_puts(&data, ",\"data\":");
+        r |= buf_append(&data, p->payload, p->payload_len);
+        r |= buf_puts(&data, "}");
+    }
+    buf_t *ev = r ? NULL : buf_new(data->len + 64);
+    if (ev && sse_write_event(&ev, p->id, NULL, data->data, data->len) < 0) {
+        buf_unref(ev);
+        ev = NULL;
+    }
+    buf_unref(data);
+    return ev;
+}
+
+static int send_push(sse_client_t *cl, push_t *p, int ti)
+{
+    if (strcmp(p->id, cl->last_id) <= 0)
+        return 0; /* already sent by the replay */
+    buf_t *f = push_frame(p, PUSH_FORMAT_SSE, ti, sse_encode_push);
+    if (!f)
+        return -ENOMEM;
+    int r = conn_send(cl->c, f, 0, f->len);
+    if (r == 0)
+        memcpy(cl->last_id, p->id, ID_MAX);
+    return r;
+}
+
+static int sse_deliver(subscriber_t *s, push_t *p, int ti)
+{
+    sse_client_t *cl = (sse_client_t *)s;
+    int r = send_push(cl, p, ti);
+    if (r == -ENOBUFS) {
+        METRICS_ADD(slow_consumer_closes, 1);
+        log_info("sse subscriber cut off", "reason=\"slow consumer\" client=%s", cl->client_id);
+        conn_close(cl->c);
+    }
+    if (r < 0)
+        hub_unsubscribe(s);
+    return r;
+}
+
+static const subscriber_ops_t sse_ops = {sse_deliver};
+
+static void sse_on_read(conn_t *c, const char *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    (void)len; /* a subscriber has nothing to say; what it sends is ignored */
+}
+
+static void sse_on_eof(conn_t *c)
+{
+    conn_close(c);
+}
+
+static void sse_on_tick(conn_t *c, uint64_t now)
+{
+    sse_client_t *cl = c->ud;
+    if (now < cl->next_heartbeat)
+        return;
+    cl->next_heartbeat = now + cl->heartbeat_ms;
+    buf_t *b = buf_new(16);
+    if (b && sse_write_comment(&b, "heartbeat") == 0)
+        conn_send(c, b, 0, b->len);
+    buf_unref(b);
+}
+
+static void sse_on_close(conn_t *c)
+{
+    sse_client_t *cl = c->ud;
+    hub_unsubscribe(&cl->sub);
+    auth_identity_free(cl->id);
+    free(cl->client_id);
+    free(cl);
+    __atomic_sub_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
+}
+
+static const conn_proto_t sse_proto = {
+    .name = "sse",
+    .on_read = sse_on_read,
+    .on_eof = sse_on_eof,
+    .on_tick = sse_on_tick,
+    .on_close = sse_on_close,
+};
+
+static int by_id(const void *a, const void *b)
+{
+    const history_entry_t *x = a, *y = b;
+    return strcmp(x->p->id, y->p->id);
+}
+
+/* Replays every topic's history after last_id, merged in id order without repeats. */
+static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *last_id,
+                  history_t *hist)
+{
+    history_entry_t *all = NULL;
+    size_t total = 0;
+    int gap = 0, r = 0;
+    int64_t now = auth_now_ms();
+    for (size_t i = 0; i < n && r == 0; i++) {
+        history_entry_t *e;
+        int g;
+        long k = history_since(hist, topics[i], last_id, now, &e, &g);
+        if (k < 0) {
+            r = -ENOMEM;
+            break;
+        }
+        gap |= g;
+        history_entry_t *grown = k ? realloc(all, (total + (size_t)k) * sizeof(*all)) : all;
+        if (k && !grown) {
+            for (long j = 0; j < k; j++)
+                push_unref(e[j].p);
+            free(e);
+            r = -ENOMEM;
+            break;
+        }
+        all = grown;
+        if (k)
+            memcpy(all + total, e, (size_t)k * sizeof(*e));
+        total += (size_t)k;
+        free(e);
+    }
+    if (r == 0 && gap) {
+        buf_t *b = buf_new(128);
+        char data[ID_MAX + 32];
+        snprintf(data, sizeof(data), "{\"lastEventId\":\"%.*s\"}", ID_MAX - 1, last_id);
+        if (!b || sse_write_event(&b, NULL, "gap", data, strlen(data)) < 0 ||
+            conn_send(cl->c, b, 0, b->len) < 0)
+            r = -ENOMEM;
+        buf_unref(b);
+    }
+    if (total)
+        qsort(all, total, sizeof(*all), by_id);
+    for (size_t i = 0; i < total; i++) {
+        if (r == 0)
+            r = send_push(cl, all[i].p, all[i].ti);
+        push_unref(all[i].p);
+    }
+    free(all);
+    return r;
+}
+
+int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
+               char *const *topics, size_t n, const char *last_event_id, history_t *hist)
+{
+    sse_client_t *cl = calloc(1, sizeof(*cl));
+    if (!cl || !(cl->client_id = strdup(client_id)))
+        goto fail_alloc;
+    cl->c = c;
+    cl->id = id;
+    cl->heartbeat_ms = opt->heartbeat_ms;
+    cl->next_heartbeat = uv_now(&c->w->loop) + opt->heartbeat_ms;
+    buf_t *head = buf_new(256);
+    if (!head ||
+        buf_puts(&head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+                        "Connection: close\r\n\r\n") < 0 ||
+        sse_write_retry(&head, opt->retry_ms) < 0 || conn_send_owned(c, head) < 0) {
+        if (head)
+            buf_unref(head);
+        goto fail_client;
+    }
+    subscriber_t *s = &cl->sub;
+    s->ops = &sse_ops;
+    s->transport = "sse";
+    s->client_id = cl->client_id;
+    s->session_id = id ? id->session_id : "";
+    s->user = id ? id->user : "";
+    s->tenant = id ? id->tenant : NULL;
+    s->roles = id ? id->roles : NULL;
+    s->n_roles = id ? id->n_roles : 0;
+    s->connected_at_ms = auth_now_ms();
+    s->topics_only = 1;
+    c->limit = 0; /* the replay may be large; the bound applies to live pushes */
+    c->deadline = 0;
+    conn_set_proto(c, &sse_proto, cl);
+    __atomic_add_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
+    /* subscribe before replaying: a push recorded after the replay read the history
+     * arrives live; one recorded before arrives in the replay and is skipped live */
+    hub_subscribe(c->w, s);
+    for (size_t i = 0; i < n; i++)
+        if (hub_topic_add(s, topics[i]) == -ENOMEM) {
+            conn_close(c);
+            return -ENOMEM;
+        }
+    if (last_event_id && *last_event_id && replay(cl, topics, n, last_event_id, hist) < 0) {
+        conn_close(c);
+        return -ENOMEM;
+    }
+    c->limit = opt->max_output_bytes ? c->pending + opt->max_output_bytes : 0;
+    return 0;
+fail_client:
+    free(cl->client_id);
+fail_alloc:
+    free(cl);
+    auth_identity_free(id);
+    conn_close(c);
+    return -ENOMEM;
+}
