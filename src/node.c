@@ -138,17 +138,20 @@ int node_run(config_t *cfg)
         .on_stop = on_worker_stop,
         .arg = &n,
     };
-    if ((r = worker_pool_start(&n.pool, &pc)) < 0) {
-        log_error("cannot listen", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
-                  uv_strerror(r));
-        goto fail_pool;
-    }
+    /* handlers first: a signal must never find the default action once we listen */
     uv_loop_t *loop = uv_default_loop();
     uv_signal_init(loop, &n.sigterm);
     uv_signal_init(loop, &n.sigint);
     n.sigterm.data = n.sigint.data = &n;
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     uv_signal_start(&n.sigint, on_signal, SIGINT);
+    if ((r = worker_pool_start(&n.pool, &pc)) < 0) {
+        log_error("cannot listen", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
+                  uv_strerror(r));
+        goto fail_pool;
+    }
+    if (n.stopping)
+        worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
     log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
              n.pool.cfg.port, cfg->workers, cfg->application_id);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -161,6 +164,9 @@ int node_run(config_t *cfg)
     log_info("stopped", NULL);
     return 0;
 fail_pool:
+    uv_close((uv_handle_t *)&n.sigterm, NULL);
+    uv_close((uv_handle_t *)&n.sigint, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:
     hub_free(n.app.hub);
