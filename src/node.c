@@ -15,7 +15,9 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/server.h"
+#include "auth/channels.h"
 #include "hub/hub.h"
+#include "streams/stream.h"
 
 typedef struct node_s {
     app_t app;
@@ -104,6 +106,13 @@ int node_run(config_t *cfg)
         auth_shutdown();
         return 1;
     }
+    if (channel_rules_validate(cfg->channels, err, sizeof(err)) < 0 ||
+        streams_init(cfg->streams, &n.app.store, err, sizeof(err)) < 0) {
+        log_error("bad config", "error=\"%s\"", err);
+        store_close(&n.app.store);
+        auth_shutdown();
+        return 1;
+    }
     n.app.cfg = cfg;
     n.app.pool = &n.pool;
     n.app.ws = (ws_options_t){
@@ -159,6 +168,7 @@ int node_run(config_t *cfg)
     uv_loop_close(loop);
     bus->ops->free(bus);
     hub_free(n.app.hub);
+    streams_shutdown();
     store_close(&n.app.store);
     auth_shutdown();
     log_info("stopped", NULL);
@@ -171,6 +181,7 @@ fail_pool:
 fail_bus:
     hub_free(n.app.hub);
 fail_hub:
+    streams_shutdown();
     store_close(&n.app.store);
     auth_shutdown();
     return 1;

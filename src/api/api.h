@@ -39,7 +39,19 @@ json_t *api_json_body(http_ctx_t *ctx);
  * credential is unknown, expired or invalid, -ENOMEM. */
 int api_client_identity(http_ctx_t *ctx, auth_identity_t **out);
 
+/* Decides whether the caller may subscribe to stream_id (seed 002): public streams,
+ * a role in subscriberRoles, or the stream-listener role; the tenant is the
+ * identity's, or `tenantId` for anonymous access. Returns 0 with the identity (may be
+ * NULL) and the tenant (new strings) in *idp / *tenantp, or the HTTP status to refuse
+ * with (401, 403, 404, 500) and a message in err. */
+int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t **idp,
+                         char **tenantp, char *err, size_t errlen);
+
 /* The handlers, one per endpoint. */
+void api_stream_config_get(http_ctx_t *ctx);
+void api_stream_config_patch(http_ctx_t *ctx);
+void api_events(http_ctx_t *ctx);
+void api_stream_sse(http_ctx_t *ctx);
 void api_push(http_ctx_t *ctx);
 void api_sse(http_ctx_t *ctx);
 void api_healthz(http_ctx_t *ctx);

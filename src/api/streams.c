@@ -1,0 +1,299 @@
+/* Domain-event streams (seed 002): the stream configuration API, event ingestion, and
+ * SSE subscription to a stream. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "http/url.h"
+#include "streams/event.h"
+#include "streams/stream.h"
+#include "transport/sse.h"
+
+#define STREAM_LISTENER_ROLE "stream-listener"
+
+/* The tenant a publisher or operator acts for: its key's tenant, or `tenantId` when
+ * the key is not bound to one. Answers 400/403 itself and returns NULL on failure. */
+static char *acting_tenant(http_ctx_t *ctx, const config_apikey_t *key)
+{
+    char *q = NULL;
+    ssize_t r = url_query_get(ctx->req->query, "tenantId", &q);
+    if (r == -EINVAL) {
+        http_respond_error(ctx, 400, "tenantId has a bad percent-escape");
+        return NULL;
+    }
+    if (key->tenant) {
+        if (q && strcmp(q, key->tenant) != 0) {
+            free(q);
+            http_respond_error(ctx, 403, "Access Forbidden");
+            return NULL;
+        }
+        free(q);
+        char *t = strdup(key->tenant);
+        if (!t)
+            http_respond_error(ctx, 500, "out of memory");
+        return t;
+    }
+    if (!q || !*q) {
+        free(q);
+        http_respond_error(ctx, 400, "tenantId is required");
+        return NULL;
+    }
+    return q;
+}
+
+void api_stream_config_get(http_ctx_t *ctx)
+{
+    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_ADMIN);
+    if (!key)
+        return;
+    char *tenant = acting_tenant(ctx, key);
+    if (!tenant)
+        return;
+    json_t *set = streams_tenant(tenant);
+    char *s = json_dumps(set ? set : json_object(), JSON_COMPACT);
+    if (s)
+        http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
+    else
+        http_respond_error(ctx, 500, "out of memory");
+    free(s);
+    json_decref(set);
+    free(tenant);
+}
+
+void api_stream_config_patch(http_ctx_t *ctx)
+{
+    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_ADMIN);
+    if (!key)
+        return;
+    char *tenant = acting_tenant(ctx, key);
+    if (!tenant)
+        return;
+    json_t *req = api_json_body(ctx);
+    if (!req) {
+        free(tenant);
+        return;
+    }
+    char err[512];
+    int r = streams_apply(tenant, req, err, sizeof(err));
+    if (r == 0) {
+        json_t *set = streams_tenant(tenant);
+        json_t *doc = json_pack("{s:s, s:O}", "tenantId", tenant, "latest",
+                                set ? set : json_object());
+        char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        if (s)
+            http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
+        else
+            http_respond_error(ctx, 500, "out of memory");
+        free(s);
+        json_decref(doc);
+        json_decref(set);
+    } else {
+        http_respond_error(ctx, r == -EINVAL ? 422 : r == -ENOENT ? 404 : 500, err);
+    }
+    json_decref(req);
+    free(tenant);
+}
+
+/* Publishes ev to one stream that wants it. Returns 0 or -ENOMEM. */
+static int publish_to_stream(http_ctx_t *ctx, const char *tenant, const char *id, json_t *entry,
+                             json_t *ev)
+{
+    json_t *projected = event_project(json_object_get(entry, "map"), ev);
+    push_t *p = push_new();
+    char *topic = malloc(strlen(tenant) + strlen(id) + 16);
+    char *event = malloc(json_string_length(json_object_get(ev, "namespace")) +
+                         json_string_length(json_object_get(ev, "name")) + 2);
+    int r = projected && p && topic && event ? 0 : -ENOMEM;
+    if (r == 0) {
+        sprintf(topic, "stream:%s:%s", tenant, id);
+        sprintf(event, "%s:%s", json_string_value(json_object_get(ev, "namespace")),
+                json_string_value(json_object_get(ev, "name")));
+        p->kind = PUSH_KIND_STREAM;
+        p->report_mode = PUSH_REPORT_NONE;
+        p->event = event;
+        event = NULL;
+        p->tenant = strdup(tenant);
+        p->payload = json_dumps(projected, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!p->tenant || !p->payload || push_set_topics(p, &topic, 1) < 0)
+            r = -ENOMEM;
+        else
+            p->payload_len = strlen(p->payload);
+    }
+    uint64_t token;
+    if (r == 0)
+        r = hub_publish(ctx->w, p, NULL, NULL, &token);
+    push_unref(p);
+    free(topic);
+    free(event);
+    json_decref(projected);
+    return r;
+}
+
+void api_events(http_ctx_t *ctx)
+{
+    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_PUBLISH);
+    if (!key)
+        return;
+    char *tenant = acting_tenant(ctx, key);
+    if (!tenant)
+        return;
+    json_t *ev = api_json_body(ctx);
+    if (!ev) {
+        free(tenant);
+        return;
+    }
+    char err[256];
+    if (event_validate(ev, err, sizeof(err)) < 0) {
+        http_respond_error(ctx, 422, err);
+        json_decref(ev);
+        free(tenant);
+        return;
+    }
+    json_object_del(ev, "tenantId");
+    const char *ns = json_string_value(json_object_get(ev, "namespace"));
+    const char *name = json_string_value(json_object_get(ev, "name"));
+    json_t *set = streams_tenant(tenant);
+    json_t *routed = json_array();
+    int r = routed ? 0 : -ENOMEM;
+    const char *id;
+    json_t *stream;
+    json_object_foreach(set, id, stream)
+    {
+        size_t i;
+        json_t *entry;
+        json_array_foreach(json_object_get(stream, "events"), i, entry)
+        {
+            if (r < 0 || strcmp(json_string_value(json_object_get(entry, "namespace")), ns) != 0 ||
+                strcmp(json_string_value(json_object_get(entry, "name")), name) != 0 ||
+                !event_criteria_hold(json_object_get(entry, "criteria"), ev))
+                continue;
+            r = publish_to_stream(ctx, tenant, id, entry, ev);
+            json_array_append_new(routed, json_string(id));
+            break; /* one delivery per stream, by its first matching entry */
+        }
+    }
+    if (r < 0) {
+        http_respond_error(ctx, 500, "out of memory");
+    } else {
+        json_t *doc = json_pack("{s:O}", "streams", routed);
+        char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        if (s)
+            http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
+        else
+            http_respond_error(ctx, 500, "out of memory");
+        free(s);
+        json_decref(doc);
+    }
+    json_decref(routed);
+    json_decref(set);
+    json_decref(ev);
+    free(tenant);
+}
+
+static int has_role(const auth_identity_t *id, json_t *roles)
+{
+    for (size_t i = 0; id && i < id->n_roles; i++) {
+        if (strcmp(id->roles[i], STREAM_LISTENER_ROLE) == 0)
+            return 1;
+        size_t k;
+        json_t *r;
+        json_array_foreach(roles, k, r)
+        {
+            if (json_is_string(r) && strcmp(json_string_value(r), id->roles[i]) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t **idp,
+                         char **tenantp, char *err, size_t errlen)
+{
+    *idp = NULL;
+    *tenantp = NULL;
+    auth_identity_t *id = NULL;
+    int cr = api_client_identity(ctx, &id);
+    if (cr == -ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+        return 500;
+    }
+    if (cr == -EACCES) {
+        snprintf(err, errlen, "unknown or expired credentials");
+        return 401;
+    }
+    char *tenant = NULL;
+    if (id && id->tenant) {
+        tenant = strdup(id->tenant);
+    } else if (url_query_get(ctx->req->query, "tenantId", &tenant) < 0) {
+        tenant = NULL;
+    }
+    /* a tenant never sees another's streams: an identity bound to a tenant is looked up
+     * only there, whatever tenantId says */
+    json_t *set = streams_tenant(tenant);
+    json_t *stream = json_object_get(set, stream_id);
+    int status = 0;
+    if (!stream) {
+        status = !tenant && !id ? 401 : 404;
+        snprintf(err, errlen, status == 401 ? "credentials are required" : "unknown stream %s",
+                 stream_id);
+    } else if (json_is_true(json_object_get(stream, "publicSubscribe"))) {
+        status = 0;
+    } else if (!id) {
+        status = 401;
+        snprintf(err, errlen, "credentials are required for stream %s", stream_id);
+    } else if (!has_role(id, json_object_get(stream, "subscriberRoles"))) {
+        status = 403;
+        snprintf(err, errlen, "not allowed to subscribe to stream %s", stream_id);
+    }
+    json_decref(set);
+    if (status) {
+        auth_identity_free(id);
+        free(tenant);
+        return status;
+    }
+    *idp = id;
+    *tenantp = tenant;
+    return 0;
+}
+
+void api_stream_sse(http_ctx_t *ctx)
+{
+    app_t *app = ctx->app;
+    const char *raw = ctx->req->path + strlen("/stream/v1/streams/");
+    char sid[160];
+    if (url_decode(raw, strlen(raw), sid, sizeof(sid) - 1) <= 0 || strchr(sid, '/')) {
+        http_respond_error(ctx, 404, "unknown stream");
+        return;
+    }
+    auth_identity_t *id;
+    char *tenant, err[256];
+    int status = api_stream_authorize(ctx, sid, &id, &tenant, err, sizeof(err));
+    if (status) {
+        http_respond_error(ctx, status, err);
+        return;
+    }
+    char *last = NULL;
+    const char *hdr = http_request_header(ctx->req, "Last-Event-ID");
+    if (hdr && *hdr)
+        last = strdup(hdr);
+    else if (url_query_get(ctx->req->query, "lastEventId", &last) < 0)
+        last = NULL;
+    char *topic = malloc(strlen(tenant) + strlen(sid) + 16);
+    if (!topic) {
+        http_respond_error(ctx, 500, "out of memory");
+        auth_identity_free(id);
+    } else {
+        sprintf(topic, "stream:%s:%s", tenant, sid);
+        const char *extra;
+        size_t extra_len;
+        conn_t *c = http_take_conn(ctx, &extra, &extra_len);
+        sse_options_t opt = {app->cfg->sse_heartbeat_ms, app->cfg->sse_retry_ms,
+                             app->cfg->limits.max_output_bytes};
+        sse_attach(c, &opt, id, "sse", &topic, 1, last, hub_history(app->hub));
+    }
+    free(topic);
+    free(last);
+    free(tenant);
+}
