@@ -85,9 +85,12 @@ int cli_http_post(const char *url, const char *key, const char *body, buf_t **re
     while ((n = read(fd, chunk, sizeof(chunk))) > 0)
         if (buf_append(&in, chunk, (size_t)n) < 0)
             goto out;
-    int status;
     char *hdr_end = strstr(in->data, "\r\n\r\n");
-    if (sscanf(in->data, "HTTP/1.%*d %d", &status) != 1 || !hdr_end) {
+    char *end = NULL;
+    long status = strncmp(in->data, "HTTP/1.", 7) == 0 && in->len > 12
+                      ? strtol(in->data + 9, &end, 10)
+                      : -1;
+    if (!hdr_end || !end || *end != ' ' || status < 100 || status > 599) {
         r = -EINVAL;
         goto out;
     }
@@ -96,7 +99,7 @@ int cli_http_post(const char *url, const char *key, const char *body, buf_t **re
         goto out;
     buf_append(&b, hdr_end + 4, in->len - (size_t)(hdr_end + 4 - in->data));
     *resp = b;
-    r = status;
+    r = (int)status;
 out:
     buf_unref(req);
     buf_unref(in);

@@ -122,9 +122,16 @@ static int cmd_push_request(int argc, char **argv)
         case O_ROLE: json_object_set_new(body, "rolePattern", json_string(optarg)); break;
         case O_SID: json_object_set_new(body, "sessionIdPattern", json_string(optarg)); break;
         case O_ACKS: json_object_set_new(options, "awaitAcks", json_true()); break;
-        case O_TIMEOUT:
-            json_object_set_new(options, "timeoutMs", json_integer(atoll(optarg)));
+        case O_TIMEOUT: {
+            char *end;
+            long long ms = strtoll(optarg, &end, 10);
+            if (*end || ms < 1) {
+                fprintf(stderr, "pushgate: --timeout-ms must be a positive integer\n");
+                return 2;
+            }
+            json_object_set_new(options, "timeoutMs", json_integer(ms));
             break;
+        }
         case O_REPORT: json_object_set_new(options, "report", json_string(optarg)); break;
         default: usage(stderr); return 2;
         }

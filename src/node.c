@@ -31,11 +31,14 @@ static void on_worker_start(worker_t *w, void *arg)
 {
     node_t *n = arg;
     hub_worker_attach(n->app.hub, w, n->pool.cfg.n);
+    if (api_devices_attach(&n->app, w) < 0)
+        log_error("cannot set up the device queue on a worker", "worker=%d", w->index);
 }
 
 static void on_worker_stop(worker_t *w, void *arg)
 {
-    (void)arg;
+    node_t *n = arg;
+    api_devices_detach(&n->app, w);
     hub_worker_detach(w);
 }
 
@@ -97,11 +100,11 @@ int node_run(config_t *cfg)
                   strerror(-r));
         return 1;
     }
-    if ((r = auth_init(cfg, err, sizeof(err))) < 0) {
+    if (auth_init(cfg, err, sizeof(err)) < 0) {
         log_error("bad config", "error=\"%s\"", err);
         return 1;
     }
-    if ((r = store_open(&n.app.store, cfg->data_dir, err, sizeof(err))) < 0) {
+    if (store_open(&n.app.store, cfg->data_dir, err, sizeof(err)) < 0) {
         log_error("cannot open the store", "error=\"%s\"", err);
         auth_shutdown();
         return 1;
@@ -127,6 +130,10 @@ int node_run(config_t *cfg)
     if (!bus)
         goto fail_bus;
     hub_set_bus(n.app.hub, bus);
+    if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
+        log_error("cannot open the device queue", "error=\"%s\"", err);
+        goto fail_devices;
+    }
     n.http = (http_server_cfg_t){
         .limits = {cfg->limits.max_header_bytes, cfg->limits.max_headers,
                    cfg->limits.max_body_bytes},
@@ -166,6 +173,7 @@ int node_run(config_t *cfg)
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
+    api_devices_free(&n.app);
     bus->ops->free(bus);
     hub_free(n.app.hub);
     streams_shutdown();
@@ -177,6 +185,8 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sigterm, NULL);
     uv_close((uv_handle_t *)&n.sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    api_devices_free(&n.app);
+fail_devices:
     bus->ops->free(bus);
 fail_bus:
     hub_free(n.app.hub);

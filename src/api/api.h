@@ -21,6 +21,8 @@ typedef struct app_s {
     worker_pool_t *pool;
     int draining; /* atomic */
     ws_options_t ws;
+    struct devices_s *devices;       /* the device command queue (store/devices.h) */
+    struct device_reg_s *device_reg; /* held device requests (transport/device.h) */
 } app_t;
 
 extern const http_route_t api_routes[];
@@ -64,5 +66,18 @@ void api_sessions_create(http_ctx_t *ctx);
 void api_sessions_delete(http_ctx_t *ctx);
 void api_connections(http_ctx_t *ctx);
 void api_nodes(http_ctx_t *ctx);
+void api_device_poll(http_ctx_t *ctx);
+void api_device_result(http_ctx_t *ctx);
+void api_devices_list(http_ctx_t *ctx);
+void api_devices_route(http_ctx_t *ctx); /* /api/devices/{deviceId}/… */
+
+/* The device queue's life (api/devices.c): init opens its tables in the node's database
+ * (after store_open) and returns 0 or a negative errno with a message in err; attach
+ * and detach run from the worker pool's on_start / on_stop hooks (attach returns 0 or
+ * -ENOMEM); free runs after the workers are joined. */
+int api_devices_init(app_t *app, char *err, size_t errlen);
+int api_devices_attach(app_t *app, worker_t *w);
+void api_devices_detach(app_t *app, worker_t *w);
+void api_devices_free(app_t *app);
 
 #endif

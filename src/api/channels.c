@@ -88,7 +88,10 @@ static int parse_push(json_t *doc, json_t **channels, char *err, size_t errlen)
         int dup = 0;
         size_t j;
         json_t *o;
-        json_array_foreach(out, j, o) dup |= strcmp(json_string_value(o), name) == 0;
+        json_array_foreach(out, j, o)
+        {
+            dup |= strcmp(json_string_value(o), name) == 0;
+        }
         if (!dup)
             json_array_append(out, c);
     }

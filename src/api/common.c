@@ -22,6 +22,10 @@ const http_route_t api_routes[] = {
     {"DELETE", "/api/sessions/", 1, api_sessions_delete},
     {"GET", "/api/connections", 0, api_connections},
     {"GET", "/api/nodes", 0, api_nodes},
+    {"GET", "/push", 0, api_device_poll},
+    {"POST", "/result", 0, api_device_result},
+    {"GET", "/api/devices", 0, api_devices_list},
+    {NULL, "/api/devices/", 1, api_devices_route},
 };
 const size_t api_n_routes = sizeof(api_routes) / sizeof(api_routes[0]);
 

@@ -21,7 +21,7 @@ static void on_report(void *arg, push_t *p, buf_t *body)
 
 static void on_abort(http_ctx_t *ctx)
 {
-    hub_cancel(ctx->w, (uint64_t)(uintptr_t)ctx->abort_arg);
+    hub_cancel(ctx->w, ctx->abort_token);
 }
 
 /* Fills p from the body; on error writes the message naming the field. */
@@ -129,7 +129,7 @@ void api_push_requests(http_ctx_t *ctx)
         http_respond_error(ctx, 503, "the push could not be published");
     } else {
         ctx->on_abort = on_abort;
-        ctx->abort_arg = (void *)(uintptr_t)token;
+        ctx->abort_token = token;
     }
     push_unref(p);
 }

@@ -32,7 +32,11 @@ static int check_strings(json_t *arr)
         return -EINVAL;
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) if (!json_is_string(v)) return -EINVAL;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            return -EINVAL;
+    }
     return 0;
 }
 

@@ -66,22 +66,23 @@ int buf_puts(buf_t **bp, const char *s)
 
 int buf_printf(buf_t **bp, const char *fmt, ...)
 {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     char tmp[256];
     int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
+    int r;
     if (n < 0)
-        return -EINVAL;
-    if ((size_t)n < sizeof(tmp))
-        return buf_append(bp, tmp, (size_t)n);
-    if (buf_reserve(bp, (size_t)n + 1) < 0)
-        return -ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf((*bp)->data + (*bp)->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    (*bp)->len += (size_t)n;
-    return 0;
+        r = -EINVAL;
+    else if ((size_t)n < sizeof(tmp))
+        r = buf_append(bp, tmp, (size_t)n);
+    else if ((r = buf_reserve(bp, (size_t)n + 1)) == 0) {
+        vsnprintf((*bp)->data + (*bp)->len, (size_t)n + 1, fmt, again);
+        (*bp)->len += (size_t)n;
+    }
+    va_end(again);
+    return r;
 }
 
 int buf_put_json_string(buf_t **bp, const char *s)

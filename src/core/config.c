@@ -37,6 +37,13 @@ int config_init(config_t *cfg)
     cfg->history_max_age_s = 3600;
     cfg->sse_heartbeat_ms = 15000;
     cfg->sse_retry_ms = 3000;
+    cfg->device = (config_device_t){
+        .hold_ms = 0,
+        .redelivery_ms = 30000,
+        .ttl_seconds = 86400,
+        .max_queue = 1000,
+        .retention_seconds = 7 * 86400,
+    };
     cfg->limits = (config_limits_t){
         .max_output_bytes = 1u << 20,
         .max_message_bytes = 1u << 20,
@@ -229,6 +236,40 @@ static int apply_string(json_t *doc, const char *key, char **dst, char *err, siz
     return set_str(dst, json_string_value(v));
 }
 
+static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
+{
+    if (!json_is_object(dev))
+        FAIL("device must be an object");
+    static const char *known[] = {"holdMs", "redeliveryMs", "ttlSeconds", "maxQueue",
+                                  "retentionSeconds", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(dev, k, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(k, known[i]) == 0;
+        if (!ok)
+            FAIL("device.%s is not a known key (holdMs, redeliveryMs, ttlSeconds, maxQueue, "
+                 "retentionSeconds)",
+                 k);
+    }
+#define DEV(key, field, lo, max)                                                                   \
+    if ((v = json_object_get(dev, key))) {                                                         \
+        if (!json_is_integer(v) || json_integer_value(v) < (lo) ||                                 \
+            json_integer_value(v) > (max))                                                         \
+            FAIL("device.%s must be an integer between %d and %d", key, lo, max);                  \
+        d->field = (unsigned)json_integer_value(v);                                                \
+    }
+    DEV("holdMs", hold_ms, 0, 600000);
+    DEV("redeliveryMs", redelivery_ms, 10, 86400000);
+    DEV("ttlSeconds", ttl_seconds, 0, 315360000);
+    DEV("maxQueue", max_queue, 1, 10000000);
+    DEV("retentionSeconds", retention_seconds, 0, 315360000);
+#undef DEV
+    return 0;
+}
+
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
@@ -349,6 +390,9 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     }
     json_t *lim = json_object_get(doc, "limits");
     if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)
+        return r;
+    json_t *dev = json_object_get(doc, "device");
+    if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0)
         return r;
     return 0;
 }

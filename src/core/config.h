@@ -28,6 +28,15 @@ typedef struct config_limits_s {
     unsigned max_connections; /* per node; 0 = unlimited */
 } config_limits_t;
 
+/* The device command queue (seed 004; docs/devices.md). */
+typedef struct config_device_s {
+    unsigned hold_ms;           /* long poll: GET /push waits this long for a command; 0: answer at once */
+    unsigned redelivery_ms;     /* a sent command without result is sent again after this */
+    unsigned ttl_seconds;       /* default command TTL; 0: never expires */
+    unsigned max_queue;         /* most unfinished commands per device */
+    unsigned retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
+} config_device_t;
+
 typedef struct config_s {
     char *listen_host;
     int listen_port;
@@ -47,6 +56,7 @@ typedef struct config_s {
     unsigned sse_heartbeat_ms;
     unsigned sse_retry_ms;
     config_limits_t limits;
+    config_device_t device;
     int diagnostics;
     char *log_level;
 } config_t;

@@ -38,15 +38,16 @@ void log_msg(enum log_level lvl, const char *msg, const char *kv, ...)
                      tm.tm_sec, (int)(tv.tv_usec / 1000), names[lvl], log_node, log_worker, msg);
     if (n < 0)
         return;
+    va_list ap;
+    va_start(ap, kv);
     if (kv && (size_t)n < sizeof(line) - 2) {
         line[n++] = ' ';
-        va_list ap;
-        va_start(ap, kv);
-        int m = vsnprintf(line + n, sizeof(line) - (size_t)n, kv, ap);
-        va_end(ap);
+        /* ap is started above; the analyzer loses track across the branch */
+        int m = vsnprintf(line + n, sizeof(line) - (size_t)n, kv, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
         if (m > 0)
             n += m;
     }
+    va_end(ap);
     if ((size_t)n >= sizeof(line) - 1)
         n = (int)sizeof(line) - 2;
     line[n++] = '\n';

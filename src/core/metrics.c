@@ -5,6 +5,40 @@ metrics_t metrics;
 
 #define LOAD(f) __atomic_load_n(&metrics.f, __ATOMIC_RELAXED)
 
+/* The device command queue: depth gauges and commands by the status they entered. */
+static int render_devices(buf_t **bp)
+{
+    static const char *snames[METRICS_DEVICE_STATUSES] = {"queued",  "sent",    "done",
+                                                          "failed",  "expired", "cancelled"};
+    int r = buf_printf(
+        bp,
+        "# HELP pushgate_device_queue_depth Device commands queued, not yet delivered.\n"
+        "# TYPE pushgate_device_queue_depth gauge\n"
+        "pushgate_device_queue_depth %lld\n"
+        "# HELP pushgate_device_commands_in_flight Device commands sent, no result yet.\n"
+        "# TYPE pushgate_device_commands_in_flight gauge\n"
+        "pushgate_device_commands_in_flight %lld\n"
+        "# HELP pushgate_device_commands_total Device commands by the status they entered.\n"
+        "# TYPE pushgate_device_commands_total counter\n",
+        (long long)LOAD(device_queued), (long long)LOAD(device_in_flight));
+    for (int i = 0; i < METRICS_DEVICE_STATUSES && r == 0; i++)
+        r = buf_printf(bp, "pushgate_device_commands_total{status=\"%s\"} %llu\n", snames[i],
+                       (unsigned long long)LOAD(device_commands[i]));
+    if (r == 0)
+        r = buf_printf(bp,
+                       "# HELP pushgate_device_redeliveries_total Device commands sent again "
+                       "after no result came in time.\n"
+                       "# TYPE pushgate_device_redeliveries_total counter\n"
+                       "pushgate_device_redeliveries_total %llu\n"
+                       "# HELP pushgate_device_orphan_results_total Device results that came "
+                       "with no command in flight.\n"
+                       "# TYPE pushgate_device_orphan_results_total counter\n"
+                       "pushgate_device_orphan_results_total %llu\n",
+                       (unsigned long long)LOAD(device_redeliveries),
+                       (unsigned long long)LOAD(device_orphans));
+    return r;
+}
+
 int metrics_render(buf_t **bp)
 {
     static const char *tnames[METRICS_T_COUNT] = {"websocket", "http", "sse"};
@@ -36,5 +70,7 @@ int metrics_render(buf_t **bp)
             (unsigned long long)LOAD(deliveries_failed), (unsigned long long)LOAD(bytes_out),
             (unsigned long long)LOAD(slow_consumer_closes),
             (unsigned long long)LOAD(http_requests));
+    if (r == 0)
+        r = render_devices(bp);
     return r;
 }

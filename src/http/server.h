@@ -6,6 +6,7 @@
 #define PG_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/conn.h"
 #include "core/worker.h"
@@ -38,6 +39,7 @@ struct http_ctx_s {
     void *app;
     void (*on_abort)(http_ctx_t *ctx);
     void *abort_arg;
+    uint64_t abort_token;
     int answered;
     int deferred;
 };

@@ -103,8 +103,11 @@ int stream_validate(json_t *stream, const char *id, const char *path, char *err,
             FAIL("%s.subscriberRoles must be an array of role names", path);
         size_t i;
         json_t *r;
-        json_array_foreach(v, i, r) if (!json_is_string(r))
-            FAIL("%s.subscriberRoles[%zu] must be a string", path, i);
+        json_array_foreach(v, i, r)
+        {
+            if (!json_is_string(r))
+                FAIL("%s.subscriberRoles[%zu] must be a string", path, i);
+        }
     }
     json_t *events = json_object_get(stream, "events");
     if (!json_is_array(events))
@@ -143,7 +146,10 @@ static json_t *with_ids(json_t *set)
     json_t *out = json_deep_copy(set);
     const char *id;
     json_t *s;
-    json_object_foreach(out, id, s) json_object_set_new(s, "id", json_string(id));
+    json_object_foreach(out, id, s)
+    {
+        json_object_set_new(s, "id", json_string(id));
+    }
     return out;
 }
 

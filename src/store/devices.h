@@ -1,0 +1,142 @@
+/* The durable device command queue (seed 004) in SQLite: per device, commands in
+ * enqueue order, one in flight at a time, redelivered when no result comes within the
+ * redelivery timeout, expired past their TTL; results close the command in flight or
+ * are kept as orphans. Every call that changes state is one committed transaction
+ * before it returns (WAL: it survives kill -9 of the process).
+ *
+ * The queue opens its own connection to the node's database file, so its transactions
+ * never interleave with another module's; one mutex serializes the calls of every
+ * worker on it. Times are unix milliseconds passed in by the caller (tests drive the
+ * clock). The process-wide metrics (queue depth, commands by status) follow every
+ * committed change. */
+#ifndef PG_STORE_DEVICES_H
+#define PG_STORE_DEVICES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport/device_codec.h"
+
+enum devices_status {
+    DEVICES_QUEUED = 0,
+    DEVICES_SENT,
+    DEVICES_DONE,
+    DEVICES_FAILED,
+    DEVICES_EXPIRED,
+    DEVICES_CANCELLED,
+    DEVICES_N_STATUS
+};
+
+typedef struct devices_s devices_t;
+
+typedef struct devices_opts_s {
+    int64_t redelivery_ms; /* a sent command without result is sent again after this */
+    unsigned max_queue;    /* most unfinished (queued + sent) commands per device */
+    int64_t retention_ms;  /* finished commands and orphans older than this are pruned by
+                              devices_sweep; 0 keeps them */
+} devices_opts_t;
+
+/* One command with its state. Strings are owned (devices_cmd_clear). */
+typedef struct devices_cmd_s {
+    int64_t id;
+    int64_t device_id;
+    int status; /* enum devices_status */
+    device_cmd_t cmd;
+    int attempts;         /* deliveries so far */
+    int64_t created_at;   /* unix ms */
+    int64_t expires_at;   /* 0: never */
+    int64_t sent_at;      /* last delivery; 0: never sent */
+    int64_t completed_at; /* 0: not finished */
+    char *response;       /* JSON text, or NULL */
+    char *error;          /* NULL unless the device reported one */
+} devices_cmd_t;
+
+/* A result that came when no command was in flight. */
+typedef struct devices_orphan_s {
+    int64_t id;
+    int64_t device_id;
+    int64_t received_at;
+    char *response; /* JSON text, or NULL */
+    char *error;
+} devices_orphan_t;
+
+/* Unfinished commands of one device. */
+typedef struct devices_depth_s {
+    int64_t device_id;
+    int64_t queued;
+    int64_t sent;
+} devices_depth_t;
+
+typedef int (*devices_cmd_cb)(const devices_cmd_t *c, void *arg);
+typedef int (*devices_orphan_cb)(const devices_orphan_t *o, void *arg);
+typedef int (*devices_depth_cb)(const devices_depth_t *d, void *arg);
+
+/* The status's name ("queued", "sent", …), or "?" when out of range. */
+const char *devices_status_name(int status);
+
+/* The status called name[0..len), or -EINVAL. */
+int devices_status_parse(const char *name, size_t len);
+
+/* Opens the queue on the database file at path (creating its tables if needed) and
+ * sets the depth gauges from what it holds. Returns 0, or -EIO / -ENOMEM with a
+ * message in err. */
+int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, char *err,
+                 size_t errlen);
+
+/* Closes the queue's connection. NULL is a no-op. */
+void devices_close(devices_t *ds);
+
+/* Appends a command to the device's queue. expires_at 0: never expires. *id gets its id.
+ * Returns 0 once committed, -ENOSPC when the device already has max_queue unfinished
+ * commands, -EBUSY when the database stayed locked, -EIO. */
+int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
+                    int64_t now, int64_t *id);
+
+/* The device polls: expires what is past its TTL, then delivers the oldest unfinished
+ * command unless one is in flight and not yet due for redelivery. The delivered
+ * command becomes (or stays) sent, attempts + 1, sent_at = now. Returns 1 with *out
+ * filled (devices_cmd_clear it), 0 when there is nothing to deliver, -EBUSY, -EIO. */
+int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out);
+
+/* The device posted a result: it closes the command in flight (done, or failed when
+ * res->failed), or, with none in flight, is stored as an orphan. *id gets the command's
+ * (or the orphan's) id. Returns 1 (a command was closed), 0 (orphan), -EBUSY, -EIO. */
+int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res, int64_t now,
+                   int64_t *id);
+
+/* Cancels a queued command. Returns 0 once committed, -ENOENT (no such command for this
+ * device), -EALREADY (not queued: *status says what it is), -EBUSY, -EIO. */
+int devices_cancel(devices_t *ds, int64_t device_id, int64_t id, int64_t now, int *status);
+
+/* Reads one command of the device (after expiring the device's overdue commands).
+ * Returns 0 with *out filled (devices_cmd_clear it), -ENOENT, -EBUSY, -EIO. */
+int devices_get(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out);
+
+/* Calls cb for the device's commands with id > after, oldest first, at most limit,
+ * whose status bit (1 << status) is in status_mask (0: any). cb returning non-zero
+ * stops the walk. Returns the number of calls, -EBUSY, -EIO. */
+int devices_list(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t after,
+                 unsigned limit, int64_t now, devices_cmd_cb cb, void *arg);
+
+/* Calls cb for the device's orphan results with id > after, oldest first, at most
+ * limit. Returns the number of calls, -EIO. */
+int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned limit,
+                    devices_orphan_cb cb, void *arg);
+
+/* Calls cb for every device with unfinished commands and device_id > after, in device
+ * order, at most limit. Returns the number of calls, -EIO. */
+int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_cb cb, void *arg);
+
+/* The unfinished commands of one device into *d. Returns 0, -EIO. */
+int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d);
+
+/* Housekeeping: expires every command past its TTL (queued, or sent and due for
+ * redelivery) and prunes finished commands and orphans older than the retention.
+ * Returns the number of commands expired, -EBUSY, -EIO. */
+int devices_sweep(devices_t *ds, int64_t now);
+
+/* Frees what c (or o) owns and zeroes it. */
+void devices_cmd_clear(devices_cmd_t *c);
+void devices_orphan_clear(devices_orphan_t *o);
+
+#endif
