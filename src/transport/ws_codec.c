@@ -135,10 +135,12 @@ struct ws_session_s {
     size_t max_msg;
     int failed;
     /* frame-header sniffer: sees each header before wslay does, so violations are
-     * answered with the precise close code and huge lengths are refused at once */
+     * answered with the precise close code and huge lengths are refused at once; it
+     * also tells when the stream is between messages */
     uint8_t hdr[14];
     uint8_t hlen;
-    uint64_t skip; /* payload bytes of the current frame still to pass */
+    uint8_t in_msg; /* a fragmented data message is in progress */
+    uint64_t skip;  /* payload bytes of the current frame still to pass */
 };
 
 /* Expected header length once the first two bytes are known. */
@@ -197,6 +199,9 @@ static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
         if (*code)
             return start;
         s->skip = len;
+        uint8_t op = s->hdr[0] & 0x0f;
+        if (op < 8)
+            s->in_msg = !(s->hdr[0] & 0x80);
     }
     return -1;
 }
@@ -258,22 +263,43 @@ static void on_frame_start_cb(wslay_event_context_ptr ctx,
     ((ws_session_t *)user)->activity++;
 }
 
+static const struct wslay_event_callbacks wslay_cbs = {
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_frame_recv_start_callback = on_frame_start_cb,
+    .on_msg_recv_callback = on_msg_cb,
+};
+
+/* wslay's context holds two 4 KiB buffers: it exists only while a frame, a message or
+ * a closing handshake is in progress, never on an idle connection */
+static int ensure_ctx(ws_session_t *s)
+{
+    if (s->ctx)
+        return 0;
+    if (wslay_event_context_server_init(&s->ctx, &wslay_cbs, s) != 0) {
+        s->ctx = NULL;
+        return -ENOMEM;
+    }
+    wslay_event_config_set_max_recv_msg_length(s->ctx, s->max_msg);
+    return 0;
+}
+
+static void maybe_release_ctx(ws_session_t *s)
+{
+    if (s->ctx && !s->failed && s->hlen == 0 && s->skip == 0 && !s->in_msg &&
+        wslay_event_get_read_enabled(s->ctx) && wslay_event_get_write_enabled(s->ctx) &&
+        !wslay_event_want_write(s->ctx) && !wslay_event_get_close_sent(s->ctx) &&
+        !wslay_event_get_close_received(s->ctx)) {
+        wslay_event_context_free(s->ctx);
+        s->ctx = NULL;
+    }
+}
+
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
 {
     ws_session_t *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    struct wslay_event_callbacks wcb = {
-        .recv_callback = recv_cb,
-        .send_callback = send_cb,
-        .on_frame_recv_start_callback = on_frame_start_cb,
-        .on_msg_recv_callback = on_msg_cb,
-    };
-    if (wslay_event_context_server_init(&s->ctx, &wcb, s) != 0) {
-        free(s);
-        return -ENOMEM;
-    }
-    wslay_event_config_set_max_recv_msg_length(s->ctx, max_msg);
     s->max_msg = max_msg;
     s->cbs = *cbs;
     s->ud = ud;
@@ -285,13 +311,14 @@ void ws_session_free(ws_session_t *s)
 {
     if (!s)
         return;
-    wslay_event_context_free(s->ctx);
+    if (s->ctx)
+        wslay_event_context_free(s->ctx);
     free(s);
 }
 
 static int pump_out(ws_session_t *s)
 {
-    if (wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0)
+    if (s->ctx && wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0)
         s->failed = 1;
     return s->failed ? -EPROTO : 0;
 }
@@ -300,6 +327,10 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
 {
     if (s->failed)
         return -EPROTO;
+    if (ensure_ctx(s) < 0) {
+        s->failed = 1;
+        return -ENOMEM;
+    }
     uint16_t code = 0;
     long bad = wslay_event_get_read_enabled(s->ctx) ? sniff(s, data, len, &code) : -1;
     s->in = data;
@@ -327,25 +358,29 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
             wslay_event_queue_close(s->ctx, code, NULL, 0);
         wslay_event_shutdown_read(s->ctx);
     }
-    return pump_out(s);
+    int r = pump_out(s);
+    maybe_release_ctx(s);
+    return r;
 }
 
 int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len)
 {
     if (!ws_session_can_send(s))
         return -EPIPE;
-    struct wslay_event_msg m = {opcode, data, len};
-    int r = wslay_event_queue_msg(s->ctx, &m);
-    if (r == WSLAY_ERR_NOMEM)
-        return -ENOMEM;
-    if (r != 0)
+    /* written directly, not through wslay: wslay's own output is always flushed before
+     * its calls return, so nothing can be reordered, and no context is needed */
+    uint8_t hdr[10];
+    size_t hl = ws_frame_header(hdr, opcode, len);
+    if (s->cbs.write(s, hdr, hl, s->ud) < 0 || (len && s->cbs.write(s, data, len, s->ud) < 0)) {
+        s->failed = 1;
         return -EPIPE;
-    return pump_out(s);
+    }
+    return 0;
 }
 
 int ws_session_close(ws_session_t *s, uint16_t code, const char *reason)
 {
-    if (s->failed || wslay_event_get_close_sent(s->ctx))
+    if (s->failed || ensure_ctx(s) < 0 || wslay_event_get_close_sent(s->ctx))
         return -EPIPE;
     size_t rl = reason ? strlen(reason) : 0;
     if (rl > 123)
@@ -357,14 +392,14 @@ int ws_session_close(ws_session_t *s, uint16_t code, const char *reason)
 
 int ws_session_can_send(const ws_session_t *s)
 {
-    return !s->failed && !wslay_event_get_close_sent(s->ctx) &&
-           wslay_event_get_write_enabled(s->ctx);
+    return !s->failed && (!s->ctx || (!wslay_event_get_close_sent(s->ctx) &&
+                                      wslay_event_get_write_enabled(s->ctx)));
 }
 
 int ws_session_done(const ws_session_t *s)
 {
     return s->failed ||
-           (!wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx));
+           (s->ctx && !wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx));
 }
 
 unsigned ws_session_take_activity(ws_session_t *s)
