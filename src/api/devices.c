@@ -110,6 +110,14 @@ static void respond_cmd(http_ctx_t *ctx, int status, const devices_cmd_t *c)
     http_respond_json(ctx, status, b);
 }
 
+/* After an answer given because the node is stopping: the connection ends now rather
+ * than at the shutdown deadline (the server leaves held requests' connections open). */
+static void end_conn(conn_t *c)
+{
+    if (c && !(c->flags & (CONN_END | CONN_CLOSING)))
+        conn_end(c);
+}
+
 /* ---- requests: ids and query parameters ---- */
 
 /* The deviceId query parameter; answers 400 itself. Returns 0 or -1 (answered). */
@@ -198,7 +206,10 @@ static void on_poll_hold(device_hold_t *h, enum device_why why)
     }
     /* the hold ended: one last look (a redelivery may have come due), or empty when
      * the node is stopping */
+    conn_t *c = ctx->conn;
     poll_answer(ctx, app, h->key, why == DEVICE_TIMEOUT);
+    if (why == DEVICE_SHUTDOWN)
+        end_conn(c);
 }
 
 void api_device_poll(http_ctx_t *ctx)
@@ -298,12 +309,14 @@ static void on_result_hold(device_hold_t *h, enum device_why why)
         }
         device_hold_done(h);
     }
-    if (r < 0) {
+    conn_t *conn = ctx->conn;
+    if (r < 0)
         respond_store_error(ctx, r == -ENOENT ? -EIO : r);
-        return;
-    }
-    respond_cmd(ctx, 201, &c);
+    else
+        respond_cmd(ctx, 201, &c);
     devices_cmd_clear(&c);
+    if (why == DEVICE_SHUTDOWN)
+        end_conn(conn);
 }
 
 static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)

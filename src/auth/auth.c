@@ -268,16 +268,16 @@ int auth_resolve(const char *credential, auth_identity_t **out)
 {
     if (!credential || !*credential)
         return -ENOENT;
-    const char *dot = strchr(credential, '.');
-    if (dot && strchr(dot + 1, '.'))
-        return resolve_jwt(credential, out);
+    /* a known session id wins, even one that looks like a JWT (two dots) */
     uv_rwlock_rdlock(&auth_lock);
     json_t *doc = json_object_get(auth_sessions, credential);
     if (doc)
         json_incref(doc);
     uv_rwlock_rdunlock(&auth_lock);
-    if (!doc)
-        return -ENOENT;
+    if (!doc) {
+        const char *dot = strchr(credential, '.');
+        return dot && strchr(dot + 1, '.') ? resolve_jwt(credential, out) : -ENOENT;
+    }
     int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
     int r;
     if (exp && exp <= auth_now_ms())

@@ -291,8 +291,13 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     }
     int r;
     json_t *listen = json_object_get(doc, "listen");
-    if (listen && (!json_is_string(listen) || config_set_listen(cfg, json_string_value(listen))))
-        FAIL("listen must be a string \"HOST:PORT\"");
+    if (listen) {
+        r = json_is_string(listen) ? config_set_listen(cfg, json_string_value(listen)) : -EINVAL;
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0)
+            FAIL("listen must be a string \"HOST:PORT\"");
+    }
     unsigned long long w;
     if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0)
         return r;

@@ -103,6 +103,7 @@ static int on_headers_complete(llhttp_t *ll)
     int r = end_span(p);
     if (r)
         return r;
+    p->last_cb = CB_NONE; /* trailers, if any, start new spans */
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes) {
         fail(p, 413, "request body is too large");
         return -1; /* on_headers_complete reports errors with -1 */
@@ -126,6 +127,9 @@ static int on_message_complete(llhttp_t *ll)
 {
     http_parser_t *p = P(ll);
     http_request_t *q = &p->req;
+    if (end_span(p)) /* a trailer's value is the last span */
+        return fail(p, 500, "out of memory");
+    p->last_cb = CB_NONE;
     q->headers = calloc(p->n_headers ? p->n_headers : 1, sizeof(*q->headers));
     if (!q->headers)
         return fail(p, 500, "out of memory");
@@ -134,6 +138,16 @@ static int on_message_complete(llhttp_t *ll)
     q->method_name = llhttp_method_name((llhttp_method_t)ll->method);
     /* on_headers_complete's end_span has NUL-terminated the last span */
     char *a = p->arena->data;
+    for (unsigned i = 0; i < p->n_headers; i++) {
+        size_t vo = p->hdr_off[2 * i + 1];
+        if (vo == (size_t)-1)
+            continue;
+        /* RFC 9110 §5.5: trailing spaces and tabs are not part of the value */
+        char *v = a + vo;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            v[--n] = '\0';
+    }
     for (unsigned i = 0; i < p->n_headers; i++) {
         q->headers[i].name = a + p->hdr_off[2 * i];
         size_t vo = p->hdr_off[2 * i + 1];

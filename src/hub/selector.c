@@ -60,15 +60,20 @@ static cache_entry_t *lookup(const char *pattern)
         if (e->used < victim->used)
             victim = e;
     }
-    char *copy = strdup(pattern);
-    if (!copy)
-        return NULL;
-    free(victim->pattern);
-    pcre2_code_free(victim->code);
     int ec;
     PCRE2_SIZE off;
+    pcre2_code *code = compile(pattern, &ec, &off);
+    char *copy = code ? strdup(pattern) : NULL;
+    if (!copy) {
+        /* patterns are validated where they enter the node, so a failure here is a
+         * failed allocation: cache nothing, the next match tries again */
+        pcre2_code_free(code);
+        return NULL;
+    }
+    free(victim->pattern);
+    pcre2_code_free(victim->code);
     victim->pattern = copy;
-    victim->code = compile(pattern, &ec, &off);
+    victim->code = code;
     victim->used = ++sel_clock;
     return victim;
 }

@@ -88,10 +88,11 @@ static const char *const stmt_sql[S_COUNT] = {
     /* ?1 device, ?2 now, ?3 redelivery ms. The IN term lets the planner use the
      * partial index of unfinished commands. A sent command expires only once it is
      * also due for redelivery: a result may still be on its way until then. */
-    [S_EXPIRE_DEV_QUEUED] = "UPDATE device_commands SET status=4, completed_at=expires_at"
+    [S_EXPIRE_DEV_QUEUED] = "UPDATE device_commands INDEXED BY device_commands_open"
+                            " SET status=4, completed_at=expires_at"
                             " WHERE device_id=?1 AND status IN (0,1) AND status=0"
                             " AND expires_at<=?2",
-    [S_EXPIRE_DEV_SENT] = "UPDATE device_commands SET status=4,"
+    [S_EXPIRE_DEV_SENT] = "UPDATE device_commands INDEXED BY device_commands_open SET status=4,"
                           " completed_at=MAX(expires_at, sent_at+?3)"
                           " WHERE device_id=?1 AND status IN (0,1) AND status=1"
                           " AND expires_at<=?2 AND sent_at<=?2-?3",
@@ -125,6 +126,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ORPHANS] = "SELECT id, device_id, received_at, response, error FROM device_orphans"
                   " WHERE device_id=?1 AND id>?2 ORDER BY id LIMIT ?3",
     [S_DEPTHS] = "SELECT device_id, sum(status=0), sum(status=1) FROM device_commands"
+                 " INDEXED BY device_commands_open"
                  " WHERE status IN (0,1) AND device_id>?1 GROUP BY device_id"
                  " ORDER BY device_id LIMIT ?2",
     [S_DEPTH] = "SELECT coalesce(sum(status=0),0), coalesce(sum(status=1),0) FROM"

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/log.h"
 
@@ -157,9 +158,36 @@ void device_hold_done(device_hold_t *h)
     uv_close((uv_handle_t *)&h->timer, on_hold_closed);
 }
 
+/* While a request is held the server does not read its connection, so a client that
+ * went away goes unnoticed: peek before giving it a command. Returns 1 when the peer
+ * has closed (or the socket failed). */
+static int peer_gone(conn_t *c)
+{
+    uv_os_fd_t fd;
+    if (!c || (c->flags & CONN_CLOSING) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return 1;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Ends a hold whose client is gone; its connection closes without an answer. */
+static int drop_if_gone(device_hold_t *h)
+{
+    conn_t *c = h->ctx->conn;
+    if (!peer_gone(c))
+        return 0;
+    device_hold_done(h);
+    if (c)
+        conn_close(c);
+    return 1;
+}
+
 static void on_hold_timeout(uv_timer_t *t)
 {
     device_hold_t *h = t->data;
+    if (drop_if_gone(h))
+        return;
     device_hold_done(h);
     h->cb(h, DEVICE_TIMEOUT);
 }
@@ -215,7 +243,8 @@ static void wake_local(device_pw_t *pw, int kind, int64_t key)
         if (!h)
             return;
         h->gen = gen;
-        h->cb(h, DEVICE_WAKE);
+        if (!drop_if_gone(h))
+            h->cb(h, DEVICE_WAKE);
     }
 }
 

@@ -166,6 +166,8 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
         return WSLAY_CODE_PROTOCOL_ERROR; /* RSV bits without an extension */
     if (!(h[1] & 0x80))
         return WSLAY_CODE_PROTOCOL_ERROR; /* client frames must be masked */
+    if (l == 127 && (h[2] & 0x80))
+        return WSLAY_CODE_PROTOCOL_ERROR; /* RFC 6455 §5.2: the top bit must be 0 */
     if ((op >= 3 && op <= 7) || op >= 0xb)
         return WSLAY_CODE_PROTOCOL_ERROR;
     if (op >= 8 && (!(h[0] & 0x80) || n > 125 || (op == WSLAY_CONNECTION_CLOSE && n == 1)))
@@ -175,12 +177,13 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
     return 0;
 }
 
-/* Walks frame boundaries in d. Returns the offset where a bad frame starts (its code
- * in *code), or -1 when every header is fine. */
+/* Walks frame boundaries in d. Sets *code for a bad frame and returns the offset where
+ * it starts (negative when its header began in bytes held from earlier chunks);
+ * returns -1 with *code 0 when every header is fine. */
 static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
 {
     size_t i = 0;
-    long start = 0;
+    long start = -(long)s->hlen; /* a header begun in an earlier chunk starts before d */
     while (i < n) {
         if (s->skip) {
             uint64_t k = s->skip < n - i ? s->skip : n - i;
@@ -331,15 +334,40 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
         s->failed = 1;
         return -ENOMEM;
     }
+    /* wslay sees a frame header only once the sniffer has checked it whole: bytes of
+     * a header still incomplete are held back (they sit in s->hdr) until it is */
     uint16_t code = 0;
-    long bad = wslay_event_get_read_enabled(s->ctx) ? sniff(s, data, len, &code) : -1;
-    s->in = data;
-    s->in_len = bad >= 0 ? (size_t)bad : len;
+    size_t held = s->hlen;
+    uint8_t prev[sizeof(s->hdr)];
+    memcpy(prev, s->hdr, held);
+    int reading = wslay_event_get_read_enabled(s->ctx);
+    long bad = reading ? sniff(s, data, len, &code) : -1;
+    /* a bad frame may start in the held bytes: then bad is negative, and code says so */
+    size_t feed = !reading ? len : code ? (size_t)(bad + (long)held) : held + len - s->hlen;
+    const uint8_t *src = data;
+    uint8_t *joined = NULL;
+    if (reading && held) {
+        if (feed && !(joined = malloc(feed))) {
+            s->failed = 1;
+            return -ENOMEM;
+        }
+        if (feed) {
+            size_t a = feed < held ? feed : held;
+            memcpy(joined, prev, a);
+            if (feed > held)
+                memcpy(joined + held, data, feed - held);
+        }
+        src = joined;
+    }
+    s->in = src;
+    s->in_len = feed;
+    int fail = 0;
     while (s->in_len > 0 && wslay_event_want_read(s->ctx)) {
         int r = wslay_event_recv(s->ctx);
         if (r == WSLAY_ERR_NOMEM) {
             s->failed = 1;
-            return -ENOMEM;
+            fail = -ENOMEM;
+            break;
         }
         if (r != 0) {
             /* a protocol violation: answer it with 1002 (unless wslay already closed)
@@ -348,12 +376,17 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
                 wslay_event_queue_close(s->ctx, WSLAY_CODE_PROTOCOL_ERROR, NULL, 0);
             wslay_event_shutdown_read(s->ctx);
         }
-        if (pump_out(s) < 0)
-            return -EPROTO;
+        if (pump_out(s) < 0) {
+            fail = -EPROTO;
+            break;
+        }
     }
     s->in = NULL;
     s->in_len = 0;
-    if (bad >= 0 && wslay_event_get_read_enabled(s->ctx)) {
+    free(joined);
+    if (fail)
+        return fail;
+    if (code && wslay_event_get_read_enabled(s->ctx)) {
         if (!wslay_event_get_close_sent(s->ctx))
             wslay_event_queue_close(s->ctx, code, NULL, 0);
         wslay_event_shutdown_read(s->ctx);

@@ -1,0 +1,50 @@
+/* The cluster's wire: seed 000's InternalPushRequest (a push cloned to every node) and
+ * the node report each node returns to the origin, as JSON documents, plus the
+ * `redis://` URL of the bus. Pure: no I/O, no clock, no globals, so every function
+ * here is unit-tested and fuzzed (tests/unit/test_cluster_codec.c,
+ * tests/fuzz/fuzz_cluster_codec.c). docs/cluster.md describes the documents. */
+#ifndef PG_CLUSTER_CODEC_H
+#define PG_CLUSTER_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "hub/push.h"
+#include "hub/report.h"
+
+#define CLUSTER_CODEC_VERSION 1
+
+/* Appends p as an InternalPushRequest to *bp: every field a node needs to deliver it
+ * and to address its report (origin node, worker, token). The payload is embedded as
+ * raw JSON. Returns 0 or -ENOMEM. */
+int cluster_push_encode(buf_t **bp, const push_t *p, const char *application_id);
+
+/* Decodes an InternalPushRequest of len bytes into a new push (one reference).
+ * Returns 0 with the push in *out, -EINVAL for a malformed document (err names the
+ * field), -ENOMEM. */
+int cluster_push_decode(const char *data, size_t len, push_t **out, char *err, size_t errlen);
+
+/* Appends a node report for the publish (origin_worker, token) to *bp; r->node_id and
+ * r->application_id say which node delivered. Returns 0 or -ENOMEM. */
+int cluster_report_encode(buf_t **bp, const report_t *r, const char *push_id, int origin_worker,
+                          uint64_t token);
+
+/* Decodes a node report into r (initialized here; free with report_free).
+ * Returns 0, -EINVAL (err names the field; r is left empty), -ENOMEM. */
+int cluster_report_decode(const char *data, size_t len, report_t *r, int *origin_worker,
+                          uint64_t *token, char *err, size_t errlen);
+
+/* A parsed `redis://host[:port][/db]` URL. */
+typedef struct cluster_redis_url_s {
+    char host[256];
+    int port; /* 6379 when the URL has none */
+    int db;   /* 0 when the URL has none */
+} cluster_redis_url_t;
+
+/* Parses url strictly: scheme redis://, a host name, IPv4 address or [IPv6] address,
+ * an optional port 1-65535, an optional database number 0-65535, nothing else.
+ * Returns 0, or -EINVAL with a message naming what is wrong in err. */
+int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err, size_t errlen);
+
+#endif
