@@ -24,6 +24,7 @@ typedef struct node_s {
     worker_pool_t pool;
     http_server_cfg_t http;
     uv_signal_t sigterm, sigint;
+    bus_t *bus;
     int stopping;
 } node_t;
 
@@ -50,6 +51,9 @@ static void on_signal(uv_signal_t *s, int signum)
     n->stopping = 1;
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
+    /* the bus lets go of the main loop; what the workers still publish stays local */
+    if (n->bus && n->bus->ops->close)
+        n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -92,9 +96,6 @@ int node_run(config_t *cfg)
     log_init(cfg->node_id, parse_level(cfg->log_level));
     signal(SIGPIPE, SIG_IGN);
     ids_init();
-    if (cfg->redis_url)
-        log_warn("redis is not supported by this build yet; running as a single node",
-                 "redis=%s", cfg->redis_url);
     if ((r = make_dir(cfg->data_dir)) < 0) {
         log_error("cannot create the data directory", "dir=%s error=\"%s\"", cfg->data_dir,
                   strerror(-r));
@@ -126,10 +127,19 @@ int node_run(config_t *cfg)
     };
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;
-    bus_t *bus = bus_local_new(n.app.hub, cfg->node_id);
-    if (!bus)
+    uv_loop_t *loop = uv_default_loop();
+    bus_t *bus = cfg->redis_url ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
+                                                sizeof(err))
+                                : bus_local_new(n.app.hub, cfg->node_id);
+    if (!bus) {
+        if (cfg->redis_url)
+            log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
+    }
+    n.bus = bus;
     hub_set_bus(n.app.hub, bus);
+    if (api_socketio_init(&n.app) < 0)
+        goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -155,7 +165,6 @@ int node_run(config_t *cfg)
         .arg = &n,
     };
     /* handlers first: a signal must never find the default action once we listen */
-    uv_loop_t *loop = uv_default_loop();
     uv_signal_init(loop, &n.sigterm);
     uv_signal_init(loop, &n.sigint);
     n.sigterm.data = n.sigint.data = &n;
@@ -184,9 +193,11 @@ int node_run(config_t *cfg)
 fail_pool:
     uv_close((uv_handle_t *)&n.sigterm, NULL);
     uv_close((uv_handle_t *)&n.sigint, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
     api_devices_free(&n.app);
 fail_devices:
+    if (bus->ops->close)
+        bus->ops->close(bus);
+    uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:
     hub_free(n.app.hub);

@@ -49,7 +49,13 @@ int api_client_identity(http_ctx_t *ctx, auth_identity_t **out);
 int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t **idp,
                          char **tenantp, char *err, size_t errlen);
 
+/* Sets up the socket.io and Engine.IO endpoints from the config. Returns 0 or
+ * -ENOMEM. */
+int api_socketio_init(app_t *app);
+
 /* The handlers, one per endpoint. */
+void api_socketio(http_ctx_t *ctx);
+void api_engineio(http_ctx_t *ctx);
 void api_stream_config_get(http_ctx_t *ctx);
 void api_stream_config_patch(http_ctx_t *ctx);
 void api_events(http_ctx_t *ctx);

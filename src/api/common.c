@@ -13,6 +13,8 @@ const http_route_t api_routes[] = {
     {"POST", "/api/push-requests", 0, api_push_requests},
     {"POST", "/api/push", 0, api_push},
     {"GET", "/sse", 0, api_sse},
+    {NULL, "/socket.io/", 1, api_socketio},
+    {NULL, "/engine.io/", 1, api_engineio},
     {"GET", "/configuration/v2/configuration/platform/push-service", 0, api_stream_config_get},
     {"PATCH", "/configuration/v2/configuration/platform/push-service", 0,
      api_stream_config_patch},

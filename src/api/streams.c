@@ -11,8 +11,6 @@
 #include "streams/stream.h"
 #include "transport/sse.h"
 
-#define STREAM_LISTENER_ROLE "stream-listener"
-
 /* The tenant a publisher or operator acts for: its key's tenant, or `tenantId` when
  * the key is not bound to one. Answers 400/403 itself and returns NULL on failure. */
 static char *acting_tenant(http_ctx_t *ctx, const config_apikey_t *key)
@@ -192,22 +190,6 @@ void api_events(http_ctx_t *ctx)
     free(tenant);
 }
 
-static int has_role(const auth_identity_t *id, json_t *roles)
-{
-    for (size_t i = 0; id && i < id->n_roles; i++) {
-        if (strcmp(id->roles[i], STREAM_LISTENER_ROLE) == 0)
-            return 1;
-        size_t k;
-        json_t *r;
-        json_array_foreach(roles, k, r)
-        {
-            if (json_is_string(r) && strcmp(json_string_value(r), id->roles[i]) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t **idp,
                          char **tenantp, char *err, size_t errlen)
 {
@@ -223,31 +205,21 @@ int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t
         snprintf(err, errlen, "unknown or expired credentials");
         return 401;
     }
-    char *tenant = NULL;
-    if (id && id->tenant) {
-        tenant = strdup(id->tenant);
-    } else if (url_query_get(ctx->req->query, "tenantId", &tenant) < 0) {
-        tenant = NULL;
-    }
     /* a tenant never sees another's streams: an identity bound to a tenant is looked up
      * only there, whatever tenantId says */
-    json_t *set = streams_tenant(tenant);
-    json_t *stream = json_object_get(set, stream_id);
-    int status = 0;
-    if (!stream) {
-        status = !tenant && !id ? 401 : 404;
-        snprintf(err, errlen, status == 401 ? "credentials are required" : "unknown stream %s",
-                 stream_id);
-    } else if (json_is_true(json_object_get(stream, "publicSubscribe"))) {
-        status = 0;
-    } else if (!id) {
-        status = 401;
+    char *tenant = NULL;
+    if (id && id->tenant)
+        tenant = strdup(id->tenant);
+    else if (url_query_get(ctx->req->query, "tenantId", &tenant) < 0)
+        tenant = NULL;
+    int r = streams_may_subscribe(tenant, stream_id, id);
+    int status = r == 0 ? 0 : r == -ENOENT ? (!tenant && !id ? 401 : 404) : r == -EACCES ? 401 : 403;
+    if (status == 401)
         snprintf(err, errlen, "credentials are required for stream %s", stream_id);
-    } else if (!has_role(id, json_object_get(stream, "subscriberRoles"))) {
-        status = 403;
+    else if (status == 404)
+        snprintf(err, errlen, "unknown stream %s", stream_id);
+    else if (status == 403)
         snprintf(err, errlen, "not allowed to subscribe to stream %s", stream_id);
-    }
-    json_decref(set);
     if (status) {
         auth_identity_free(id);
         free(tenant);

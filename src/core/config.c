@@ -37,6 +37,10 @@ int config_init(config_t *cfg)
     cfg->history_max_age_s = 3600;
     cfg->sse_heartbeat_ms = 15000;
     cfg->sse_retry_ms = 3000;
+    cfg->sio_ping_interval_ms = 25000;
+    cfg->sio_ping_timeout_ms = 20000;
+    cfg->sio_connect_timeout_ms = 45000;
+    cfg->sio_max_payload = 1000000;
     cfg->device = (config_device_t){
         .hold_ms = 0,
         .redelivery_ms = 30000,
@@ -277,7 +281,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     static const char *known[] = {"listen",   "workers",  "applicationId", "nodeId",
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
-                                  "diagnostics", "channels", "history",    "sse",
+                                  "diagnostics", "channels", "history",    "sse",      "socketio",
                                   "device",   NULL};
     const char *k;
     json_t *v;
@@ -392,6 +396,40 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
             return r;
         if (r)
             cfg->sse_retry_ms = (unsigned)x;
+    }
+    json_t *sio = json_object_get(doc, "socketio");
+    if (sio) {
+        if (!json_is_object(sio))
+            FAIL("socketio must be an object");
+        static const char *sk[] = {"pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs",
+                                   "maxPayload", NULL};
+        const char *k2;
+        json_t *v2;
+        json_object_foreach(sio, k2, v2)
+        {
+            int ok = 0;
+            for (int i = 0; sk[i]; i++)
+                ok |= strcmp(k2, sk[i]) == 0;
+            if (!ok)
+                FAIL("socketio.%s is not a known key", k2);
+        }
+        unsigned long long x;
+        if ((r = get_uint(sio, "pingIntervalMs", "socketio.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sio_ping_interval_ms = (unsigned)(x < 10 ? 10 : x);
+        if ((r = get_uint(sio, "pingTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sio_ping_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if ((r = get_uint(sio, "connectTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sio_connect_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if ((r = get_uint(sio, "maxPayload", "socketio.", 1ull << 30, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sio_max_payload = (size_t)(x < 1024 ? 1024 : x);
     }
     json_t *lim = json_object_get(doc, "limits");
     if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)

@@ -54,6 +54,10 @@ typedef struct config_s {
     unsigned history_max_events;
     unsigned history_max_age_s;
     unsigned sse_heartbeat_ms;
+    unsigned sio_ping_interval_ms;
+    unsigned sio_ping_timeout_ms;
+    unsigned sio_connect_timeout_ms;
+    size_t sio_max_payload;
     unsigned sse_retry_ms;
     config_limits_t limits;
     config_device_t device;

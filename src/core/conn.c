@@ -3,6 +3,8 @@
 #include "core/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -386,5 +388,86 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         conn_close(c);
         return r;
     }
+    return 0;
+}
+
+typedef struct migrate_msg_s {
+    worker_msg_t base;
+    int fd;
+    const conn_proto_t *proto;
+    buf_t *first;
+} migrate_msg_t;
+
+static void on_migrated(worker_t *w, worker_msg_t *m)
+{
+    migrate_msg_t *mm = (migrate_msg_t *)m;
+    conn_t *c = calloc(1, sizeof(*c));
+    if (!c || uv_tcp_init(&w->loop, &c->tcp) < 0) {
+        close(mm->fd);
+        free(c);
+        __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+        buf_unref(mm->first);
+        free(mm);
+        return;
+    }
+    c->tcp.data = c;
+    c->w = w;
+    c->proto = mm->proto;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    if (uv_tcp_open(&c->tcp, mm->fd) < 0) {
+        close(mm->fd);
+        conn_close(c); /* the protocol never opened: its on_close sees no state */
+    } else {
+        if (mm->proto->on_open)
+            mm->proto->on_open(c);
+        if (!(c->flags & CONN_CLOSING) &&
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
+            conn_close(c);
+        if (!(c->flags & CONN_CLOSING) && mm->first && mm->first->len)
+            c->proto->on_read(c, mm->first->data, mm->first->len);
+    }
+    buf_unref(mm->first);
+    free(mm);
+}
+
+static void migrated_away_close(conn_t *c)
+{
+    (void)c; /* the socket lives on elsewhere; nothing of it is ours */
+}
+
+static const conn_proto_t migrated_proto = {.name = "migrated",
+                                            .on_read = NULL,
+                                            .on_close = migrated_away_close};
+
+int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
+{
+    if (c->qcount || c->inflight || (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)))
+        return -EBUSY;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return -EBADF;
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (nfd < 0)
+        return -errno;
+    migrate_msg_t *mm = calloc(1, sizeof(*mm));
+    if (!mm) {
+        close(nfd);
+        return -ENOMEM;
+    }
+    mm->base.fn = on_migrated;
+    mm->fd = nfd;
+    mm->proto = proto;
+    mm->first = first;
+    /* the count moves with the socket: this close subtracts, the adoption added */
+    __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->proto = &migrated_proto;
+    c->ud = NULL;
+    conn_close(c);
+    worker_post(to, &mm->base);
     return 0;
 }

@@ -95,6 +95,12 @@ int conn_accept(struct worker_s *w, uv_stream_t *server, const conn_proto_t *pro
 /* Flushes every conn in w's flush list (the prepare hook calls it). */
 void conn_flush_pending(struct worker_s *w);
 
+/* Moves c's socket to worker to: c is closed here (its output must be flushed: no
+ * pending bytes), and to adopts the socket as a new conn speaking proto, which is fed
+ * first bytes (taken) as if it had read them. Returns 0, -EBUSY when output is still
+ * pending, or a negative errno (c is left as it was). */
+int conn_migrate(conn_t *c, struct worker_s *to, const conn_proto_t *proto, buf_t *first);
+
 /* Gives c a new protocol (HTTP → WebSocket upgrade). */
 void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *ud);
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -292,4 +293,43 @@ conn_t *http_take_conn(http_ctx_t *ctx, const char **extra, size_t *extra_len)
     c->ud = NULL;
     __atomic_sub_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
     return c;
+}
+
+int http_migrate(http_ctx_t *ctx, worker_t *to)
+{
+    http_conn_t *hc = ctx_conn(ctx);
+    const http_request_t *req = ctx->req;
+    conn_t *c = hc->c;
+    if (c->qcount || c->inflight)
+        return -EBUSY;
+    /* the request again, as bytes, then whatever followed it */
+    buf_t *b = buf_new(512 + req->body_len + hc->rest_len);
+    if (!b)
+        return -ENOMEM;
+    int r = buf_printf(&b, "%s %s HTTP/1.%d\r\n", req->method_name, req->target, req->http_minor);
+    for (unsigned i = 0; i < req->n_headers; i++) {
+        if (strcasecmp(req->headers[i].name, "Transfer-Encoding") == 0 ||
+            strcasecmp(req->headers[i].name, "Content-Length") == 0)
+            continue; /* the body is passed de-chunked, with its own length */
+        r |= buf_printf(&b, "%s: %s\r\n", req->headers[i].name, req->headers[i].value);
+    }
+    if (req->body_len || strcmp(req->method_name, "POST") == 0)
+        r |= buf_printf(&b, "Content-Length: %zu\r\n", req->body_len);
+    r |= buf_puts(&b, "\r\n");
+    r |= buf_append(&b, req->body, req->body_len);
+    r |= buf_append(&b, hc->rest, hc->rest_len);
+    if (r) {
+        buf_unref(b);
+        return -ENOMEM;
+    }
+    const char *extra;
+    size_t extra_len;
+    http_take_conn(ctx, &extra, &extra_len);
+    r = conn_migrate(c, to, &http_proto, b);
+    if (r < 0) {
+        /* cannot happen after the checks above; the connection cannot go back to HTTP */
+        buf_unref(b);
+        conn_close(c);
+    }
+    return 0;
 }

@@ -67,4 +67,10 @@ void http_defer(http_ctx_t *ctx);
  * handler only. Returns the conn, now the caller's to re-protocol. */
 conn_t *http_take_conn(http_ctx_t *ctx, const char **extra, size_t *extra_len);
 
+/* Hands the request, unanswered, to worker to (with the connection it came on):
+ * that worker parses it again and routes it there. For state that one worker owns
+ * (Engine.IO sessions). Returns 0, or a negative errno (the request is still this
+ * worker's to answer). */
+int http_migrate(http_ctx_t *ctx, worker_t *to);
+
 #endif

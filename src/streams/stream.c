@@ -13,6 +13,7 @@ static uv_rwlock_t streams_lock;
 static int streams_lock_ready;
 static json_t *streams_all; /* {tenant: {id: stream}}; tenant objects are never mutated */
 static store_t *streams_store;
+static const streams_hook_t *streams_hook; /* the cluster's copy; NULL: single node */
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
@@ -305,8 +306,71 @@ int streams_apply(const char *tenant, json_t *request, char *err, size_t errlen)
     if (r == 0)
         json_object_set(streams_all, tenant, next);
     uv_rwlock_wrunlock(&streams_lock);
+    if (r == 0 && streams_hook && streams_hook->saved)
+        streams_hook->saved(streams_hook->arg, tenant, next);
     json_decref(next);
     if (r < 0)
         snprintf(err, errlen, "the configuration could not be saved");
+    return r;
+}
+
+void streams_set_hook(const streams_hook_t *hook)
+{
+    streams_hook = hook;
+}
+
+int streams_put(const char *tenant, json_t *streams, char *err, size_t errlen)
+{
+    if (!streams_lock_ready)
+        return -EINVAL;
+    if (validate_set(streams, tenant, err, errlen) < 0)
+        return -EINVAL;
+    json_t *next = with_ids(streams);
+    if (!next)
+        return -ENOMEM;
+    uv_rwlock_wrlock(&streams_lock);
+    json_t *cur = streams_all ? json_object_get(streams_all, tenant) : NULL;
+    int r = 0;
+    if (streams_all && !(cur && json_equal(cur, next))) {
+        r = persist(tenant, next);
+        if (r == 0)
+            json_object_set(streams_all, tenant, next);
+    }
+    uv_rwlock_wrunlock(&streams_lock);
+    json_decref(next);
+    if (r < 0)
+        snprintf(err, errlen, "the configuration could not be saved");
+    return r;
+}
+
+int streams_may_subscribe(const char *tenant, const char *stream_id, const auth_identity_t *id)
+{
+    if (!tenant || (id && id->tenant && strcmp(id->tenant, tenant) != 0))
+        return -ENOENT;
+    json_t *set = streams_tenant(tenant);
+    json_t *stream = json_object_get(set, stream_id);
+    int r;
+    if (!stream)
+        r = -ENOENT;
+    else if (json_is_true(json_object_get(stream, "publicSubscribe")))
+        r = 0;
+    else if (!id)
+        r = -EACCES;
+    else {
+        r = -EPERM;
+        json_t *roles = json_object_get(stream, "subscriberRoles");
+        for (size_t i = 0; r && i < id->n_roles; i++) {
+            if (strcmp(id->roles[i], "stream-listener") == 0)
+                r = 0;
+            size_t k;
+            json_t *role;
+            json_array_foreach(roles, k, role)
+            {
+                if (json_is_string(role) && strcmp(json_string_value(role), id->roles[i]) == 0)
+                    r = 0;
+            }
+        }
+    }
+    json_decref(set);
     return r;
 }

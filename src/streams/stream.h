@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "auth/auth.h"
 #include "store/db.h"
 
 /* Checks one stream document; path prefixes error messages ("update.app-health").
@@ -35,5 +36,28 @@ json_t *streams_tenant(const char *tenant);
  * Returns 0, -EINVAL (err names the path), -ENOENT (DELETE of an unknown stream),
  * -EIO, -ENOMEM. */
 int streams_apply(const char *tenant, json_t *request, char *err, size_t errlen);
+
+/* Where a cluster shares stream configuration (cluster/bus_redis.c): saved runs after
+ * streams_apply changed a tenant here (on the calling worker, outside the lock), with
+ * the tenant's new streams. */
+typedef struct streams_hook_s {
+    void (*saved)(void *arg, const char *tenant, json_t *streams);
+    void *arg;
+} streams_hook_t;
+
+/* Installs the hook (NULL: none). Call while no worker runs. */
+void streams_set_hook(const streams_hook_t *hook);
+
+/* Installs a tenant's streams as another node saved them ({id: stream}; validated,
+ * persisted here, swapped in). Any thread. Returns 0, -EINVAL (err names the path),
+ * -EIO, -ENOMEM. */
+int streams_put(const char *tenant, json_t *streams, char *err, size_t errlen);
+
+/* May id (NULL: anonymous) subscribe to the tenant's stream? Allowed when it is
+ * publicSubscribe, or id has a role in subscriberRoles, or the role stream-listener;
+ * an identity bound to another tenant never is (the stream is unknown to it).
+ * Returns 0, -ENOENT (no such stream for this subscriber), -EACCES (credentials are
+ * needed), -EPERM (not allowed). */
+int streams_may_subscribe(const char *tenant, const char *stream_id, const auth_identity_t *id);
 
 #endif

@@ -19,42 +19,38 @@ int eio_decode_text(const char *s, size_t len, eio_packet_t *out)
 int eio_payload_next(const char **cur, const char *end, eio_packet_t *out, buf_t **scratch)
 {
     const char *s = *cur;
-    if (s > end || (s == end && s != NULL && *cur == end))
+    if (s >= end)
         return 0;
     const char *sep = memchr(s, EIO_RECORD_SEPARATOR, (size_t)(end - s));
     const char *pend = sep ? sep : end;
-    *cur = sep ? sep + 1 : end + 1;
+    *cur = sep ? sep + 1 : end;
     size_t len = (size_t)(pend - s);
     if (len == 0)
         return -EINVAL;
     if (s[0] != 'b')
-        return eio_decode_text(s, len, out);
-    /* base64 of a binary message */
+        return eio_decode_text(s, len, out) < 0 ? -EINVAL : 1;
+    /* `b` + base64 of a binary message */
     size_t b64 = len - 1;
     if (b64 % 4 != 0)
         return -EINVAL;
+    if (*scratch && (*scratch)->cap < b64) {
+        buf_unref(*scratch);
+        *scratch = NULL;
+    }
     if (!*scratch && !(*scratch = buf_new(b64)))
         return -ENOMEM;
-    (*scratch)->len = 0;
-    if (buf_append(scratch, NULL, 0) < 0)
-        return -ENOMEM;
     buf_t *b = *scratch;
-    if (b->cap < b64) {
-        if (buf_append(scratch, s, b64) < 0) /* grow */
-            return -ENOMEM;
-        b = *scratch;
-        b->len = 0;
-    }
     int n = b64 ? EVP_DecodeBlock((unsigned char *)b->data, (const unsigned char *)s + 1,
                                   (int)b64)
                 : 0;
     if (n < 0)
         return -EINVAL;
-    /* EVP_DecodeBlock counts padding bytes as data: take them back off */
-    if (b64 >= 1 && s[len - 1] == '=')
+    /* EVP_DecodeBlock counts padding as data: take it back off */
+    if (b64 >= 4 && s[len - 1] == '=')
         n--;
-    if (b64 >= 2 && s[len - 2] == '=')
+    if (b64 >= 4 && s[len - 2] == '=')
         n--;
+    b->len = (size_t)n;
     out->type = EIO_MESSAGE;
     out->binary = 1;
     out->data = b->data;
