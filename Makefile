@@ -16,7 +16,7 @@ endif
 CC ?= cc
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
-PKGS = libuv jansson libpcre2-8 libjwt openssl sqlite3
+PKGS = libuv jansson libpcre2-8 libjwt openssl sqlite3 hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -33,7 +33,7 @@ LIB := $(BUILD)/libpushgate.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all unit fuzz test clean format bench
+.PHONY: all unit fuzz test clean format bench lint
 all: $(BUILD)/pushgate
 
 $(BUILD)/obj/%.o: %.c
@@ -76,6 +76,14 @@ test:
 
 bench:
 	$(MAKE) -C bench
+
+# cppcheck and clang-tidy (.clang-tidy) over src/; any finding fails
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --inline-suppr \
+	  --std=c11 -Isrc -I$(LLHTTP_INC) -D'json_object_foreach(o,k,v)=for(k=0,v=0;k;)' \
+	  -D'json_array_foreach(a,i,v)=for(i=0,v=0;i<1;i++)' src
+	clang-tidy --quiet --warnings-as-errors='*' $(SRCS) src/main.c -- -std=gnu11 -D_GNU_SOURCE \
+	  -Isrc -I$(LLHTTP_INC) $(PKG_CFLAGS)
 
 format:
 	clang-format -i $$(find src tests/unit tests/fuzz bench -name '*.[ch]' 2>/dev/null)

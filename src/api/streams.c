@@ -242,8 +242,9 @@ void api_stream_sse(http_ctx_t *ctx)
     auth_identity_t *id;
     char *tenant, err[256];
     int status = api_stream_authorize(ctx, sid, &id, &tenant, err, sizeof(err));
-    if (status) {
-        http_respond_error(ctx, status, err);
+    if (status || !tenant) {
+        http_respond_error(ctx, status ? status : 404, status ? err : "unknown stream");
+        auth_identity_free(id);
         return;
     }
     char *last = NULL;

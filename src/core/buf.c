@@ -70,7 +70,7 @@ int buf_printf(buf_t **bp, const char *fmt, ...)
     va_start(ap, fmt);
     va_copy(again, ap);
     char tmp[256];
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
     va_end(ap);
     int r;
     if (n < 0)
@@ -78,7 +78,8 @@ int buf_printf(buf_t **bp, const char *fmt, ...)
     else if ((size_t)n < sizeof(tmp))
         r = buf_append(bp, tmp, (size_t)n);
     else if ((r = buf_reserve(bp, (size_t)n + 1)) == 0) {
-        vsnprintf((*bp)->data + (*bp)->len, (size_t)n + 1, fmt, again);
+        /* again is a va_copy of the started ap; the analyzer does not follow va_copy */
+        vsnprintf((*bp)->data + (*bp)->len, (size_t)n + 1, fmt, again); // NOLINT(clang-analyzer-valist.Uninitialized)
         (*bp)->len += (size_t)n;
     }
     va_end(again);

@@ -143,7 +143,7 @@ fail_alloc:
 
 int ws_conn_send_frame(ws_conn_t *wc, buf_t *frame)
 {
-    if (wc->closing || !ws_session_can_send(wc->s))
+    if (wc->closing || !ws_session_can_send(wc->s) || ws_session_flush(wc->s) < 0)
         return -EPIPE;
     return conn_send(wc->c, frame, 0, frame->len);
 }

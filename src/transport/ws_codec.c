@@ -396,12 +396,19 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
     return r;
 }
 
+int ws_session_flush(ws_session_t *s)
+{
+    return pump_out(s) < 0 ? -EPIPE : 0;
+}
+
 int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len)
 {
     if (!ws_session_can_send(s))
         return -EPIPE;
-    /* written directly, not through wslay: wslay's own output is always flushed before
-     * its calls return, so nothing can be reordered, and no context is needed */
+    /* written directly, not through wslay (no context is needed); but inside a wslay
+     * callback wslay may hold a queued pong or close: it goes first, in order */
+    if (ws_session_flush(s) < 0)
+        return -EPIPE;
     uint8_t hdr[10];
     size_t hl = ws_frame_header(hdr, opcode, len);
     if (s->cbs.write(s, hdr, hl, s->ud) < 0 || (len && s->cbs.write(s, data, len, s->ud) < 0)) {

@@ -59,6 +59,11 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len);
 /* Queues and writes a message (copied). Returns 0, -EPIPE after close, -ENOMEM. */
 int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len);
 
+/* Writes whatever wslay has queued (a pong, a close) now. Frames written around the
+ * session (shared push frames) call this first so they never overtake it.
+ * Returns 0 or -EPIPE. */
+int ws_session_flush(ws_session_t *s);
+
 /* Starts the closing handshake with code and reason. Returns 0 or -EPIPE. */
 int ws_session_close(ws_session_t *s, uint16_t code, const char *reason);
 
