@@ -149,7 +149,11 @@ void api_nodes(http_ctx_t *ctx)
     app_t *app = ctx->app;
     if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN))
         return;
-    json_t *doc = json_pack("{s:[{s:s, s:s, s:i, s:I}]}", "nodes", "applicationId",
+    /* clustered: the members the bus knows, this node first */
+    bus_t *bus = hub_bus(app->hub);
+    json_t *members = bus && bus->ops->nodes ? bus->ops->nodes(bus) : NULL;
+    json_t *doc = members ? json_pack("{s:o}", "nodes", members) :
+                  json_pack("{s:[{s:s, s:s, s:i, s:I}]}", "nodes", "applicationId",
                             app->cfg->application_id, "nodeId", app->cfg->node_id, "workers",
                             app->pool->n, "connections",
                             (json_int_t)__atomic_load_n(&app->pool->connections, __ATOMIC_RELAXED));

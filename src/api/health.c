@@ -14,6 +14,8 @@ void api_readyz(http_ctx_t *ctx)
         http_respond(ctx, 503, "application/json", "{\"status\":\"draining\"}", 21, NULL);
     else if (__atomic_load_n(&app->pool->ready, __ATOMIC_ACQUIRE) < app->pool->n)
         http_respond(ctx, 503, "application/json", "{\"status\":\"starting\"}", 21, NULL);
+    else if (!bus_healthy(hub_bus(app->hub)))
+        http_respond(ctx, 503, "application/json", "{\"status\":\"bus down\"}", 21, NULL);
     else
         http_respond(ctx, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
 }

@@ -16,6 +16,10 @@ static uv_rwlock_t auth_lock;
 static int auth_ready;
 static json_t *auth_sessions; /* id -> {user, roles, groups, tenant, expiresAt} */
 static char *auth_jwt_secret;
+static const auth_store_t *auth_store; /* sessions shared with other nodes; NULL: none */
+
+#define AUTH_REMOTE_KEY "fromStore" /* marks documents that came from auth_store */
+#define AUTH_RUNTIME_KEY "runtime"  /* marks sessions made by auth_session_create */
 
 int64_t auth_now_ms(void)
 {
@@ -164,15 +168,71 @@ int auth_session_create(const char *user, json_t *roles, json_t *groups, const c
     snprintf(id_out, AUTH_SESSION_ID_MAX, "s-%s", rnd);
     int64_t exp = ttl_s > 0 ? auth_now_ms() + ttl_s * 1000 : 0;
     json_t *doc = session_doc(user, roles, groups, tenant, exp);
-    if (!doc)
+    if (!doc || json_object_set_new(doc, AUTH_RUNTIME_KEY, json_true()) < 0) {
+        json_decref(doc);
         return -ENOMEM;
+    }
     uv_rwlock_wrlock(&auth_lock);
-    int r = json_object_set_new(auth_sessions, id_out, doc);
+    int r = json_object_set(auth_sessions, id_out, doc);
     uv_rwlock_wrunlock(&auth_lock);
+    if (r == 0 && auth_store && auth_store->saved)
+        auth_store->saved(auth_store->arg, id_out, doc);
+    json_decref(doc);
     if (r < 0)
         return -ENOMEM;
     *expires_at_ms = exp;
     return 0;
+}
+
+void auth_set_store(const auth_store_t *store)
+{
+    auth_store = store;
+}
+
+void auth_session_forget(const char *id)
+{
+    if (!auth_ready)
+        return;
+    uv_rwlock_wrlock(&auth_lock);
+    if (id) {
+        json_t *doc = json_object_get(auth_sessions, id);
+        if (doc && (json_object_get(doc, AUTH_REMOTE_KEY) || json_object_get(doc, AUTH_RUNTIME_KEY)))
+            json_object_del(auth_sessions, id);
+    } else {
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(auth_sessions, tmp, k, v)
+        {
+            if (json_object_get(v, AUTH_REMOTE_KEY))
+                json_object_del(auth_sessions, k);
+        }
+    }
+    uv_rwlock_wrunlock(&auth_lock);
+}
+
+/* Asks the store for a session this node does not know, and keeps what it finds.
+ * Returns a new reference or NULL. */
+static json_t *store_lookup(const char *id)
+{
+    if (!auth_store || !auth_store->lookup || strlen(id) >= AUTH_SESSION_ID_MAX)
+        return NULL;
+    json_t *doc = auth_store->lookup(auth_store->arg, id);
+    json_t *user = json_object_get(doc, "user"), *tenant = json_object_get(doc, "tenant");
+    if (!json_is_object(doc) || (user && !json_is_string(user)) ||
+        (tenant && !json_is_null(tenant) && !json_is_string(tenant)) ||
+        check_strings(json_object_get(doc, "roles")) < 0 ||
+        check_strings(json_object_get(doc, "groups")) < 0 ||
+        !json_is_integer(json_object_get(doc, "expiresAt"))) {
+        json_decref(doc);
+        return NULL;
+    }
+    json_object_set_new(doc, AUTH_REMOTE_KEY, json_true());
+    uv_rwlock_wrlock(&auth_lock);
+    if (auth_sessions)
+        json_object_set(auth_sessions, id, doc);
+    uv_rwlock_wrunlock(&auth_lock);
+    return doc;
 }
 
 int auth_session_revoke(const char *id)
@@ -180,6 +240,19 @@ int auth_session_revoke(const char *id)
     uv_rwlock_wrlock(&auth_lock);
     int r = json_object_del(auth_sessions, id);
     uv_rwlock_wrunlock(&auth_lock);
+    if (auth_store) {
+        /* created on another node and never used here: the store knows it */
+        json_t *doc = r == 0 ? NULL : store_lookup(id);
+        if (doc) {
+            json_decref(doc);
+            uv_rwlock_wrlock(&auth_lock);
+            json_object_del(auth_sessions, id);
+            uv_rwlock_wrunlock(&auth_lock);
+            r = 0;
+        }
+        if (r == 0 && auth_store->revoked)
+            auth_store->revoked(auth_store->arg, id);
+    }
     return r == 0 ? 0 : -ENOENT;
 }
 
@@ -276,7 +349,10 @@ int auth_resolve(const char *credential, auth_identity_t **out)
     uv_rwlock_rdunlock(&auth_lock);
     if (!doc) {
         const char *dot = strchr(credential, '.');
-        return dot && strchr(dot + 1, '.') ? resolve_jwt(credential, out) : -ENOENT;
+        if (dot && strchr(dot + 1, '.'))
+            return resolve_jwt(credential, out);
+        if (!(doc = store_lookup(credential))) /* created on another node */
+            return -ENOENT;
     }
     int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
     int r;

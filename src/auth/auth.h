@@ -56,4 +56,24 @@ void auth_identity_free(auth_identity_t *id);
 /* Milliseconds since the Unix epoch. */
 int64_t auth_now_ms(void);
 
+/* Where run-time sessions are shared when clustered (cluster/bus_redis.c): saved runs
+ * after a session is created here, revoked after one is revoked here, lookup for a
+ * session id this node does not know (a new session document {user, roles, groups,
+ * tenant, expiresAt}, or NULL). Called from workers, outside auth's lock; may block
+ * briefly (docs/cluster.md). Config sessions and JWTs never reach the store. */
+typedef struct auth_store_s {
+    void (*saved)(void *arg, const char *id, json_t *doc);
+    void (*revoked)(void *arg, const char *id);
+    json_t *(*lookup)(void *arg, const char *id);
+    void *arg;
+} auth_store_t;
+
+/* Installs the store (NULL: none). Call while no worker runs. */
+void auth_set_store(const auth_store_t *store);
+
+/* Forgets a run-time session revoked on another node (id; config sessions stay), or
+ * every session that came from the store (id NULL: the bus reconnected and may have
+ * missed revocations). */
+void auth_session_forget(const char *id);
+
 #endif

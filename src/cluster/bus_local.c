@@ -42,7 +42,12 @@ static void local_free(bus_t *bus)
     free(b);
 }
 
-static const bus_ops_t local_ops = {local_publish, local_report, local_members, local_free};
+static const bus_ops_t local_ops = {
+    .publish = local_publish,
+    .report = local_report,
+    .members = local_members,
+    .free = local_free,
+};
 
 bus_t *bus_local_new(struct hub_s *hub, const char *node_id)
 {

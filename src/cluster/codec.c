@@ -341,6 +341,90 @@ out:
     return r;
 }
 
+/* ---- notes and announcements ---- */
+
+int cluster_note_encode(buf_t **bp, int kind, const char *name)
+{
+    int r = buf_printf(bp, "{\"type\":\"%s\",\"v\":%d,\"name\":",
+                       kind == CLUSTER_NOTE_STREAMS ? "StreamsSaved" : "SessionRevoked",
+                       CLUSTER_CODEC_VERSION);
+    r |= buf_put_json_string(bp, name ? name : "");
+    r |= buf_puts(bp, "}");
+    return r ? -ENOMEM : 0;
+}
+
+int cluster_note_decode(const char *data, size_t len, int *kind, char **name, char *err,
+                        size_t errlen)
+{
+    *name = NULL;
+    json_error_t je;
+    json_t *doc = json_loadb(data, len, 0, &je);
+    int r = 0;
+    if (!doc) {
+        snprintf(err, errlen, "not JSON: %s", je.text);
+        return -EINVAL;
+    }
+    const char *t = json_string_value(json_object_get(doc, "type"));
+    if (t && strcmp(t, "StreamsSaved") == 0)
+        *kind = CLUSTER_NOTE_STREAMS;
+    else if (t && strcmp(t, "SessionRevoked") == 0)
+        *kind = CLUSTER_NOTE_SESSION_REVOKED;
+    else
+        FAIL("type must be StreamsSaved or SessionRevoked");
+    json_t *v = json_object_get(doc, "v");
+    if (!json_is_integer(v) || json_integer_value(v) != CLUSTER_CODEC_VERSION)
+        FAIL("v must be %d", CLUSTER_CODEC_VERSION);
+    json_t *n = json_object_get(doc, "name");
+    if (!json_is_string(n) || json_string_length(n) == 0 || json_string_length(n) > 256)
+        FAIL("name must be a string of 1 to 256 characters");
+    if (!(*name = strdup(json_string_value(n))))
+        r = -ENOMEM;
+out:
+    json_decref(doc);
+    return r;
+}
+
+int cluster_node_encode(buf_t **bp, const cluster_node_t *n)
+{
+    int r = buf_puts(bp, "{\"applicationId\":");
+    r |= buf_put_json_string(bp, n->application_id ? n->application_id : "");
+    r |= buf_puts(bp, ",\"nodeId\":");
+    r |= buf_put_json_string(bp, n->node_id ? n->node_id : "");
+    r |= buf_printf(bp, ",\"workers\":%d,\"connections\":%llu,\"startedAt\":%lld}", n->workers,
+                    (unsigned long long)n->connections, (long long)n->started_at_ms);
+    return r ? -ENOMEM : 0;
+}
+
+int cluster_node_decode(const char *data, size_t len, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *doc = json_loadb(data, len, 0, &je);
+    int r = 0;
+    if (!doc) {
+        snprintf(err, errlen, "not JSON: %s", je.text);
+        return -EINVAL;
+    }
+    const char *app, *node;
+    unsigned long long w, c, at;
+    if (!json_is_object(doc))
+        FAIL("the announcement is not a JSON object");
+    app = json_string_value(json_object_get(doc, "applicationId"));
+    node = json_string_value(json_object_get(doc, "nodeId"));
+    if (!app || !node || !*node)
+        FAIL("applicationId and nodeId must be strings, nodeId non-empty");
+    if (get_uint(doc, "workers", 1024, &w) < 0 || get_uint(doc, "connections", INT64_MAX, &c) < 0 ||
+        get_uint(doc, "startedAt", INT64_MAX, &at) < 0)
+        FAIL("workers, connections and startedAt must be non-negative integers");
+    if (!(*out = json_pack("{s:s, s:s, s:i, s:I, s:I}", "applicationId", app, "nodeId", node,
+                           "workers", (int)w, "connections", (json_int_t)c, "startedAt",
+                           (json_int_t)at)))
+        r = -ENOMEM;
+out:
+    json_decref(doc);
+    return r;
+}
+
 /* ---- redis://host[:port][/db] ---- */
 
 static int parse_uint(const char *s, size_t n, unsigned long max, unsigned long *out)
@@ -366,8 +450,8 @@ int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err
     out->port = 6379;
 #define URL_FAIL(what)                                                                             \
     do {                                                                                           \
-        snprintf(err, errlen, "redis URL \"%.200s\": %s (expected redis://host[:port][/db])", url, \
-                 what);                                                                            \
+        snprintf(err, errlen, "redis URL \"%.200s\": %s (expected redis://host[:port][/db])",    \
+                 url ? url : "", what);                                                            \
         return -EINVAL;                                                                            \
     } while (0)
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0)

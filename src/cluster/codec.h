@@ -6,6 +6,7 @@
 #ifndef PG_CLUSTER_CODEC_H
 #define PG_CLUSTER_CODEC_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,35 @@ int cluster_report_encode(buf_t **bp, const report_t *r, const char *push_id, in
  * Returns 0, -EINVAL (err names the field; r is left empty), -ENOMEM. */
 int cluster_report_decode(const char *data, size_t len, report_t *r, int *origin_worker,
                           uint64_t *token, char *err, size_t errlen);
+
+/* What changed on another node (the config channel): a tenant's streams were saved,
+ * or a session was revoked. name is the tenant or the session id. */
+enum cluster_note_kind { CLUSTER_NOTE_STREAMS = 1, CLUSTER_NOTE_SESSION_REVOKED = 2 };
+
+/* Appends a note. Returns 0 or -ENOMEM. */
+int cluster_note_encode(buf_t **bp, int kind, const char *name);
+
+/* Decodes a note. Returns 0 with *kind and a new string in *name, -EINVAL (err says
+ * why), -ENOMEM. */
+int cluster_note_decode(const char *data, size_t len, int *kind, char **name, char *err,
+                        size_t errlen);
+
+/* A node's announcement (its heartbeat key's value, and an entry of GET /api/nodes). */
+typedef struct cluster_node_s {
+    const char *application_id;
+    const char *node_id;
+    int workers;
+    uint64_t connections;
+    int64_t started_at_ms;
+} cluster_node_t;
+
+/* Appends n as {applicationId, nodeId, workers, connections, startedAt}. Returns 0 or
+ * -ENOMEM. */
+int cluster_node_encode(buf_t **bp, const cluster_node_t *n);
+
+/* Decodes an announcement into a new JSON object of exactly those five members.
+ * Returns 0, -EINVAL (err says why), -ENOMEM. */
+int cluster_node_decode(const char *data, size_t len, json_t **out, char *err, size_t errlen);
 
 /* A parsed `redis://host[:port][/db]` URL. */
 typedef struct cluster_redis_url_s {

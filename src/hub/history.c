@@ -153,7 +153,18 @@ long history_since(history_t *h, const char *topic, const char *last_id, int64_t
     }
     size_t from = r->n; /* index of the first entry to replay */
     const char *oldest = r->e[r->head].p->id;
-    if (strcmp(last_id, oldest) < 0) {
+    /* the entry itself first: in a cluster the ring holds every node's pushes in the
+     * bus's order, which ids from different clocks need not follow */
+    int found = 0;
+    for (size_t i = r->n; i-- > 0;)
+        if (strcmp(r->e[AT(r, h, i)].p->id, last_id) == 0) {
+            from = i + 1;
+            found = 1;
+            break;
+        }
+    if (found) {
+        /* replay what came after it */
+    } else if (strcmp(last_id, oldest) < 0) {
         from = 0;
         *gap = strcmp(last_id, r->last_dropped) != 0;
     } else {

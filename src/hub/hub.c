@@ -70,6 +70,7 @@ struct pending_s {
     long n_members;
     report_t **reports; /* by member index; NULL until it arrives */
     long n_reports;
+    int bus_down; /* delivered on this node only: the report says so */
     uv_timer_t timer;
 };
 
@@ -121,6 +122,11 @@ history_t *hub_history(hub_t *hub)
 void hub_set_bus(hub_t *hub, bus_t *bus)
 {
     hub->bus = bus;
+}
+
+bus_t *hub_bus(hub_t *hub)
+{
+    return hub->bus;
 }
 
 int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers)
@@ -512,6 +518,12 @@ static void pending_finish(pending_t *pd)
             body = report_render(pd->p->id, got, ng, missing, nm,
                                  pd->p->report_mode == PUSH_REPORT_FULL);
         }
+        /* the summary object closes the document: `…]}}` becomes `…],"bus":"down"}}` */
+        if (body && pd->bus_down && body->len >= 2) {
+            body->len -= 2;
+            if (buf_puts(&body, ",\"bus\":\"down\"}}") < 0)
+                body->len += 2;
+        }
         free(got);
         free(missing);
         pd->cb(pd->arg, pd->p, body);
@@ -574,6 +586,21 @@ void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r)
         worker_post(w, &nm->base);
 }
 
+/* The bus was down: only this node delivers, so the other members are settled as
+ * missing now rather than at the deadline. */
+static void pending_local_only(hub_worker_t *hw, uint64_t token)
+{
+    pending_t *pd = hw->pending;
+    while (pd && pd->token != token)
+        pd = pd->next;
+    if (!pd)
+        return;
+    pd->bus_down = 1;
+    for (long i = 0; i < pd->n_members; i++)
+        if (strcmp(pd->members[i], hw->hub->cfg->node_id) != 0)
+            pd->n_reports++;
+}
+
 int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *token)
 {
     hub_worker_t *hw = HW(w);
@@ -616,7 +643,9 @@ int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *t
     if (r < 0 && p->report_mode != PUSH_REPORT_NONE) {
         hub_cancel(w, p->origin_token);
     }
-    return r;
+    if (r == BUS_LOCAL_ONLY && p->report_mode != PUSH_REPORT_NONE)
+        pending_local_only(hw, p->origin_token);
+    return r < 0 ? r : 0;
 }
 
 void hub_cancel(worker_t *w, uint64_t token)

@@ -60,6 +60,9 @@ history_t *hub_history(hub_t *hub);
 /* Gives the hub its bus (the hub does not own it). */
 void hub_set_bus(hub_t *hub, bus_t *bus);
 
+/* The hub's bus (readiness and membership for the api). */
+bus_t *hub_bus(hub_t *hub);
+
 /* Registers worker w with the hub (on w's thread, before it serves). Returns 0 or
  * -ENOMEM. Workers must all be attached before the first publish. */
 int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers);
