@@ -139,6 +139,7 @@ void conn_close(conn_t *c)
 static void on_shutdown_cb(uv_shutdown_t *req, int status)
 {
     conn_t *c = req->data;
+    free(req); /* libuv is done with it; a conn is freed only after this runs */
     if (status < 0 || (c->flags & CONN_CLOSING)) {
         conn_close(c);
         return;
@@ -154,9 +155,17 @@ static void start_shutdown(conn_t *c)
     if (c->flags & (CONN_SHUT | CONN_CLOSING))
         return;
     c->flags |= CONN_SHUT;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown_cb) < 0)
+    /* allocated only now: an open connection does not carry a shutdown request */
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
         conn_close(c);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_cb) < 0) {
+        free(req);
+        conn_close(c);
+    }
 }
 
 void conn_end(conn_t *c)
@@ -261,8 +270,8 @@ static void conn_flush(conn_t *c)
         c->inflight = wr;
         return;
     }
-    if (c->qcap > 4) {
-        /* an idle connection should not keep a large queue array */
+    if (c->qcap) {
+        /* an idle connection keeps no queue at all: the next send allocates one */
         free(c->q);
         c->q = NULL;
         c->qcap = c->qhead = 0;

@@ -61,7 +61,6 @@ struct conn_s {
     conn_t *pprev, *pnext; /* flush list */
     conn_t *prev, *next;   /* the worker's connections */
     uint64_t deadline;     /* protocol-defined, checked on tick */
-    uv_shutdown_t shutdown_req;
 };
 
 /* Queues len bytes of b from off (takes a reference) and marks c for flushing.
