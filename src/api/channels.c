@@ -263,7 +263,7 @@ void api_sse(http_ctx_t *ctx)
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);
         sse_options_t opt = {app->cfg->sse_heartbeat_ms, app->cfg->sse_retry_ms,
                              app->cfg->limits.max_output_bytes};
-        sse_attach(c, &opt, id, client ? client : "sse", topics, n, last,
+        sse_attach(c, &opt, id, client ? client : "sse", NULL, topics, n, last,
                    hub_history(app->hub));
         id = NULL;
     }

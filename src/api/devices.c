@@ -29,21 +29,172 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- answers ---- */
+/* ---- answers: none goes out before what it tells is committed ----
+ *
+ * The store runs with group commit: an operation returns before its transaction
+ * commits (store/devices.h). Every answer that follows an operation is therefore staged
+ * with the operation's epoch, and sent at the end of the worker's loop turn, once
+ * devices_sync has committed that epoch (one commit for the whole turn); if the commit
+ * failed the answer becomes a 503. Answers that need nothing from the store (bad ids,
+ * bad bodies) go out at once. */
 
-static void respond_empty(http_ctx_t *ctx)
+typedef struct staged_s {
+    struct staged_s *next;
+    http_ctx_t *ctx; /* NULL once the client is gone */
+    uint64_t epoch;
+    int status;
+    const char *content_type; /* static string or NULL */
+    buf_t *body;              /* NULL: empty body */
+    char *headers;
+    int end; /* end the connection after the answer (the node is stopping) */
+} staged_t;
+
+typedef struct stage_list_s {
+    staged_t *head, *tail;
+} stage_list_t;
+
+static stage_list_t *stages; /* one per worker */
+static int n_stages;
+
+/* After an answer given because the node is stopping: the connection ends now rather
+ * than at the shutdown deadline (the server leaves held requests' connections open). */
+static void end_conn(conn_t *c)
 {
-    http_respond(ctx, 200, NULL, NULL, 0, NULL);
+    if (c && !(c->flags & (CONN_END | CONN_CLOSING))) conn_end(c);
+}
+
+static void on_staged_abort(http_ctx_t *ctx)
+{
+    ((staged_t *)ctx->abort_arg)->ctx = NULL;
+}
+
+static void send_now(http_ctx_t *ctx, int status, const char *content_type, buf_t *body,
+                     const char *headers, int end)
+{
+    conn_t *c = ctx->conn;
+    http_respond(ctx, status, body ? content_type : NULL, body ? body->data : NULL,
+                 body ? body->len : 0, headers);
+    if (end) end_conn(c);
+}
+
+/* The commit of what this answer told failed: nothing of it happened. */
+static void send_failed(http_ctx_t *ctx, int end)
+{
+    conn_t *c = ctx->conn;
+    http_respond_error(ctx, 503, "the device queue could not commit this change, try again");
+    if (end) end_conn(c);
+}
+
+/* Answers once the calling thread's latest store operation is committed. body (NULL:
+ * empty) is consumed. */
+static void answer(http_ctx_t *ctx, int status, const char *content_type, buf_t *body,
+                   const char *headers, int end)
+{
+    uint64_t epoch = devices_last_epoch();
+    staged_t *s = NULL;
+    if (epoch && ctx->w && ctx->w->index < n_stages && (s = calloc(1, sizeof(*s))) &&
+        (!headers || (s->headers = strdup(headers)))) {
+        char *h = s->headers;
+        *s = (staged_t){.ctx = ctx,
+                        .epoch = epoch,
+                        .status = status,
+                        .content_type = content_type,
+                        .body = body,
+                        .headers = h,
+                        .end = end};
+        stage_list_t *l = &stages[ctx->w->index];
+        if (l->tail)
+            l->tail->next = s;
+        else
+            l->head = s;
+        l->tail = s;
+        http_defer(ctx);
+        ctx->on_abort = on_staged_abort;
+        ctx->abort_arg = s;
+        return;
+    }
+    if (epoch) {
+        /* out of memory: commit now rather than answer ahead of the commit */
+        free(s);
+        app_t *app = ctx->app;
+        if (devices_sync(app->devices, epoch) < 0) {
+            buf_unref(body);
+            send_failed(ctx, end);
+            return;
+        }
+    }
+    send_now(ctx, status, content_type, body, headers, end);
+    buf_unref(body);
+}
+
+static void answer_json(http_ctx_t *ctx, int status, buf_t *b)
+{
+    if (!b) {
+        b = buf_new(32);
+        if (b && buf_puts(&b, "{\"error\":\"out of memory\"}") < 0) {
+            buf_unref(b);
+            b = NULL;
+        }
+        status = 500;
+    }
+    answer(ctx, status, "application/json", b, NULL, 0);
+}
+
+static void answer_error(http_ctx_t *ctx, int status, const char *msg)
+{
+    buf_t *b = buf_new(64);
+    if (b && (buf_puts(&b, "{\"error\":") || buf_put_json_string(&b, msg) || buf_puts(&b, "}"))) {
+        buf_unref(b);
+        b = NULL;
+    }
+    answer_json(ctx, status, b);
+}
+
+static void answer_empty(http_ctx_t *ctx, int end)
+{
+    answer(ctx, 200, NULL, NULL, NULL, end);
 }
 
 static void respond_store_error(http_ctx_t *ctx, int r)
 {
     if (r == -EBUSY)
-        http_respond_error(ctx, 503, "the device queue is busy, try again");
+        answer_error(ctx, 503, "the device queue is busy, try again");
     else if (r == -ENOMEM)
-        http_respond_error(ctx, 500, "out of memory");
+        answer_error(ctx, 500, "out of memory");
     else
-        http_respond_error(ctx, 500, "the device queue failed (see the node's log)");
+        answer_error(ctx, 500, "the device queue failed (see the node's log)");
+}
+
+/* The end of a worker's loop turn: commit once, then send what was staged (answers may
+ * run pipelined requests that stage more). */
+static void on_turn_end(worker_t *w, void *arg)
+{
+    app_t *app = arg;
+    if (w->index >= n_stages) return;
+    stage_list_t *l = &stages[w->index];
+    while (l->head) {
+        staged_t *s = l->head;
+        l->head = l->tail = NULL;
+        uint64_t max = 0;
+        for (staged_t *t = s; t; t = t->next)
+            max = t->epoch > max ? t->epoch : max;
+        devices_sync(app->devices, max);
+        while (s) {
+            staged_t *next = s->next;
+            http_ctx_t *ctx = s->ctx;
+            if (ctx) {
+                if (ctx->on_abort == on_staged_abort && ctx->abort_arg == s) ctx->on_abort = NULL;
+                if (devices_sync(app->devices, s->epoch) == 0)
+                    send_now(ctx, s->status, s->content_type, s->body, s->headers, s->end);
+                else
+                    send_failed(ctx, s->end);
+            }
+            buf_unref(s->body);
+            free(s->headers);
+            free(s);
+            s = next;
+        }
+    }
 }
 
 static int put_ms(buf_t **bp, const char *key, int64_t v)
@@ -56,66 +207,50 @@ static int put_cmd(buf_t **bp, const devices_cmd_t *c)
 {
     int r = buf_printf(bp, "{\"id\":%lld,\"deviceId\":%lld,\"status\":\"%s\",\"verb\":",
                        (long long)c->id, (long long)c->device_id, devices_status_name(c->status));
-    if (!r)
-        r = buf_put_json_string(bp, c->cmd.verb);
-    if (!r)
-        r = buf_puts(bp, ",\"endpoint\":");
-    if (!r)
-        r = buf_put_json_string(bp, c->cmd.endpoint);
+    if (!r) r = buf_put_json_string(bp, c->cmd.verb);
+    if (!r) r = buf_puts(bp, ",\"endpoint\":");
+    if (!r) r = buf_put_json_string(bp, c->cmd.endpoint);
     if (!r && c->cmd.body) {
         r = buf_puts(bp, ",\"body\":");
         if (!r)
             r = c->cmd.body_json ? buf_puts(bp, c->cmd.body) : buf_put_json_string(bp, c->cmd.body);
     }
-    if (!r)
-        r = buf_puts(bp, ",\"contentType\":");
-    if (!r)
-        r = buf_put_json_string(bp, c->cmd.content_type);
+    if (!r) r = buf_puts(bp, ",\"contentType\":");
+    if (!r) r = buf_put_json_string(bp, c->cmd.content_type);
     if (!r && c->cmd.query_string) {
         r = buf_puts(bp, ",\"queryString\":");
-        if (!r)
-            r = buf_put_json_string(bp, c->cmd.query_string);
+        if (!r) r = buf_put_json_string(bp, c->cmd.query_string);
     }
     if (!r && c->response) {
         r = buf_puts(bp, ",\"response\":");
-        if (!r)
-            r = buf_puts(bp, c->response);
+        if (!r) r = buf_puts(bp, c->response);
     }
     if (!r && c->error) {
         r = buf_puts(bp, ",\"error\":");
-        if (!r)
-            r = buf_put_json_string(bp, c->error);
+        if (!r) r = buf_put_json_string(bp, c->error);
     }
     if (!r)
         r = buf_printf(bp, ",\"attempts\":%d,\"createdAt\":%lld", c->attempts,
                        (long long)c->created_at);
-    if (!r)
-        r = put_ms(bp, "expiresAt", c->expires_at);
-    if (!r)
-        r = put_ms(bp, "sentAt", c->sent_at);
-    if (!r)
-        r = put_ms(bp, "completedAt", c->completed_at);
-    if (!r)
-        r = buf_puts(bp, "}");
+    if (!r) r = put_ms(bp, "expiresAt", c->expires_at);
+    if (!r) r = put_ms(bp, "sentAt", c->sent_at);
+    if (!r) r = put_ms(bp, "completedAt", c->completed_at);
+    if (!r) r = buf_puts(bp, "}");
     return r;
 }
 
-static void respond_cmd(http_ctx_t *ctx, int status, const devices_cmd_t *c)
+static void respond_cmd(http_ctx_t *ctx, int status, const devices_cmd_t *c, int end)
 {
     buf_t *b = buf_new(512);
     if (b && put_cmd(&b, c) < 0) {
         buf_unref(b);
         b = NULL;
     }
-    http_respond_json(ctx, status, b);
-}
-
-/* After an answer given because the node is stopping: the connection ends now rather
- * than at the shutdown deadline (the server leaves held requests' connections open). */
-static void end_conn(conn_t *c)
-{
-    if (c && !(c->flags & (CONN_END | CONN_CLOSING)))
-        conn_end(c);
+    if (!b) {
+        answer_json(ctx, 500, NULL);
+        return;
+    }
+    answer(ctx, status, "application/json", b, NULL, end);
 }
 
 /* ---- requests: ids and query parameters ---- */
@@ -124,8 +259,7 @@ static void end_conn(conn_t *c)
 static int query_device(http_ctx_t *ctx, int64_t *id)
 {
     int r = device_query_id(ctx->req->query, id);
-    if (r == 0)
-        return 0;
+    if (r == 0) return 0;
     if (r == -ENOENT)
         http_respond_error(ctx, 400, "deviceId is required");
     else if (r == -ENOMEM)
@@ -141,8 +275,7 @@ static int query_uint(http_ctx_t *ctx, const char *name, int64_t max, int64_t *o
 {
     char *v = NULL;
     ssize_t n = url_query_get(ctx->req->query, name, &v);
-    if (n == -ENOENT)
-        return 0;
+    if (n == -ENOENT) return 0;
     int64_t x;
     int ok = n > 0 && v[0] != '-' && device_id_parse(v, &x) == 0 && x <= max;
     free(v);
@@ -158,27 +291,31 @@ static int query_uint(http_ctx_t *ctx, const char *name, int64_t max, int64_t *o
 
 /* ---- GET /push ---- */
 
-static void poll_answer(http_ctx_t *ctx, app_t *app, int64_t device_id, int try_store)
+/* Answers a poll with the command c (cleared here). */
+static void answer_command(http_ctx_t *ctx, devices_cmd_t *c)
 {
-    devices_cmd_t c;
-    int r = try_store ? devices_next(app->devices, device_id, now_ms(), &c) : 0;
-    if (r < 0) {
-        respond_store_error(ctx, r);
-        return;
-    }
-    if (r == 0) {
-        respond_empty(ctx);
-        return;
-    }
     buf_t *b = buf_new(256);
-    if (b && device_cmd_encode(&b, &c.cmd) < 0) {
+    if (b && device_cmd_encode(&b, &c->cmd) < 0) {
         buf_unref(b);
         b = NULL;
     }
-    devices_cmd_clear(&c);
+    devices_cmd_clear(c);
     /* the command is sent as far as the store knows; if this answer is lost the
      * device gets it again after device.redeliveryMs */
-    http_respond_json(ctx, 200, b);
+    answer_json(ctx, 200, b);
+}
+
+/* Answers a poll: the device's next command, or empty. */
+static void poll_answer(http_ctx_t *ctx, app_t *app, int64_t device_id, int end)
+{
+    devices_cmd_t c;
+    int r = devices_next(app->devices, device_id, now_ms(), &c);
+    if (r < 0)
+        respond_store_error(ctx, r);
+    else if (r == 0)
+        answer_empty(ctx, end);
+    else
+        answer_command(ctx, &c);
 }
 
 static void on_poll_hold(device_hold_t *h, enum device_why why)
@@ -188,45 +325,40 @@ static void on_poll_hold(device_hold_t *h, enum device_why why)
     if (why == DEVICE_WAKE) {
         devices_cmd_t c;
         int r = devices_next(app->devices, h->key, now_ms(), &c);
-        if (r == 0)
-            return; /* not for us (another poll took it, or one is in flight): hold on */
+        if (r == 0) return; /* not for us (another poll took it, or one is in flight): hold on */
         device_hold_done(h);
-        if (r < 0) {
+        if (r < 0)
             respond_store_error(ctx, r);
-            return;
-        }
-        buf_t *b = buf_new(256);
-        if (b && device_cmd_encode(&b, &c.cmd) < 0) {
-            buf_unref(b);
-            b = NULL;
-        }
-        devices_cmd_clear(&c);
-        http_respond_json(ctx, 200, b);
+        else
+            answer_command(ctx, &c);
         return;
     }
-    /* the hold ended: one last look (a redelivery may have come due), or empty when
-     * the node is stopping */
-    conn_t *c = ctx->conn;
-    poll_answer(ctx, app, h->key, why == DEVICE_TIMEOUT);
-    if (why == DEVICE_SHUTDOWN)
+    if (why == DEVICE_SHUTDOWN) {
+        /* empty, and the connection ends: the node is going away */
+        conn_t *c = ctx->conn;
+        http_respond(ctx, 200, NULL, NULL, 0, NULL);
         end_conn(c);
+        return;
+    }
+    /* the hold ended: one last look (a redelivery may have come due) */
+    poll_answer(ctx, app, h->key, 0);
 }
 
 void api_device_poll(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
     int64_t device_id;
-    if (query_device(ctx, &device_id) < 0)
-        return;
+    if (query_device(ctx, &device_id) < 0) return;
     int64_t now = now_ms();
     if (strcmp(ctx->req->method_name, "HEAD") == 0) {
-        respond_empty(ctx); /* a HEAD must not take a command off the queue */
+        /* a HEAD must not take a command off the queue */
+        http_respond(ctx, 200, NULL, NULL, 0, NULL);
         return;
     }
     device_seen_touch(app->device_reg, device_id, now, 0);
     unsigned hold = app->cfg->device.hold_ms;
     if (!hold || __atomic_load_n(&app->draining, __ATOMIC_RELAXED)) {
-        poll_answer(ctx, app, device_id, 1);
+        poll_answer(ctx, app, device_id, 0);
         return;
     }
     device_reserve(app->device_reg, DEVICE_HOLD_POLL);
@@ -234,22 +366,15 @@ void api_device_poll(http_ctx_t *ctx)
     int r = devices_next(app->devices, device_id, now, &c);
     if (r != 0) {
         device_unreserve(app->device_reg, DEVICE_HOLD_POLL);
-        if (r < 0) {
+        if (r < 0)
             respond_store_error(ctx, r);
-            return;
-        }
-        buf_t *b = buf_new(256);
-        if (b && device_cmd_encode(&b, &c.cmd) < 0) {
-            buf_unref(b);
-            b = NULL;
-        }
-        devices_cmd_clear(&c);
-        http_respond_json(ctx, 200, b);
+        else
+            answer_command(ctx, &c);
         return;
     }
     if (device_hold(app->device_reg, ctx->w, ctx, DEVICE_HOLD_POLL, device_id, 0, hold,
                     on_poll_hold, NULL) < 0) {
-        respond_empty(ctx); /* stopping */
+        answer_empty(ctx, 0); /* stopping */
         return;
     }
     http_defer(ctx);
@@ -261,8 +386,7 @@ void api_device_result(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
     int64_t device_id;
-    if (query_device(ctx, &device_id) < 0)
-        return;
+    if (query_device(ctx, &device_id) < 0) return;
     device_result_t res;
     char err[256];
     int r = device_result_parse(ctx->req->body, ctx->req->body_len, &res, err, sizeof(err));
@@ -286,7 +410,7 @@ void api_device_result(http_ctx_t *ctx)
         log_info("device result with no command in flight kept as an orphan",
                  "device=%lld orphan=%lld", (long long)device_id, (long long)id);
     }
-    respond_empty(ctx);
+    answer_empty(ctx, 0);
 }
 
 /* ---- POST /api/devices/{deviceId}/commands ---- */
@@ -309,24 +433,19 @@ static void on_result_hold(device_hold_t *h, enum device_why why)
         }
         device_hold_done(h);
     }
-    conn_t *conn = ctx->conn;
     if (r < 0)
         respond_store_error(ctx, r == -ENOENT ? -EIO : r);
     else
-        respond_cmd(ctx, 201, &c);
+        respond_cmd(ctx, 201, &c, why == DEVICE_SHUTDOWN);
     devices_cmd_clear(&c);
-    if (why == DEVICE_SHUTDOWN)
-        end_conn(conn);
 }
 
 static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
 {
     int64_t wait = 0;
-    if (query_uint(ctx, "waitMs", WAIT_MAX_MS, &wait) < 0)
-        return;
+    if (query_uint(ctx, "waitMs", WAIT_MAX_MS, &wait) < 0) return;
     json_t *doc = api_json_body(ctx);
-    if (!doc)
-        return;
+    if (!doc) return;
     device_cmd_t cmd;
     int64_t ttl_s;
     char err[256];
@@ -336,22 +455,19 @@ static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
         http_respond_error(ctx, r == -ENOMEM ? 500 : 422, r == -ENOMEM ? "out of memory" : err);
         return;
     }
-    if (!ttl_s)
-        ttl_s = app->cfg->device.ttl_seconds;
+    if (!ttl_s) ttl_s = app->cfg->device.ttl_seconds;
     int64_t now = now_ms(), id = 0;
     int64_t expires = ttl_s ? now + ttl_s * 1000 : 0;
-    if (wait)
-        device_reserve(app->device_reg, DEVICE_HOLD_RESULT);
+    if (wait) device_reserve(app->device_reg, DEVICE_HOLD_RESULT);
     r = devices_enqueue(app->devices, device_id, &cmd, expires, now, &id);
     device_cmd_clear(&cmd);
     if (r < 0) {
-        if (wait)
-            device_unreserve(app->device_reg, DEVICE_HOLD_RESULT);
+        if (wait) device_unreserve(app->device_reg, DEVICE_HOLD_RESULT);
         if (r == -ENOSPC) {
             snprintf(err, sizeof(err),
                      "device %lld already has %u unfinished commands (device.maxQueue)",
                      (long long)device_id, app->cfg->device.max_queue);
-            http_respond_error(ctx, 429, err);
+            answer_error(ctx, 429, err);
         } else {
             respond_store_error(ctx, r);
         }
@@ -370,15 +486,22 @@ static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
             respond_store_error(ctx, r);
             return;
         }
-        respond_cmd(ctx, 201, &c);
+        respond_cmd(ctx, 201, &c, 0);
         devices_cmd_clear(&c);
         return;
     }
-    char loc[128], body[96];
+    char loc[128];
     snprintf(loc, sizeof(loc), "Location: /api/devices/%lld/commands/%lld\r\n",
              (long long)device_id, (long long)id);
-    int n = snprintf(body, sizeof(body), "{\"id\":%lld,\"status\":\"queued\"}", (long long)id);
-    http_respond(ctx, 201, "application/json", body, (size_t)n, loc);
+    buf_t *b = buf_new(64);
+    if (b && buf_printf(&b, "{\"id\":%lld,\"status\":\"queued\"}", (long long)id) < 0) {
+        buf_unref(b);
+        b = NULL;
+    }
+    if (!b)
+        answer_json(ctx, 500, NULL);
+    else
+        answer(ctx, 201, "application/json", b, loc, 0);
 }
 
 /* ---- GET /api/devices/{deviceId}/commands ---- */
@@ -405,8 +528,7 @@ static int query_statuses(http_ctx_t *ctx, unsigned *mask)
     char *v = NULL;
     ssize_t n = url_query_get(ctx->req->query, "status", &v);
     *mask = 0;
-    if (n == -ENOENT)
-        return 0;
+    if (n == -ENOENT) return 0;
     int ok = n > 0;
     for (char *p = v; ok && p && *p;) {
         size_t len = strcspn(p, ",");
@@ -416,8 +538,7 @@ static int query_statuses(http_ctx_t *ctx, unsigned *mask)
         else
             *mask |= 1u << s;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     free(v);
     if (!ok) {
@@ -442,18 +563,16 @@ static void list_commands(http_ctx_t *ctx, app_t *app, int64_t device_id)
         http_respond_error(ctx, 500, "out of memory");
         return;
     }
-    int r = devices_list(app->devices, device_id, mask, after, (unsigned)limit, now_ms(), list_cmd,
-                         &l);
-    if (r >= 0 && l.err)
-        r = l.err;
-    if (r >= 0 && buf_puts(&l.b, "]}") < 0)
-        r = -ENOMEM;
+    int r =
+        devices_list(app->devices, device_id, mask, after, (unsigned)limit, now_ms(), list_cmd, &l);
+    if (r >= 0 && l.err) r = l.err;
+    if (r >= 0 && buf_puts(&l.b, "]}") < 0) r = -ENOMEM;
     if (r < 0) {
         buf_unref(l.b);
         respond_store_error(ctx, r);
         return;
     }
-    http_respond_json(ctx, 200, l.b);
+    answer_json(ctx, 200, l.b);
 }
 
 /* ---- GET /api/devices/{deviceId}/orphans ---- */
@@ -465,12 +584,9 @@ static int list_orphan(const devices_orphan_t *o, void *arg)
     if (!r)
         r = buf_printf(&l->b, "{\"id\":%lld,\"deviceId\":%lld,\"receivedAt\":%lld",
                        (long long)o->id, (long long)o->device_id, (long long)o->received_at);
-    if (!r && o->response)
-        r = buf_puts(&l->b, ",\"response\":") || buf_puts(&l->b, o->response);
-    if (!r && o->error)
-        r = buf_puts(&l->b, ",\"error\":") || buf_put_json_string(&l->b, o->error);
-    if (!r)
-        r = buf_puts(&l->b, "}");
+    if (!r && o->response) r = buf_puts(&l->b, ",\"response\":") || buf_puts(&l->b, o->response);
+    if (!r && o->error) r = buf_puts(&l->b, ",\"error\":") || buf_put_json_string(&l->b, o->error);
+    if (!r) r = buf_puts(&l->b, "}");
     if (r) {
         l->err = -ENOMEM;
         return 1;
@@ -491,16 +607,14 @@ static void list_orphans(http_ctx_t *ctx, app_t *app, int64_t device_id)
         return;
     }
     int r = devices_orphans(app->devices, device_id, after, (unsigned)limit, list_orphan, &l);
-    if (r >= 0 && l.err)
-        r = l.err;
-    if (r >= 0 && buf_puts(&l.b, "]}") < 0)
-        r = -ENOMEM;
+    if (r >= 0 && l.err) r = l.err;
+    if (r >= 0 && buf_puts(&l.b, "]}") < 0) r = -ENOMEM;
     if (r < 0) {
         buf_unref(l.b);
         respond_store_error(ctx, r);
         return;
     }
-    http_respond_json(ctx, 200, l.b);
+    answer_json(ctx, 200, l.b);
 }
 
 /* ---- GET /api/devices and GET /api/devices/{deviceId} ---- */
@@ -532,8 +646,7 @@ static int add_depth(const devices_depth_t *d, void *arg)
     if (ds->n == ds->cap) {
         size_t cap = ds->cap ? ds->cap * 2 : 256;
         devices_depth_t *a = realloc(ds->a, cap * sizeof(*a));
-        if (!a)
-            return 1;
+        if (!a) return 1;
         ds->a = a;
         ds->cap = cap;
     }
@@ -544,8 +657,7 @@ static int add_depth(const devices_depth_t *d, void *arg)
 void api_devices_list(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH)) return;
     int64_t after = INT64_MIN, limit = LIST_DEFAULT;
     char *v = NULL;
     ssize_t vn = url_query_get(ctx->req->query, "after", &v);
@@ -555,16 +667,13 @@ void api_devices_list(http_ctx_t *ctx)
         return;
     }
     free(v);
-    if (query_uint(ctx, "limit", LIST_MAX, &limit) < 0)
-        return;
+    if (query_uint(ctx, "limit", LIST_MAX, &limit) < 0) return;
     device_seen_t *seen = NULL;
     ssize_t ns = device_seen_snapshot(app->device_reg, after, &seen);
     depths_t dp = {0};
-    int r = ns < 0 ? (int)ns
-                   : devices_depths(app->devices, after, (unsigned)limit, add_depth, &dp);
+    int r = ns < 0 ? (int)ns : devices_depths(app->devices, after, (unsigned)limit, add_depth, &dp);
     buf_t *b = r < 0 ? NULL : buf_new(4096);
-    if (b && buf_puts(&b, "{\"devices\":[") < 0)
-        r = -ENOMEM;
+    if (b && buf_puts(&b, "{\"devices\":[") < 0) r = -ENOMEM;
     /* merge the two lists, both sorted by device id */
     size_t i = 0, j = 0;
     int64_t count = 0;
@@ -574,11 +683,9 @@ void api_devices_list(http_ctx_t *ctx)
         int64_t id = si < dj ? si : dj;
         const device_seen_t *s = si == id && i < (size_t)ns ? &seen[i++] : NULL;
         const devices_depth_t *d = dj == id && j < dp.n ? &dp.a[j++] : NULL;
-        if ((count++ && buf_puts(&b, ",") < 0) || put_device(&b, id, s, d) < 0)
-            r = -ENOMEM;
+        if ((count++ && buf_puts(&b, ",") < 0) || put_device(&b, id, s, d) < 0) r = -ENOMEM;
     }
-    if (b && r >= 0 && buf_puts(&b, "]}") < 0)
-        r = -ENOMEM;
+    if (b && r >= 0 && buf_puts(&b, "]}") < 0) r = -ENOMEM;
     free(seen);
     free(dp.a);
     if (r < 0 || !b) {
@@ -586,7 +693,7 @@ void api_devices_list(http_ctx_t *ctx)
         respond_store_error(ctx, r < 0 ? r : -ENOMEM);
         return;
     }
-    http_respond_json(ctx, 200, b);
+    answer_json(ctx, 200, b);
 }
 
 static void get_device(http_ctx_t *ctx, app_t *app, int64_t device_id)
@@ -604,7 +711,7 @@ static void get_device(http_ctx_t *ctx, app_t *app, int64_t device_id)
         respond_store_error(ctx, r < 0 ? r : -ENOMEM);
         return;
     }
-    http_respond_json(ctx, 200, b);
+    answer_json(ctx, 200, b);
 }
 
 /* ---- /api/devices/{deviceId}/… ---- */
@@ -614,14 +721,14 @@ static void get_command(http_ctx_t *ctx, app_t *app, int64_t device_id, int64_t 
     devices_cmd_t c;
     int r = devices_get(app->devices, device_id, id, now_ms(), &c);
     if (r == -ENOENT) {
-        http_respond_error(ctx, 404, "command not found");
+        answer_error(ctx, 404, "command not found");
         return;
     }
     if (r < 0) {
         respond_store_error(ctx, r);
         return;
     }
-    respond_cmd(ctx, 200, &c);
+    respond_cmd(ctx, 200, &c, 0);
     devices_cmd_clear(&c);
 }
 
@@ -630,14 +737,14 @@ static void cancel_command(http_ctx_t *ctx, app_t *app, int64_t device_id, int64
     int status = 0;
     int r = devices_cancel(app->devices, device_id, id, now_ms(), &status);
     if (r == -ENOENT) {
-        http_respond_error(ctx, 404, "command not found");
+        answer_error(ctx, 404, "command not found");
         return;
     }
     if (r == -EALREADY) {
         char msg[96];
         snprintf(msg, sizeof(msg), "command is %s, only a queued command can be cancelled",
                  devices_status_name(status));
-        http_respond_error(ctx, 409, msg);
+        answer_error(ctx, 409, msg);
         return;
     }
     if (r < 0) {
@@ -653,21 +760,18 @@ static void cancel_command(http_ctx_t *ctx, app_t *app, int64_t device_id, int64
 static int segment(const char **p, char *seg, size_t size)
 {
     size_t n = strcspn(*p, "/");
-    if (n >= size)
-        return -1;
+    if (n >= size) return -1;
     memcpy(seg, *p, n);
     seg[n] = '\0';
     *p += n;
-    if (**p == '/')
-        (*p)++;
+    if (**p == '/') (*p)++;
     return (int)n;
 }
 
 void api_devices_route(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH)) return;
     const char *p = ctx->req->path + strlen("/api/devices/");
     const char *m = ctx->req->method_name;
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
@@ -737,8 +841,7 @@ static void on_sweep(worker_t *w, void *arg)
     sweeper_t *s = arg;
     int64_t now = now_ms();
     int r = devices_sweep(s->app->devices, now);
-    if (r > 0)
-        log_info("device commands expired", "count=%d", r);
+    if (r > 0) log_info("device commands expired", "count=%d", r);
     if (++s->runs % SEEN_PRUNE_EVERY == 0)
         device_seen_prune(s->app->device_reg, now - SEEN_FORGET_MS);
 }
@@ -750,18 +853,25 @@ int api_devices_init(app_t *app, char *err, size_t errlen)
         .redelivery_ms = dc->redelivery_ms,
         .max_queue = dc->max_queue,
         .retention_ms = (int64_t)dc->retention_seconds * 1000,
+        .group_commit = 1,
     };
     int r = devices_open(&app->devices, app->store.path, &o, err, errlen);
-    if (r < 0)
-        return r;
-    if (!(app->device_reg = device_reg_new(app->cfg->workers))) {
-        devices_close(app->devices);
-        app->devices = NULL;
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
+    if (r < 0) return r;
+    if (!(stages = calloc((size_t)app->cfg->workers, sizeof(*stages)))) goto fail_stages;
+    n_stages = app->cfg->workers;
+    if (!(app->device_reg = device_reg_new(app->cfg->workers))) goto fail_reg;
+    device_reg_on_turn_end(app->device_reg, on_turn_end, app);
     sweeper = (sweeper_t){.app = app};
     return 0;
+fail_reg:
+    free(stages);
+    stages = NULL;
+    n_stages = 0;
+fail_stages:
+    devices_close(app->devices);
+    app->devices = NULL;
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
 }
 
 int api_devices_attach(app_t *app, worker_t *w)
@@ -774,12 +884,26 @@ int api_devices_attach(app_t *app, worker_t *w)
 void api_devices_detach(app_t *app, worker_t *w)
 {
     device_reg_detach(app->device_reg, w);
+    /* the loop has ended: what was staged is never sent (the connections close next) */
+    if (w->index >= n_stages) return;
+    for (staged_t *s = stages[w->index].head, *next; s; s = next) {
+        next = s->next;
+        if (s->ctx && s->ctx->on_abort == on_staged_abort && s->ctx->abort_arg == s)
+            s->ctx->on_abort = NULL;
+        buf_unref(s->body);
+        free(s->headers);
+        free(s);
+    }
+    stages[w->index].head = stages[w->index].tail = NULL;
 }
 
 void api_devices_free(app_t *app)
 {
     device_reg_free(app->device_reg);
     devices_close(app->devices);
+    free(stages);
+    stages = NULL;
+    n_stages = 0;
     app->device_reg = NULL;
     app->devices = NULL;
 }

@@ -50,7 +50,9 @@ void api_stream_config_get(http_ctx_t *ctx)
     if (!tenant)
         return;
     json_t *set = streams_tenant(tenant);
-    char *s = json_dumps(set ? set : json_object(), JSON_COMPACT);
+    if (!set)
+        set = json_object();
+    char *s = set ? json_dumps(set, JSON_COMPACT) : NULL;
     if (s)
         http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
     else
@@ -77,8 +79,9 @@ void api_stream_config_patch(http_ctx_t *ctx)
     int r = streams_apply(tenant, req, err, sizeof(err));
     if (r == 0) {
         json_t *set = streams_tenant(tenant);
-        json_t *doc = json_pack("{s:s, s:O}", "tenantId", tenant, "latest",
-                                set ? set : json_object());
+        if (!set)
+            set = json_object();
+        json_t *doc = json_pack("{s:s, s:O}", "tenantId", tenant, "latest", set);
         char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
         if (s)
             http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
@@ -264,7 +267,7 @@ void api_stream_sse(http_ctx_t *ctx)
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);
         sse_options_t opt = {app->cfg->sse_heartbeat_ms, app->cfg->sse_retry_ms,
                              app->cfg->limits.max_output_bytes};
-        sse_attach(c, &opt, id, "sse", &topic, 1, last, hub_history(app->hub));
+        sse_attach(c, &opt, id, "sse", tenant, &topic, 1, last, hub_history(app->hub));
     }
     free(topic);
     free(last);

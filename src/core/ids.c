@@ -38,3 +38,15 @@ int ids_next(char out[ID_MAX])
     uint32_t n = __atomic_add_fetch(&ids_counter, 1, __ATOMIC_RELAXED);
     return snprintf(out, ID_MAX, "%013llx-%08x-%08x", (unsigned long long)ms, ids_node_rand, n);
 }
+
+int ids_valid(const char *s)
+{
+    static const char shape[] = "xxxxxxxxxxxxx-xxxxxxxx-xxxxxxxx";
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        char c = s[i];
+        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        if (shape[i] == '-' ? c != '-' : !hex)
+            return 0;
+    }
+    return s[sizeof(shape) - 1] == '\0';
+}

@@ -14,6 +14,9 @@ void ids_init(void);
  * Returns the id's length. */
 int ids_next(char out[ID_MAX]);
 
+/* Tells whether s has the shape of an id from ids_next. Returns 1 or 0. */
+int ids_valid(const char *s);
+
 /* Fills buf with len random bytes from OpenSSL. Returns 0 or -EIO. */
 int ids_random(void *buf, size_t len);
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "core/ids.h"
+
 typedef struct ring_s {
     struct ring_s *next;
     char *topic;
@@ -20,6 +22,7 @@ typedef struct ring_s {
 
 struct history_s {
     uv_mutex_t mu;
+    char start_id[ID_MAX]; /* ids older than this were pushed before the history began */
     unsigned max_events;
     int64_t max_age_ms;
     ring_t *buckets[HISTORY_BUCKETS];
@@ -44,6 +47,7 @@ history_t *history_new(unsigned max_events, unsigned max_age_s)
     }
     h->max_events = max_events;
     h->max_age_ms = (int64_t)max_age_s * 1000;
+    ids_next(h->start_id);
     return h;
 }
 
@@ -144,35 +148,26 @@ long history_since(history_t *h, const char *topic, const char *last_id, int64_t
     ring_t *r = find(h, topic, 0);
     if (r)
         prune(h, r, now_ms);
-    if (!r || r->n == 0) {
-        /* nothing to replay from: if the subscriber had seen something, it missed
-         * what this node cannot give back (a restart, or everything aged out) */
-        *gap = last_id && *last_id && (!r || strcmp(last_id, r->last_dropped) != 0);
-        uv_mutex_unlock(&h->mu);
-        return 0;
-    }
-    size_t from = r->n; /* index of the first entry to replay */
-    const char *oldest = r->e[r->head].p->id;
-    /* the entry itself first: in a cluster the ring holds every node's pushes in the
-     * bus's order, which ids from different clocks need not follow */
-    int found = 0;
-    for (size_t i = r->n; i-- > 0;)
-        if (strcmp(r->e[AT(r, h, i)].p->id, last_id) == 0) {
-            from = i + 1;
-            found = 1;
+    /* A gap is what the subscriber missed and nobody can give back: pushes this history
+     * dropped after last_id, or pushes from before this history began (a restart). An
+     * id older than a topic's oldest entry is no gap by itself: with several topics, the
+     * id may come from another one. */
+    int valid = ids_valid(last_id);
+    int before_start = strcmp(last_id, h->start_id) < 0;
+    int missed_drop = r && r->last_dropped[0] && strcmp(last_id, r->last_dropped) < 0;
+    /* an id this node never hands out says nothing of what was missed: all of it */
+    *gap = !valid || before_start || missed_drop;
+    size_t from = r ? r->n : 0; /* index of the first entry to replay */
+    if (!valid)
+        from = 0;
+    for (size_t i = 0; valid && r && i < r->n; i++)
+        if (strcmp(r->e[AT(r, h, i)].p->id, last_id) > 0) {
+            from = i;
             break;
         }
-    if (found) {
-        /* replay what came after it */
-    } else if (strcmp(last_id, oldest) < 0) {
-        from = 0;
-        *gap = strcmp(last_id, r->last_dropped) != 0;
-    } else {
-        for (size_t i = 0; i < r->n; i++)
-            if (strcmp(r->e[AT(r, h, i)].p->id, last_id) > 0) {
-                from = i;
-                break;
-            }
+    if (!r) {
+        uv_mutex_unlock(&h->mu);
+        return 0;
     }
     long n = (long)(r->n - from);
     history_entry_t *arr = n ? calloc((size_t)n, sizeof(*arr)) : NULL;

@@ -29,8 +29,8 @@ typedef struct history_entry_s {
 } history_entry_t;
 
 /* Collects what topic has after last_id, oldest first, into *out (new array; free it
- * after dropping each p). *gap is set when last_id is older than what is retained (or
- * unknown to an empty history): the subscriber missed pushes that cannot be replayed.
+ * after dropping each p). *gap is set when the subscriber missed pushes that cannot be
+ * replayed: ones this history dropped after last_id, or ones from before it began.
  * Returns the number of entries, or -ENOMEM. */
 long history_since(history_t *h, const char *topic, const char *last_id, int64_t now_ms,
                    history_entry_t **out, int *gap);

@@ -48,7 +48,7 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS device_orphans_age ON device_orphans(received_at);";
 
 #define COLS                                                                                       \
-    "id, device_id, status, verb, endpoint, body, body_json, content_type, query_string,"         \
+    "id, device_id, status, verb, endpoint, body, body_json, content_type, query_string,"          \
     " attempts, created_at, expires_at, sent_at, completed_at, response, error"
 
 /* most rows one sweep expires or prunes: bounds how long it holds the database */
@@ -58,6 +58,9 @@ enum stmt_id {
     S_BEGIN,
     S_COMMIT,
     S_ROLLBACK,
+    S_SAVEPOINT,
+    S_RELEASE,
+    S_ROLLBACK_TO,
     S_EXPIRE_DEV_QUEUED,
     S_EXPIRE_DEV_SENT,
     S_EXPIRE_ALL_QUEUED,
@@ -86,6 +89,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
+    [S_SAVEPOINT] = "SAVEPOINT op",
+    [S_RELEASE] = "RELEASE op",
+    [S_ROLLBACK_TO] = "ROLLBACK TO op",
     /* ?1 device, ?2 now, ?3 redelivery ms. The IN term lets the planner use the
      * partial index of unfinished commands. A sent command expires only once it is
      * also due for redelivery: a result may still be on its way until then. */
@@ -145,13 +151,6 @@ static const char *const stmt_sql[S_COUNT] = {
                         " AND id<(SELECT max(id) FROM device_orphans)",
 };
 
-struct devices_s {
-    sqlite3 *db;
-    sqlite3_stmt *st[S_COUNT];
-    devices_opts_t opts;
-    pthread_mutex_t mu;
-};
-
 /* Changes made by a transaction, applied to the metrics once it commits. */
 typedef struct delta_s {
     int64_t queued, sent;
@@ -159,8 +158,27 @@ typedef struct delta_s {
     uint64_t redeliveries, orphans;
 } delta_t;
 
-static const char *const status_names[DEVICES_N_STATUS] = {"queued",  "sent",    "done",
-                                                           "failed",  "expired", "cancelled"};
+#define FAILED_RING 64
+
+struct devices_s {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    devices_opts_t opts;
+    pthread_mutex_t mu;
+    /* group commit: operations run in savepoints of one open transaction, committed by
+     * devices_sync */
+    int open;                     /* a transaction is open */
+    uint64_t epoch;               /* its number (or the last one's) */
+    uint64_t failed[FAILED_RING]; /* the latest epochs whose commit failed */
+    unsigned n_failed;
+    delta_t pending; /* the open transaction's metrics */
+};
+
+/* The epoch of the calling thread's latest operation (0: it is already durable). */
+static __thread uint64_t tl_epoch;
+
+static const char *const status_names[DEVICES_N_STATUS] = {"queued", "sent",    "done",
+                                                           "failed", "expired", "cancelled"};
 
 const char *devices_status_name(int status)
 {
@@ -170,24 +188,28 @@ const char *devices_status_name(int status)
 int devices_status_parse(const char *name, size_t len)
 {
     for (int i = 0; i < DEVICES_N_STATUS; i++)
-        if (strlen(status_names[i]) == len && memcmp(status_names[i], name, len) == 0)
-            return i;
+        if (strlen(status_names[i]) == len && memcmp(status_names[i], name, len) == 0) return i;
     return -EINVAL;
+}
+
+static void merge(delta_t *into, const delta_t *d)
+{
+    into->queued += d->queued;
+    into->sent += d->sent;
+    for (int i = 0; i < DEVICES_N_STATUS; i++)
+        into->entered[i] += d->entered[i];
+    into->redeliveries += d->redeliveries;
+    into->orphans += d->orphans;
 }
 
 static void apply(const delta_t *d)
 {
-    if (d->queued)
-        __atomic_add_fetch(&metrics.device_queued, d->queued, __ATOMIC_RELAXED);
-    if (d->sent)
-        __atomic_add_fetch(&metrics.device_in_flight, d->sent, __ATOMIC_RELAXED);
+    if (d->queued) __atomic_add_fetch(&metrics.device_queued, d->queued, __ATOMIC_RELAXED);
+    if (d->sent) __atomic_add_fetch(&metrics.device_in_flight, d->sent, __ATOMIC_RELAXED);
     for (int i = 0; i < DEVICES_N_STATUS; i++)
-        if (d->entered[i])
-            METRICS_ADD(device_commands[i], d->entered[i]);
-    if (d->redeliveries)
-        METRICS_ADD(device_redeliveries, d->redeliveries);
-    if (d->orphans)
-        METRICS_ADD(device_orphans, d->orphans);
+        if (d->entered[i]) METRICS_ADD(device_commands[i], d->entered[i]);
+    if (d->redeliveries) METRICS_ADD(device_redeliveries, d->redeliveries);
+    if (d->orphans) METRICS_ADD(device_orphans, d->orphans);
 }
 
 static int fail_rc(devices_t *ds, int rc, const char *what)
@@ -196,8 +218,7 @@ static int fail_rc(devices_t *ds, int rc, const char *what)
         log_warn("device queue busy", "op=%s", what);
         return -EBUSY;
     }
-    if (rc == SQLITE_NOMEM)
-        return -ENOMEM;
+    if (rc == SQLITE_NOMEM) return -ENOMEM;
     log_error("device queue statement failed", "op=%s error=\"%s\"", what, sqlite3_errmsg(ds->db));
     return -EIO;
 }
@@ -208,8 +229,7 @@ static int run(devices_t *ds, enum stmt_id id)
     sqlite3_stmt *s = ds->st[id];
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
-        return 0;
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
     return fail_rc(ds, rc, stmt_sql[id]);
 }
 
@@ -221,21 +241,121 @@ static int tx_begin(devices_t *ds)
 static int tx_commit(devices_t *ds)
 {
     int r = run(ds, S_COMMIT);
-    if (r < 0 && !sqlite3_get_autocommit(ds->db))
-        run(ds, S_ROLLBACK);
+    if (r < 0 && !sqlite3_get_autocommit(ds->db)) run(ds, S_ROLLBACK);
     return r;
 }
 
 static void tx_rollback(devices_t *ds)
 {
-    if (!sqlite3_get_autocommit(ds->db))
-        run(ds, S_ROLLBACK);
+    if (!sqlite3_get_autocommit(ds->db)) run(ds, S_ROLLBACK);
+}
+
+/* The open transaction is gone without a commit: every operation in it is lost. */
+static void epoch_failed(devices_t *ds)
+{
+    ds->failed[ds->n_failed++ % FAILED_RING] = ds->epoch;
+    ds->open = 0;
+    memset(&ds->pending, 0, sizeof(ds->pending));
+}
+
+/* Commits the open transaction, if any (lock held). Returns 0 or a negative errno. */
+static int commit_open(devices_t *ds)
+{
+    if (!ds->open) return 0;
+    int r = tx_commit(ds);
+    if (r < 0) {
+        log_error("device queue commit failed: its operations are answered 503", "epoch=%llu",
+                  (unsigned long long)ds->epoch);
+        epoch_failed(ds);
+        return r;
+    }
+    apply(&ds->pending);
+    memset(&ds->pending, 0, sizeof(ds->pending));
+    ds->open = 0;
+    return 0;
+}
+
+/* An operation starts (lock held): its own transaction, or, with group commit, a
+ * savepoint in the open one (opened if needed). Sets the thread's epoch. Returns 0 or a
+ * negative errno. */
+static int op_begin(devices_t *ds)
+{
+    tl_epoch = 0;
+    if (!ds->opts.group_commit) return tx_begin(ds);
+    if (!ds->open) {
+        int r = tx_begin(ds);
+        if (r < 0) return r;
+        ds->open = 1;
+        ds->epoch++;
+    }
+    int r = run(ds, S_SAVEPOINT);
+    if (r < 0) {
+        if (sqlite3_get_autocommit(ds->db)) epoch_failed(ds);
+        return r;
+    }
+    tl_epoch = ds->epoch;
+    return 0;
+}
+
+/* The operation failed: undo it (lock held). */
+static void op_rollback(devices_t *ds)
+{
+    if (!ds->opts.group_commit) {
+        tx_rollback(ds);
+        return;
+    }
+    if (!sqlite3_get_autocommit(ds->db)) {
+        run(ds, S_ROLLBACK_TO);
+        run(ds, S_RELEASE);
+    }
+    /* some errors (I/O, disk full) end the whole transaction */
+    if (ds->open && sqlite3_get_autocommit(ds->db)) epoch_failed(ds);
+}
+
+/* The operation succeeded with the metrics changes d (lock held): commit it, or, with
+ * group commit, keep it for devices_sync. Returns 0 or a negative errno. */
+static int op_commit(devices_t *ds, const delta_t *d)
+{
+    if (!ds->opts.group_commit) {
+        int r = tx_commit(ds);
+        if (r == 0) apply(d);
+        return r;
+    }
+    int r = run(ds, S_RELEASE);
+    if (r < 0) {
+        op_rollback(ds);
+        return r;
+    }
+    merge(&ds->pending, d);
+    return 0;
+}
+
+/* A read outside op_begin: it sees the open transaction, if any. */
+static void read_epoch(devices_t *ds)
+{
+    tl_epoch = ds->opts.group_commit && ds->open ? ds->epoch : 0;
+}
+
+uint64_t devices_last_epoch(void)
+{
+    return tl_epoch;
+}
+
+int devices_sync(devices_t *ds, uint64_t epoch)
+{
+    if (!epoch) return 0;
+    pthread_mutex_lock(&ds->mu);
+    if (ds->open && ds->epoch <= epoch) commit_open(ds);
+    int r = ds->open && ds->epoch <= epoch ? -EAGAIN : 0;
+    for (unsigned i = 0; i < FAILED_RING && i < ds->n_failed; i++)
+        if (ds->failed[i] == epoch) r = -EIO;
+    pthread_mutex_unlock(&ds->mu);
+    return r;
 }
 
 static char *col_text(sqlite3_stmt *s, int i)
 {
-    if (sqlite3_column_type(s, i) == SQLITE_NULL)
-        return NULL;
+    if (sqlite3_column_type(s, i) == SQLITE_NULL) return NULL;
     const unsigned char *t = sqlite3_column_text(s, i);
     return t ? strdup((const char *)t) : NULL;
 }
@@ -301,8 +421,7 @@ static int expire_device(devices_t *ds, int64_t device_id, int64_t now, delta_t 
     sqlite3_bind_int64(q, 1, device_id);
     sqlite3_bind_int64(q, 2, now);
     int r = run(ds, S_EXPIRE_DEV_QUEUED);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     int n = sqlite3_changes(ds->db);
     d->queued -= n;
     d->entered[DEVICES_EXPIRED] += (uint64_t)n;
@@ -310,8 +429,7 @@ static int expire_device(devices_t *ds, int64_t device_id, int64_t now, delta_t 
     sqlite3_bind_int64(s, 1, device_id);
     sqlite3_bind_int64(s, 2, now);
     sqlite3_bind_int64(s, 3, ds->opts.redelivery_ms);
-    if ((r = run(ds, S_EXPIRE_DEV_SENT)) < 0)
-        return r;
+    if ((r = run(ds, S_EXPIRE_DEV_SENT)) < 0) return r;
     n = sqlite3_changes(ds->db);
     d->sent -= n;
     d->entered[DEVICES_EXPIRED] += (uint64_t)n;
@@ -343,9 +461,8 @@ int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, 
     /* checkpoints run from devices_sweep, off the request path (see there) */
     if (sqlite3_exec(ds->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                     " PRAGMA wal_autocheckpoint=0;",
-                     NULL, NULL,
-                     &msg) != SQLITE_OK ||
+                     " PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;",
+                     NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(ds->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
         snprintf(err, errlen, "cannot create the device queue tables in %s: %s", path,
                  msg ? msg : sqlite3_errmsg(ds->db));
@@ -355,8 +472,7 @@ int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, 
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(ds->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &ds->st[i],
                                NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "cannot prepare \"%s\": %s", stmt_sql[i],
-                     sqlite3_errmsg(ds->db));
+            snprintf(err, errlen, "cannot prepare \"%s\": %s", stmt_sql[i], sqlite3_errmsg(ds->db));
             goto fail_prepare;
         }
     }
@@ -384,8 +500,10 @@ fail_mutex:
 
 void devices_close(devices_t *ds)
 {
-    if (!ds)
-        return;
+    if (!ds) return;
+    pthread_mutex_lock(&ds->mu);
+    commit_open(ds);
+    pthread_mutex_unlock(&ds->mu);
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(ds->st[i]);
     sqlite3_close_v2(ds->db);
@@ -398,11 +516,9 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
 {
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
-    int r = tx_begin(ds);
-    if (r < 0)
-        goto out;
-    if ((r = expire_device(ds, device_id, now, &d)) < 0)
-        goto fail;
+    int r = op_begin(ds);
+    if (r < 0) goto out;
+    if ((r = expire_device(ds, device_id, now, &d)) < 0) goto fail;
     sqlite3_stmt *c = ds->st[S_COUNT_OPEN];
     sqlite3_bind_int64(c, 1, device_id);
     int rc = sqlite3_step(c);
@@ -414,10 +530,7 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
     }
     if (open >= (int64_t)ds->opts.max_queue) {
         /* keep what expire_device did: it is true either way */
-        if ((r = tx_commit(ds)) == 0) {
-            apply(&d);
-            r = -ENOSPC;
-        }
+        if ((r = op_commit(ds, &d)) == 0) r = -ENOSPC;
         goto out;
     }
     sqlite3_stmt *s = ds->st[S_INSERT];
@@ -433,18 +546,14 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
         sqlite3_bind_int64(s, 9, expires_at);
     else
         sqlite3_bind_null(s, 9);
-    if ((r = run(ds, S_INSERT)) < 0)
-        goto fail;
+    if ((r = run(ds, S_INSERT)) < 0) goto fail;
     int64_t new_id = sqlite3_last_insert_rowid(ds->db);
-    if ((r = tx_commit(ds)) < 0)
-        goto out;
     d.queued++;
     d.entered[DEVICES_QUEUED]++;
-    apply(&d);
-    *id = new_id;
+    if ((r = op_commit(ds, &d)) == 0) *id = new_id;
     goto out;
 fail:
-    tx_rollback(ds);
+    op_rollback(ds);
 out:
     pthread_mutex_unlock(&ds->mu);
     return r;
@@ -455,11 +564,9 @@ int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *o
     delta_t d = {0};
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ds->mu);
-    int r = tx_begin(ds);
-    if (r < 0)
-        goto out;
-    if ((r = expire_device(ds, device_id, now, &d)) < 0)
-        goto fail;
+    int r = op_begin(ds);
+    if (r < 0) goto out;
+    if ((r = expire_device(ds, device_id, now, &d)) < 0) goto fail;
     sqlite3_stmt *h = ds->st[S_HEAD];
     sqlite3_bind_int64(h, 1, device_id);
     int rc = sqlite3_step(h);
@@ -468,8 +575,7 @@ int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *o
     else if (rc != SQLITE_DONE)
         r = fail_rc(ds, rc, "head");
     sqlite3_reset(h);
-    if (r < 0)
-        goto fail;
+    if (r < 0) goto fail;
     int deliver = rc == SQLITE_ROW;
     /* the head is the command in flight if there is one: commands go out in order */
     if (deliver && out->status == DEVICES_SENT && now - out->sent_at < ds->opts.redelivery_ms)
@@ -478,8 +584,7 @@ int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *o
         sqlite3_stmt *m = ds->st[S_MARK_SENT];
         sqlite3_bind_int64(m, 1, out->id);
         sqlite3_bind_int64(m, 2, now);
-        if ((r = run(ds, S_MARK_SENT)) < 0)
-            goto fail;
+        if ((r = run(ds, S_MARK_SENT)) < 0) goto fail;
         if (out->status == DEVICES_SENT) {
             d.redeliveries++;
         } else {
@@ -491,16 +596,12 @@ int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *o
         out->attempts++;
         out->sent_at = now;
     }
-    if ((r = tx_commit(ds)) < 0)
-        goto out;
-    apply(&d);
-    r = deliver;
+    if ((r = op_commit(ds, &d)) == 0) r = deliver;
     goto out;
 fail:
-    tx_rollback(ds);
+    op_rollback(ds);
 out:
-    if (r <= 0)
-        devices_cmd_clear(out);
+    if (r <= 0) devices_cmd_clear(out);
     pthread_mutex_unlock(&ds->mu);
     return r;
 }
@@ -510,9 +611,8 @@ int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res,
 {
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
-    int r = tx_begin(ds);
-    if (r < 0)
-        goto out;
+    int r = op_begin(ds);
+    if (r < 0) goto out;
     sqlite3_stmt *f = ds->st[S_IN_FLIGHT];
     sqlite3_bind_int64(f, 1, device_id);
     int rc = sqlite3_step(f);
@@ -522,6 +622,7 @@ int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res,
         r = fail_rc(ds, rc, "in flight");
         goto fail;
     }
+    int64_t got;
     if (rc == SQLITE_ROW) {
         int st = res->failed ? DEVICES_FAILED : DEVICES_DONE;
         sqlite3_stmt *u = ds->st[S_FINISH];
@@ -530,32 +631,27 @@ int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res,
         bind_text(u, 3, res->response);
         bind_text(u, 4, res->error);
         sqlite3_bind_int64(u, 5, now);
-        if ((r = run(ds, S_FINISH)) < 0)
-            goto fail;
+        if ((r = run(ds, S_FINISH)) < 0) goto fail;
         d.sent--;
         d.entered[st]++;
-        *id = cmd;
-        r = 1;
+        got = cmd;
     } else {
         sqlite3_stmt *o = ds->st[S_ORPHAN];
         sqlite3_bind_int64(o, 1, device_id);
         sqlite3_bind_int64(o, 2, now);
         bind_text(o, 3, res->response);
         bind_text(o, 4, res->error);
-        if ((r = run(ds, S_ORPHAN)) < 0)
-            goto fail;
+        if ((r = run(ds, S_ORPHAN)) < 0) goto fail;
         d.orphans++;
-        *id = sqlite3_last_insert_rowid(ds->db);
-        r = 0;
+        got = sqlite3_last_insert_rowid(ds->db);
     }
-    int c = tx_commit(ds);
-    if (c < 0)
-        r = c;
-    else
-        apply(&d);
+    if ((r = op_commit(ds, &d)) == 0) {
+        *id = got;
+        r = rc == SQLITE_ROW;
+    }
     goto out;
 fail:
-    tx_rollback(ds);
+    op_rollback(ds);
 out:
     pthread_mutex_unlock(&ds->mu);
     return r;
@@ -565,17 +661,14 @@ int devices_cancel(devices_t *ds, int64_t device_id, int64_t id, int64_t now, in
 {
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
-    int r = tx_begin(ds);
-    if (r < 0)
-        goto out;
-    if ((r = expire_device(ds, device_id, now, &d)) < 0)
-        goto fail;
+    int r = op_begin(ds);
+    if (r < 0) goto out;
+    if ((r = expire_device(ds, device_id, now, &d)) < 0) goto fail;
     sqlite3_stmt *c = ds->st[S_CANCEL];
     sqlite3_bind_int64(c, 1, id);
     sqlite3_bind_int64(c, 2, device_id);
     sqlite3_bind_int64(c, 3, now);
-    if ((r = run(ds, S_CANCEL)) < 0)
-        goto fail;
+    if ((r = run(ds, S_CANCEL)) < 0) goto fail;
     if (sqlite3_changes(ds->db) == 1) {
         d.queued--;
         d.entered[DEVICES_CANCELLED]++;
@@ -592,38 +685,30 @@ int devices_cancel(devices_t *ds, int64_t device_id, int64_t id, int64_t now, in
             r = rc == SQLITE_DONE ? -ENOENT : fail_rc(ds, rc, "status");
         }
         sqlite3_reset(s);
-        if (r != -EALREADY && r != -ENOENT)
-            goto fail;
+        if (r != -EALREADY && r != -ENOENT) goto fail;
     }
-    int cr = tx_commit(ds);
-    if (cr < 0)
-        r = cr;
-    else
-        apply(&d);
+    int cr = op_commit(ds, &d);
+    if (cr < 0) r = cr;
     goto out;
 fail:
-    tx_rollback(ds);
+    op_rollback(ds);
 out:
     pthread_mutex_unlock(&ds->mu);
     return r;
 }
 
-/* Expires the device's overdue commands in a transaction of their own, so that reads
+/* Expires the device's overdue commands in an operation of their own, so that reads
  * show the status a poll would act on. Called with the lock held. */
 static int expire_alone(devices_t *ds, int64_t device_id, int64_t now)
 {
     delta_t d = {0};
-    int r = tx_begin(ds);
-    if (r < 0)
-        return r;
+    int r = op_begin(ds);
+    if (r < 0) return r;
     if ((r = expire_device(ds, device_id, now, &d)) < 0) {
-        tx_rollback(ds);
+        op_rollback(ds);
         return r;
     }
-    if ((r = tx_commit(ds)) < 0)
-        return r;
-    apply(&d);
-    return 0;
+    return op_commit(ds, &d);
 }
 
 int devices_get(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out)
@@ -651,8 +736,7 @@ int devices_list(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t
 {
     pthread_mutex_lock(&ds->mu);
     int r = expire_alone(ds, device_id, now);
-    if (r < 0)
-        goto out;
+    if (r < 0) goto out;
     sqlite3_stmt *l = ds->st[S_LIST];
     sqlite3_bind_int64(l, 1, device_id);
     sqlite3_bind_int64(l, 2, after);
@@ -661,16 +745,13 @@ int devices_list(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t
     int rc, n = 0;
     while ((rc = sqlite3_step(l)) == SQLITE_ROW) {
         devices_cmd_t c;
-        if ((r = read_cmd(l, &c)) < 0)
-            break;
+        if ((r = read_cmd(l, &c)) < 0) break;
         n++;
         int stop = cb(&c, arg);
         devices_cmd_clear(&c);
-        if (stop)
-            break;
+        if (stop) break;
     }
-    if (r == 0)
-        r = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : fail_rc(ds, rc, "list");
+    if (r == 0) r = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : fail_rc(ds, rc, "list");
     sqlite3_reset(l);
 out:
     pthread_mutex_unlock(&ds->mu);
@@ -681,6 +762,7 @@ int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned li
                     devices_orphan_cb cb, void *arg)
 {
     pthread_mutex_lock(&ds->mu);
+    read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_ORPHANS];
     sqlite3_bind_int64(s, 1, device_id);
     sqlite3_bind_int64(s, 2, after);
@@ -703,11 +785,9 @@ int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned li
         n++;
         int stop = cb(&o, arg);
         devices_orphan_clear(&o);
-        if (stop)
-            break;
+        if (stop) break;
     }
-    if (r == 0)
-        r = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : fail_rc(ds, rc, "orphans");
+    if (r == 0) r = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : fail_rc(ds, rc, "orphans");
     sqlite3_reset(s);
     pthread_mutex_unlock(&ds->mu);
     return r;
@@ -716,6 +796,7 @@ int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned li
 int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_cb cb, void *arg)
 {
     pthread_mutex_lock(&ds->mu);
+    read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_DEPTHS];
     sqlite3_bind_int64(s, 1, after);
     sqlite3_bind_int64(s, 2, limit);
@@ -724,8 +805,7 @@ int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_c
         devices_depth_t d = {sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
                              sqlite3_column_int64(s, 2)};
         n++;
-        if (cb(&d, arg))
-            break;
+        if (cb(&d, arg)) break;
     }
     r = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : fail_rc(ds, rc, "depths");
     sqlite3_reset(s);
@@ -736,6 +816,7 @@ int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_c
 int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d)
 {
     pthread_mutex_lock(&ds->mu);
+    read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_DEPTH];
     sqlite3_bind_int64(s, 1, device_id);
     int rc = sqlite3_step(s), r = 0;
@@ -752,21 +833,18 @@ int devices_sweep(devices_t *ds, int64_t now)
 {
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
-    int r = tx_begin(ds);
-    if (r < 0)
-        goto out;
+    int r = op_begin(ds);
+    if (r < 0) goto out;
     sqlite3_stmt *q = ds->st[S_EXPIRE_ALL_QUEUED];
     sqlite3_bind_int64(q, 1, now);
     sqlite3_bind_int(q, 2, SWEEP_BATCH);
-    if ((r = run(ds, S_EXPIRE_ALL_QUEUED)) < 0)
-        goto fail;
+    if ((r = run(ds, S_EXPIRE_ALL_QUEUED)) < 0) goto fail;
     int nq = sqlite3_changes(ds->db);
     sqlite3_stmt *s = ds->st[S_EXPIRE_ALL_SENT];
     sqlite3_bind_int64(s, 1, now);
     sqlite3_bind_int(s, 2, SWEEP_BATCH);
     sqlite3_bind_int64(s, 3, ds->opts.redelivery_ms);
-    if ((r = run(ds, S_EXPIRE_ALL_SENT)) < 0)
-        goto fail;
+    if ((r = run(ds, S_EXPIRE_ALL_SENT)) < 0) goto fail;
     int ns = sqlite3_changes(ds->db);
     d.queued -= nq;
     d.sent -= ns;
@@ -777,13 +855,11 @@ int devices_sweep(devices_t *ds, int64_t now)
             sqlite3_stmt *p = ds->st[prune[i]];
             sqlite3_bind_int64(p, 1, now - ds->opts.retention_ms);
             sqlite3_bind_int(p, 2, SWEEP_BATCH);
-            if ((r = run(ds, prune[i])) < 0)
-                goto fail;
+            if ((r = run(ds, prune[i])) < 0) goto fail;
         }
     }
-    if ((r = tx_commit(ds)) < 0)
-        goto out;
-    apply(&d);
+    if ((r = op_commit(ds, &d)) < 0 || (r = commit_open(ds)) < 0) goto out;
+    tl_epoch = 0;
     r = nq + ns;
     /* Copy the WAL back into the database here, about once a second, rather than
      * every 1000 pages in whichever request commits then: one fsync pair a second,
@@ -794,7 +870,7 @@ int devices_sweep(devices_t *ds, int64_t now)
         log_warn("device queue checkpoint failed", "error=\"%s\"", sqlite3_errmsg(ds->db));
     goto out;
 fail:
-    tx_rollback(ds);
+    op_rollback(ds);
 out:
     pthread_mutex_unlock(&ds->mu);
     return r;

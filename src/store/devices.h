@@ -4,6 +4,13 @@
  * are kept as orphans. Every call that changes state is one committed transaction
  * before it returns (WAL: it survives kill -9 of the process).
  *
+ * Group commit (opts.group_commit): a call does its work in a savepoint of one open
+ * transaction shared by every thread, and returns at once; devices_last_epoch() names
+ * that transaction. Nothing it did may be shown to anyone (no HTTP answer) before
+ * devices_sync() says its epoch committed. A worker syncs once per loop turn, so one
+ * commit (one WAL append, one round of file locks) carries every operation of the turn
+ * of every worker. Without it, each call commits before it returns and its epoch is 0.
+ *
  * The queue opens its own connection to the node's database file, so its transactions
  * never interleave with another module's; one mutex serializes the calls of every
  * worker on it. Times are unix milliseconds passed in by the caller (tests drive the
@@ -34,6 +41,8 @@ typedef struct devices_opts_s {
     unsigned max_queue;    /* most unfinished (queued + sent) commands per device */
     int64_t retention_ms;  /* finished commands and orphans older than this are pruned by
                               devices_sweep; 0 keeps them */
+    int group_commit;      /* 0: every call commits before it returns. 1: calls run in one
+                              open transaction that devices_sync commits (below) */
 } devices_opts_t;
 
 /* One command with its state. Strings are owned (devices_cmd_clear). */
@@ -83,8 +92,17 @@ int devices_status_parse(const char *name, size_t len);
 int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, char *err,
                  size_t errlen);
 
-/* Closes the queue's connection. NULL is a no-op. */
+/* Commits what is open and closes the queue's connection. NULL is a no-op. */
 void devices_close(devices_t *ds);
+
+/* The epoch of the calling thread's latest call: what devices_sync must confirm before
+ * its outcome is shown to anyone. 0: nothing to wait for (already committed). */
+uint64_t devices_last_epoch(void);
+
+/* Makes sure epoch is finished: commits the open transaction if it is that epoch (or an
+ * older one). Returns 0 when epoch (0 included) is committed, -EIO when its commit
+ * failed (every call of that epoch is undone). */
+int devices_sync(devices_t *ds, uint64_t epoch);
 
 /* Appends a command to the device's queue. expires_at 0: never expires. *id gets its id.
  * Returns 0 once committed, -ENOSPC when the device already has max_queue unfinished
@@ -131,8 +149,9 @@ int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_c
 int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d);
 
 /* Housekeeping: expires every command past its TTL (queued, or sent and due for
- * redelivery) and prunes finished commands and orphans older than the retention.
- * Returns the number of commands expired, -EBUSY, -EIO. */
+ * redelivery) and prunes finished commands and orphans older than the retention, then
+ * commits (whatever else is open too) and checkpoints the WAL. Returns the number of
+ * commands expired, -EBUSY, -EIO. */
 int devices_sweep(devices_t *ds, int64_t now);
 
 /* Frees what c (or o) owns and zeroes it. */

@@ -89,13 +89,16 @@ json_t *event_path_get(json_t *doc, const char *path)
         if (json_is_object(cur)) {
             cur = json_object_get(cur, key);
         } else if (json_is_array(cur)) {
-            char *end;
-            unsigned long i = strtoul(key, &end, 10);
-            cur = *end ? NULL : json_array_get(cur, i);
+            /* an index is plain decimal digits: no sign, space or leading zero */
+            if (strspn(key, "0123456789") != n || (n > 1 && key[0] == '0') || n > 9)
+                return NULL;
+            cur = json_array_get(cur, strtoul(key, NULL, 10));
         } else {
             return NULL;
         }
         p = dot ? dot + 1 : p + n;
+        if (dot && !*p)
+            return NULL; /* "payload." names nothing */
     }
     return cur;
 }

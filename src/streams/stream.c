@@ -10,6 +10,7 @@
 #include "core/log.h"
 
 static uv_rwlock_t streams_lock;
+static uv_mutex_t streams_write_mu; /* one writer at a time: read, change, save, swap */
 static int streams_lock_ready;
 static json_t *streams_all; /* {tenant: {id: stream}}; tenant objects are never mutated */
 static store_t *streams_store;
@@ -184,7 +185,7 @@ static int persist(const char *tenant, json_t *streams)
 int streams_init(json_t *config_streams, store_t *st, char *err, size_t errlen)
 {
     if (!streams_lock_ready) {
-        if (uv_rwlock_init(&streams_lock) < 0)
+        if (uv_rwlock_init(&streams_lock) < 0 || uv_mutex_init(&streams_write_mu) < 0)
             return -ENOMEM;
         streams_lock_ready = 1;
     }
@@ -255,7 +256,17 @@ json_t *streams_tenant(const char *tenant)
     return t;
 }
 
+static int apply_locked(const char *tenant, json_t *request, char *err, size_t errlen);
+
 int streams_apply(const char *tenant, json_t *request, char *err, size_t errlen)
+{
+    uv_mutex_lock(&streams_write_mu);
+    int r = apply_locked(tenant, request, err, errlen);
+    uv_mutex_unlock(&streams_write_mu);
+    return r;
+}
+
+static int apply_locked(const char *tenant, json_t *request, char *err, size_t errlen)
 {
     const char *op = json_string_value(json_object_get(request, "operation"));
     if (!op)

@@ -66,6 +66,8 @@ struct device_reg_s {
     pthread_mutex_t seen_mu;
     seen_node_t **seen;
     size_t seen_nb, seen_n;
+    void (*turn_end)(worker_t *w, void *arg);
+    void *turn_arg;
 };
 
 static size_t hash64(int64_t k)
@@ -84,12 +86,10 @@ static size_t hash64(int64_t k)
 /* Makes room for one more hold. Returns 0 or -ENOMEM (room may still be there). */
 static int table_reserve(hold_table_t *t)
 {
-    if (t->n < t->nb)
-        return 0;
+    if (t->n < t->nb) return 0;
     size_t nb = t->nb ? t->nb * 2 : 64;
     device_hold_t **b = calloc(nb, sizeof(*b));
-    if (!b)
-        return t->nb ? 0 : -ENOMEM; /* chains just get longer */
+    if (!b) return t->nb ? 0 : -ENOMEM; /* chains just get longer */
     for (size_t i = 0; i < t->nb; i++) {
         for (device_hold_t *h = t->b[i], *next; h; h = next) {
             next = h->next;
@@ -128,8 +128,7 @@ static void table_remove(hold_table_t *t, device_hold_t *h)
 static device_hold_t *table_any(hold_table_t *t)
 {
     for (size_t i = 0; t->n && i < t->nb; i++)
-        if (t->b[i])
-            return t->b[i];
+        if (t->b[i]) return t->b[i];
     return NULL;
 }
 
@@ -147,13 +146,11 @@ static void on_abort(http_ctx_t *ctx)
 
 void device_hold_done(device_hold_t *h)
 {
-    if (!h->linked)
-        return;
+    if (!h->linked) return;
     h->linked = 0;
     table_remove(&h->pw->t[h->kind], h);
     __atomic_sub_fetch(&h->pw->reg->pending[h->kind], 1, __ATOMIC_SEQ_CST);
-    if (h->ctx->on_abort == on_abort && h->ctx->abort_arg == h)
-        h->ctx->on_abort = NULL;
+    if (h->ctx->on_abort == on_abort && h->ctx->abort_arg == h) h->ctx->on_abort = NULL;
     uv_timer_stop(&h->timer);
     uv_close((uv_handle_t *)&h->timer, on_hold_closed);
 }
@@ -164,8 +161,7 @@ void device_hold_done(device_hold_t *h)
 static int peer_gone(conn_t *c)
 {
     uv_os_fd_t fd;
-    if (!c || (c->flags & CONN_CLOSING) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
-        return 1;
+    if (!c || (c->flags & CONN_CLOSING) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) return 1;
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
@@ -175,21 +171,22 @@ static int peer_gone(conn_t *c)
 static int drop_if_gone(device_hold_t *h)
 {
     conn_t *c = h->ctx->conn;
-    if (!peer_gone(c))
-        return 0;
+    if (!peer_gone(c)) return 0;
     device_hold_done(h);
-    if (c)
-        conn_close(c);
+    if (c) conn_close(c);
     return 1;
 }
+
+static void end_turn(device_pw_t *pw);
 
 static void on_hold_timeout(uv_timer_t *t)
 {
     device_hold_t *h = t->data;
-    if (drop_if_gone(h))
-        return;
+    device_pw_t *pw = h->pw;
+    if (drop_if_gone(h)) return;
     device_hold_done(h);
     h->cb(h, DEVICE_TIMEOUT);
+    end_turn(pw); /* the loop may sleep before its check phase */
 }
 
 void device_reserve(device_reg_t *reg, int kind)
@@ -202,8 +199,8 @@ void device_unreserve(device_reg_t *reg, int kind)
     __atomic_sub_fetch(&reg->pending[kind], 1, __ATOMIC_SEQ_CST);
 }
 
-int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64_t key,
-                int64_t aux, uint64_t timeout_ms, device_hold_cb cb, void *arg)
+int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64_t key, int64_t aux,
+                uint64_t timeout_ms, device_hold_cb cb, void *arg)
 {
     device_pw_t *pw = reg->pw[w->index];
     if (pw->stopped || w->stopping) {
@@ -216,8 +213,14 @@ int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64
         device_unreserve(reg, kind);
         return -ENOMEM;
     }
-    *h = (device_hold_t){.kind = kind, .key = key, .aux = aux, .ctx = ctx, .arg = arg, .cb = cb,
-                         .pw = pw, .linked = 1};
+    *h = (device_hold_t){.kind = kind,
+                         .key = key,
+                         .aux = aux,
+                         .ctx = ctx,
+                         .arg = arg,
+                         .cb = cb,
+                         .pw = pw,
+                         .linked = 1};
     table_add(&pw->t[kind], h);
     uv_timer_init(&w->loop, &h->timer);
     h->timer.data = h;
@@ -233,18 +236,15 @@ int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64
 static void wake_local(device_pw_t *pw, int kind, int64_t key)
 {
     hold_table_t *t = &pw->t[kind];
-    if (!t->n)
-        return;
+    if (!t->n) return;
     unsigned gen = ++pw->gen;
     for (;;) {
         device_hold_t *h = t->b[hash64(key) & (t->nb - 1)];
         while (h && (h->key != key || h->gen == gen))
             h = h->next;
-        if (!h)
-            return;
+        if (!h) return;
         h->gen = gen;
-        if (!drop_if_gone(h))
-            h->cb(h, DEVICE_WAKE);
+        if (!drop_if_gone(h)) h->cb(h, DEVICE_WAKE);
     }
 }
 
@@ -281,8 +281,7 @@ static void on_wake_msg(worker_t *w, worker_msg_t *m)
 {
     wake_batch_t *b = ((wake_msg_t *)m)->batch;
     device_pw_t *pw = b->reg->pw[w->index];
-    if (!pw->detached)
-        wake_items(pw, b->items, b->n);
+    if (!pw->detached) wake_items(pw, b->items, b->n);
     batch_unref(b);
 }
 
@@ -304,8 +303,7 @@ static void flush_out(device_pw_t *pw)
             b->n = n;
             b->items = copy;
             for (int i = 0; i < reg->n; i++) {
-                if (i == pw->w->index)
-                    continue;
+                if (i == pw->w->index) continue;
                 b->msgs[i].base.fn = on_wake_msg;
                 b->msgs[i].batch = b;
                 worker_post(reg->pw[i]->w, &b->msgs[i].base);
@@ -320,21 +318,36 @@ static void flush_out(device_pw_t *pw)
     free(items);
 }
 
-/* After every poll phase: answer holds once the worker stops, send the turn's
- * wake-ups. */
+/* The turn's end: the turn-end hook (which commits and answers), then the wake-ups,
+ * which may give the hook more to do, until both are idle. */
+static void end_turn(device_pw_t *pw)
+{
+    device_reg_t *reg = pw->reg;
+    if (pw->detached) return;
+    for (;;) {
+        if (reg->turn_end) reg->turn_end(pw->w, reg->turn_arg);
+        if (!pw->n_out) return;
+        flush_out(pw);
+    }
+}
+
+/* After every poll phase: answer holds once the worker stops, end the turn. */
 static void on_check(uv_check_t *c)
 {
     device_pw_t *pw = c->data;
-    if (pw->w->stopping && !pw->stopped)
-        release_all(pw);
-    if (pw->n_out)
-        flush_out(pw);
+    if (pw->w->stopping && !pw->stopped) release_all(pw);
+    end_turn(pw);
+}
+
+void device_reg_on_turn_end(device_reg_t *reg, void (*fn)(worker_t *w, void *arg), void *arg)
+{
+    reg->turn_end = fn;
+    reg->turn_arg = arg;
 }
 
 void device_notify(device_reg_t *reg, worker_t *from, int kind, int64_t key)
 {
-    if (__atomic_load_n(&reg->pending[kind], __ATOMIC_SEQ_CST) == 0 || !from)
-        return;
+    if (__atomic_load_n(&reg->pending[kind], __ATOMIC_SEQ_CST) == 0 || !from) return;
     device_pw_t *pw = reg->pw[from->index];
     if (pw->n_out == pw->cap_out) {
         size_t cap = pw->cap_out ? pw->cap_out * 2 : 16;
@@ -354,14 +367,11 @@ void device_notify(device_reg_t *reg, worker_t *from, int kind, int64_t key)
 device_reg_t *device_reg_new(int n_workers)
 {
     device_reg_t *reg = calloc(1, sizeof(*reg));
-    if (!reg)
-        return NULL;
+    if (!reg) return NULL;
     reg->n = n_workers;
     reg->pw = calloc((size_t)n_workers, sizeof(*reg->pw));
-    if (!reg->pw)
-        goto fail_pw;
-    if (pthread_mutex_init(&reg->seen_mu, NULL) != 0)
-        goto fail_mutex;
+    if (!reg->pw) goto fail_pw;
+    if (pthread_mutex_init(&reg->seen_mu, NULL) != 0) goto fail_mutex;
     return reg;
 fail_mutex:
     free(reg->pw);
@@ -374,14 +384,14 @@ static void on_tick(uv_timer_t *t)
 {
     device_pw_t *pw = t->data;
     pw->tick_fn(pw->w, pw->tick_arg);
+    end_turn(pw);
 }
 
 int device_reg_attach(device_reg_t *reg, worker_t *w, void (*tick)(worker_t *w, void *arg),
                       void *tick_arg, unsigned period_ms)
 {
     device_pw_t *pw = calloc(1, sizeof(*pw));
-    if (!pw)
-        return -ENOMEM;
+    if (!pw) return -ENOMEM;
     pw->reg = reg;
     pw->w = w;
     uv_check_init(&w->loop, &pw->check);
@@ -404,8 +414,7 @@ int device_reg_attach(device_reg_t *reg, worker_t *w, void (*tick)(worker_t *w, 
 void device_reg_detach(device_reg_t *reg, worker_t *w)
 {
     device_pw_t *pw = reg->pw[w->index];
-    if (!pw || pw->detached)
-        return;
+    if (!pw || pw->detached) return;
     pw->detached = 1;
     pw->stopped = 1;
     /* the connections close next: their requests stay unanswered */
@@ -418,18 +427,15 @@ void device_reg_detach(device_reg_t *reg, worker_t *w)
     pw->out = NULL;
     pw->n_out = pw->cap_out = 0;
     uv_close((uv_handle_t *)&pw->check, NULL);
-    if (pw->has_tick)
-        uv_close((uv_handle_t *)&pw->tick, NULL);
+    if (pw->has_tick) uv_close((uv_handle_t *)&pw->tick, NULL);
 }
 
 void device_reg_free(device_reg_t *reg)
 {
-    if (!reg)
-        return;
+    if (!reg) return;
     for (int i = 0; i < reg->n; i++) {
         device_pw_t *pw = reg->pw[i];
-        if (!pw)
-            continue;
+        if (!pw) continue;
         for (int k = 0; k < DEVICE_HOLD_KINDS; k++)
             free(pw->t[k].b);
         free(pw->out);
@@ -451,8 +457,7 @@ void device_reg_free(device_reg_t *reg)
 
 static seen_node_t *seen_find(device_reg_t *reg, int64_t id)
 {
-    if (!reg->seen_nb)
-        return NULL;
+    if (!reg->seen_nb) return NULL;
     seen_node_t *s = reg->seen[hash64(id) & (reg->seen_nb - 1)];
     while (s && s->s.device_id != id)
         s = s->next;
@@ -463,8 +468,7 @@ static void seen_grow(device_reg_t *reg)
 {
     size_t nb = reg->seen_nb ? reg->seen_nb * 2 : 1024;
     seen_node_t **b = calloc(nb, sizeof(*b));
-    if (!b)
-        return;
+    if (!b) return;
     for (size_t i = 0; i < reg->seen_nb; i++) {
         for (seen_node_t *s = reg->seen[i], *next; s; s = next) {
             next = s->next;
@@ -483,8 +487,7 @@ void device_seen_touch(device_reg_t *reg, int64_t device_id, int64_t now, int re
     pthread_mutex_lock(&reg->seen_mu);
     seen_node_t *s = seen_find(reg, device_id);
     if (!s) {
-        if (reg->seen_n >= reg->seen_nb)
-            seen_grow(reg);
+        if (reg->seen_n >= reg->seen_nb) seen_grow(reg);
         if (reg->seen_nb && (s = calloc(1, sizeof(*s)))) {
             s->s.device_id = device_id;
             size_t j = hash64(device_id) & (reg->seen_nb - 1);
@@ -508,8 +511,7 @@ int device_seen_get(device_reg_t *reg, int64_t device_id, device_seen_t *out)
 {
     pthread_mutex_lock(&reg->seen_mu);
     seen_node_t *s = seen_find(reg, device_id);
-    if (s)
-        *out = s->s;
+    if (s) *out = s->s;
     pthread_mutex_unlock(&reg->seen_mu);
     return s ? 0 : -ENOENT;
 }
@@ -527,11 +529,9 @@ ssize_t device_seen_snapshot(device_reg_t *reg, int64_t after, device_seen_t **o
     size_t n = 0;
     for (size_t i = 0; a && i < reg->seen_nb; i++)
         for (seen_node_t *s = reg->seen[i]; s; s = s->next)
-            if (s->s.device_id > after)
-                a[n++] = s->s;
+            if (s->s.device_id > after) a[n++] = s->s;
     pthread_mutex_unlock(&reg->seen_mu);
-    if (!a)
-        return -ENOMEM;
+    if (!a) return -ENOMEM;
     qsort(a, n, sizeof(*a), seen_cmp);
     *out = a;
     return (ssize_t)n;
@@ -544,8 +544,8 @@ void device_seen_prune(device_reg_t *reg, int64_t before)
         seen_node_t **pp = &reg->seen[i];
         while (*pp) {
             seen_node_t *s = *pp;
-            int64_t last = s->s.last_poll_at > s->s.last_result_at ? s->s.last_poll_at
-                                                                   : s->s.last_result_at;
+            int64_t last =
+                s->s.last_poll_at > s->s.last_result_at ? s->s.last_poll_at : s->s.last_result_at;
             if (last < before) {
                 *pp = s->next;
                 free(s);

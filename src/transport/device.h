@@ -26,9 +26,9 @@ enum device_hold_kind {
 };
 
 enum device_why {
-    DEVICE_WAKE = 0,  /* something happened to the key: look again (may keep holding) */
-    DEVICE_TIMEOUT,   /* the hold ended: answer now */
-    DEVICE_SHUTDOWN,  /* the node is stopping: answer now */
+    DEVICE_WAKE = 0, /* something happened to the key: look again (may keep holding) */
+    DEVICE_TIMEOUT,  /* the hold ended: answer now */
+    DEVICE_SHUTDOWN, /* the node is stopping: answer now */
 };
 
 typedef struct device_reg_s device_reg_t;
@@ -76,6 +76,11 @@ void device_reg_free(device_reg_t *reg);
 int device_reg_attach(device_reg_t *reg, worker_t *w, void (*tick)(worker_t *w, void *arg),
                       void *tick_arg, unsigned period_ms);
 
+/* Sets the hook that ends each loop turn of every worker, on the worker's thread: after
+ * the poll phase (before the wake-ups of the turn are sent, and again after local ones
+ * ran), and after this module's timers fired. Set it before the workers run. */
+void device_reg_on_turn_end(device_reg_t *reg, void (*fn)(worker_t *w, void *arg), void *arg);
+
 /* Tears down w's part on its thread after its loop ended: held requests are dropped
  * unanswered (their connections are closing). */
 void device_reg_detach(device_reg_t *reg, worker_t *w);
@@ -90,8 +95,8 @@ void device_unreserve(device_reg_t *reg, int kind);
  * timeout_ms, or shutdown; uses the reservation. If the client goes away the hold ends
  * silently. Returns 0, -ESHUTDOWN when w is stopping (the reservation is released and
  * the caller answers now), -ENOMEM (likewise). */
-int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64_t key,
-                int64_t aux, uint64_t timeout_ms, device_hold_cb cb, void *arg);
+int device_hold(device_reg_t *reg, worker_t *w, http_ctx_t *ctx, int kind, int64_t key, int64_t aux,
+                uint64_t timeout_ms, device_hold_cb cb, void *arg);
 
 /* Ends a hold: ctx is the caller's to answer. Idempotent. */
 void device_hold_done(device_hold_t *h);

@@ -17,25 +17,21 @@ int device_id_parse(const char *s, int64_t *out)
         neg = 1;
         p++;
     }
-    if (*p < '0' || *p > '9')
-        return -EINVAL;
+    if (*p < '0' || *p > '9') return -EINVAL;
     /* accumulate negatively so INT64_MIN fits */
     int64_t v = 0;
     int overflow = 0;
     for (; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
+        if (*p < '0' || *p > '9') return -EINVAL;
         int d = *p - '0';
         if (v < (INT64_MIN + d) / 10)
             overflow = 1;
         else
             v = v * 10 - d;
     }
-    if (overflow)
-        return -ERANGE;
+    if (overflow) return -ERANGE;
     if (!neg) {
-        if (v == INT64_MIN)
-            return -ERANGE;
+        if (v == INT64_MIN) return -ERANGE;
         v = -v;
     }
     *out = v;
@@ -46,8 +42,7 @@ int device_query_id(const char *query, int64_t *out)
 {
     char *v = NULL;
     ssize_t n = url_query_get(query, "deviceId", &v);
-    if (n < 0)
-        return (int)n;
+    if (n < 0) return (int)n;
     /* a decoded NUL would hide the rest; url_decode refuses it, this is belt and braces */
     int r = strlen(v) == (size_t)n ? device_id_parse(v, out) : -EINVAL;
     free(v);
@@ -61,6 +56,35 @@ void device_result_clear(device_result_t *r)
     memset(r, 0, sizeof(*r));
 }
 
+int device_result_from_json(json_t *doc, device_result_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(doc)) {
+        snprintf(err, errlen, "body must be a JSON object with response or error");
+        return -EINVAL;
+    }
+    json_t *resp = json_object_get(doc, "response");
+    json_t *error = json_object_get(doc, "error");
+    if (error && json_is_null(error)) error = NULL;
+    if (!resp && !error) {
+        snprintf(err, errlen, "body must have response or error");
+        return -EINVAL;
+    }
+    if (resp && !(out->response = json_dumps(resp, JSON_COMPACT | JSON_ENCODE_ANY))) goto nomem;
+    if (error) {
+        out->failed = 1;
+        if (json_is_string(error))
+            out->error = strndup(json_string_value(error), json_string_length(error));
+        else
+            out->error = json_dumps(error, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!out->error) goto nomem;
+    }
+    return 0;
+nomem:
+    device_result_clear(out);
+    return -ENOMEM;
+}
+
 int device_result_parse(const char *body, size_t len, device_result_t *out, char *err,
                         size_t errlen)
 {
@@ -71,36 +95,8 @@ int device_result_parse(const char *body, size_t len, device_result_t *out, char
         snprintf(err, errlen, "body is not valid JSON: %s", je.text);
         return -EINVAL;
     }
-    int r = -EINVAL;
-    if (!json_is_object(doc)) {
-        snprintf(err, errlen, "body must be a JSON object with response or error");
-        goto done;
-    }
-    json_t *resp = json_object_get(doc, "response");
-    json_t *error = json_object_get(doc, "error");
-    if (error && json_is_null(error))
-        error = NULL;
-    if (!resp && !error) {
-        snprintf(err, errlen, "body must have response or error");
-        goto done;
-    }
-    r = -ENOMEM;
-    if (resp && !(out->response = json_dumps(resp, JSON_COMPACT | JSON_ENCODE_ANY)))
-        goto done;
-    if (error) {
-        out->failed = 1;
-        if (json_is_string(error))
-            out->error = strndup(json_string_value(error), json_string_length(error));
-        else
-            out->error = json_dumps(error, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!out->error)
-            goto done;
-    }
-    r = 0;
-done:
+    int r = device_result_from_json(doc, out, err, errlen);
     json_decref(doc);
-    if (r < 0)
-        device_result_clear(out);
     return r;
 }
 
@@ -116,13 +112,10 @@ void device_cmd_clear(device_cmd_t *c)
 
 int device_base64_valid(const char *s, size_t len)
 {
-    if (len % 4)
-        return 0;
+    if (len % 4) return 0;
     size_t pad = 0;
-    if (len && s[len - 1] == '=')
-        pad++;
-    if (len > 1 && s[len - 2] == '=')
-        pad++;
+    if (len && s[len - 1] == '=') pad++;
+    if (len > 1 && s[len - 2] == '=') pad++;
     for (size_t i = 0; i < len - pad; i++) {
         unsigned char c = (unsigned char)s[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -148,17 +141,13 @@ int device_content_type_is(const char *ct, const char *type)
 static int text_field(json_t *doc, const char *key, size_t max, int nonempty, const char **out)
 {
     json_t *v = json_object_get(doc, key);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return -1;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return -1;
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
-    if (n > max || strlen(s) != n || (nonempty && n == 0))
-        return -1;
+    if (n > max || strlen(s) != n || (nonempty && n == 0)) return -1;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return -1;
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return -1;
     *out = s;
     return 1;
 }
@@ -177,8 +166,7 @@ int device_cmd_parse(json_t *doc, device_cmd_t *out, int64_t *ttl_s, char *err, 
     memset(out, 0, sizeof(*out));
     *ttl_s = 0;
     int r;
-    if (!json_is_object(doc))
-        FAIL("body must be a JSON object");
+    if (!json_is_object(doc)) FAIL("body must be a JSON object");
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -217,8 +205,7 @@ int device_cmd_parse(json_t *doc, device_cmd_t *out, int64_t *ttl_s, char *err, 
             size_t n = json_string_length(body);
             if (octets && !device_base64_valid(s, n))
                 FAIL("body must be a base64 string when contentType is application/octet-stream");
-            if (strlen(s) != n)
-                FAIL("body must not contain NUL characters");
+            if (strlen(s) != n) FAIL("body must not contain NUL characters");
             out->body = strndup(s, n);
         } else {
             if (octets)
@@ -249,29 +236,23 @@ fail:
 int device_cmd_encode(buf_t **bp, const device_cmd_t *c)
 {
     int r = buf_puts(bp, "{\"verb\":");
-    if (!r)
-        r = buf_put_json_string(bp, c->verb ? c->verb : "POST");
+    if (!r) r = buf_put_json_string(bp, c->verb ? c->verb : "POST");
     if (!r && c->endpoint) {
         r = buf_puts(bp, ",\"endpoint\":");
-        if (!r)
-            r = buf_put_json_string(bp, c->endpoint);
+        if (!r) r = buf_put_json_string(bp, c->endpoint);
     }
     if (!r && c->body) {
         r = buf_puts(bp, ",\"body\":");
-        if (!r)
-            r = c->body_json ? buf_puts(bp, c->body) : buf_put_json_string(bp, c->body);
+        if (!r) r = c->body_json ? buf_puts(bp, c->body) : buf_put_json_string(bp, c->body);
     }
     if (!r) {
         r = buf_puts(bp, ",\"contentType\":");
-        if (!r)
-            r = buf_put_json_string(bp, c->content_type ? c->content_type : "application/json");
+        if (!r) r = buf_put_json_string(bp, c->content_type ? c->content_type : "application/json");
     }
     if (!r && c->query_string) {
         r = buf_puts(bp, ",\"queryString\":");
-        if (!r)
-            r = buf_put_json_string(bp, c->query_string);
+        if (!r) r = buf_put_json_string(bp, c->query_string);
     }
-    if (!r)
-        r = buf_puts(bp, "}");
+    if (!r) r = buf_puts(bp, "}");
     return r;
 }

@@ -51,6 +51,10 @@ int device_query_id(const char *query, int64_t *out);
 int device_result_parse(const char *body, size_t len, device_result_t *out, char *err,
                         size_t errlen);
 
+/* The same on a parsed document (device_result_parse = json_loadb + this).
+ * Returns 0, -EINVAL (err set), -ENOMEM. */
+int device_result_from_json(json_t *doc, device_result_t *out, char *err, size_t errlen);
+
 /* Frees what r owns and zeroes it. */
 void device_result_clear(device_result_t *r);
 

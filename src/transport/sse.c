@@ -17,10 +17,22 @@ typedef struct sse_client_s {
     conn_t *c;
     auth_identity_t *id;
     char *client_id;
-    char last_id[ID_MAX]; /* newest push sent: replay and live delivery never repeat */
+    char *tenant;
+    /* ids sent by the replay, sorted: a push recorded in the history just before the
+     * replay read it may still be on its way live, and must not come twice */
+    char (*replayed)[ID_MAX];
+    size_t n_replayed;
+    uint64_t replayed_until; /* loop time after which no such push can still arrive */
     unsigned heartbeat_ms;
     uint64_t next_heartbeat;
 } sse_client_t;
+
+#define SSE_REPLAY_OVERLAP_MS 10000
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
 
 buf_t *sse_encode_push(const push_t *p, int ti)
 {
@@ -53,20 +65,30 @@ buf_t *sse_encode_push(const push_t *p, int ti)
 
 static int send_push(sse_client_t *cl, push_t *p, int ti)
 {
-    if (strcmp(p->id, cl->last_id) <= 0)
-        return 0; /* already sent by the replay */
     buf_t *f = push_frame(p, PUSH_FORMAT_SSE, ti, sse_encode_push);
     if (!f)
         return -ENOMEM;
-    int r = conn_send(cl->c, f, 0, f->len);
-    if (r == 0)
-        memcpy(cl->last_id, p->id, ID_MAX);
-    return r;
+    return conn_send(cl->c, f, 0, f->len);
+}
+
+static int was_replayed(sse_client_t *cl, const char *id)
+{
+    if (!cl->n_replayed)
+        return 0;
+    if (uv_now(&cl->c->w->loop) > cl->replayed_until) {
+        free(cl->replayed);
+        cl->replayed = NULL;
+        cl->n_replayed = 0;
+        return 0;
+    }
+    return bsearch(id, cl->replayed, cl->n_replayed, ID_MAX, cmp_id) != NULL;
 }
 
 static int sse_deliver(subscriber_t *s, push_t *p, int ti)
 {
     sse_client_t *cl = (sse_client_t *)s;
+    if (was_replayed(cl, p->id))
+        return 0;
     int r = send_push(cl, p, ti);
     if (r == -ENOBUFS) {
         METRICS_ADD(slow_consumer_closes, 1);
@@ -110,6 +132,8 @@ static void sse_on_close(conn_t *c)
     hub_unsubscribe(&cl->sub);
     auth_identity_free(cl->id);
     free(cl->client_id);
+    free(cl->tenant);
+    free(cl->replayed);
     free(cl);
     __atomic_sub_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
 }
@@ -160,19 +184,28 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
         free(e);
     }
     if (r == 0 && gap) {
-        buf_t *b = buf_new(128);
-        char data[ID_MAX + 32];
-        snprintf(data, sizeof(data), "{\"lastEventId\":\"%.*s\"}", ID_MAX - 1, last_id);
-        if (!b || sse_write_event(&b, NULL, "gap", data, strlen(data)) < 0 ||
+        buf_t *data = buf_new(128), *b = buf_new(160);
+        if (!data || !b || buf_puts(&data, "{\"lastEventId\":") < 0 ||
+            buf_put_json_string(&data, last_id) < 0 || buf_puts(&data, "}") < 0 ||
+            sse_write_event(&b, NULL, "gap", data->data, data->len) < 0 ||
             conn_send(cl->c, b, 0, b->len) < 0)
             r = -ENOMEM;
+        buf_unref(data);
         buf_unref(b);
     }
     if (total)
         qsort(all, total, sizeof(*all), by_id);
+    if (total && r == 0 && (cl->replayed = calloc(total, ID_MAX))) {
+        cl->replayed_until = uv_now(&cl->c->w->loop) + SSE_REPLAY_OVERLAP_MS;
+    }
     for (size_t i = 0; i < total; i++) {
-        if (r == 0)
+        /* a push in several of the subscriber's topics is replayed once */
+        int dup = i > 0 && all[i].p == all[i - 1].p;
+        if (r == 0 && !dup) {
             r = send_push(cl, all[i].p, all[i].ti);
+            if (cl->replayed)
+                memcpy(cl->replayed[cl->n_replayed++], all[i].p->id, ID_MAX);
+        }
         push_unref(all[i].p);
     }
     free(all);
@@ -180,11 +213,16 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
 }
 
 int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
-               char *const *topics, size_t n, const char *last_event_id, history_t *hist)
+               const char *tenant, char *const *topics, size_t n, const char *last_event_id,
+               history_t *hist)
 {
     sse_client_t *cl = calloc(1, sizeof(*cl));
     if (!cl || !(cl->client_id = strdup(client_id)))
         goto fail_alloc;
+    if (!tenant && id)
+        tenant = id->tenant;
+    if (tenant && !(cl->tenant = strdup(tenant)))
+        goto fail_client;
     cl->c = c;
     cl->id = id;
     cl->heartbeat_ms = opt->heartbeat_ms;
@@ -205,7 +243,7 @@ int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const c
     s->client_id = cl->client_id;
     s->session_id = id ? id->session_id : "";
     s->user = id ? id->user : "";
-    s->tenant = id ? id->tenant : NULL;
+    s->tenant = cl->tenant;
     s->roles = id ? id->roles : NULL;
     s->n_roles = id ? id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
@@ -229,6 +267,7 @@ int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const c
     c->limit = opt->max_output_bytes ? c->pending + opt->max_output_bytes : 0;
     return 0;
 fail_client:
+    free(cl->tenant);
     free(cl->client_id);
 fail_alloc:
     free(cl);

@@ -20,10 +20,12 @@ typedef struct sse_options_s {
 /* Turns c (an HTTP connection whose request was accepted) into an SSE subscriber of
  * topics (copied) on c's worker: answers 200 text/event-stream, sends `retry:`, replays
  * what hist has after last_event_id (NULL: nothing) — preceded by `event: gap` when some
- * of it is lost — then live pushes. id may be NULL (anonymous) and is taken.
+ * of it is lost — then live pushes. id may be NULL (anonymous) and is taken. tenant
+ * (copied; NULL: the identity's) is the tenant whose pushes the subscriber may see.
  * Returns 0, or -ENOMEM (c is closed, id freed). */
 int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
-               char *const *topics, size_t n, const char *last_event_id, history_t *hist);
+               const char *tenant, char *const *topics, size_t n, const char *last_event_id,
+               history_t *hist);
 
 /* Encodes p as an SSE event: `id:` the push id, then one `data:` line of JSON: the
  * projected event for streams, {"id","channel","event","data"} for channels.

@@ -73,9 +73,10 @@ Test(device_result, response_object)
 {
     device_result_t r;
     char err[128];
-    cr_assert_eq(parse_result("{\"response\": {\"users\": [{\"id\": 1, \"name\": \"Walter White\"}]}}",
-                              &r, err, sizeof(err)),
-                 0);
+    cr_assert_eq(
+        parse_result("{\"response\": {\"users\": [{\"id\": 1, \"name\": \"Walter White\"}]}}", &r,
+                     err, sizeof(err)),
+        0);
     cr_assert_eq(r.failed, 0);
     cr_assert_str_eq(r.response, "{\"users\":[{\"id\":1,\"name\":\"Walter White\"}]}");
     cr_assert_null(r.error);
@@ -111,8 +112,7 @@ Test(device_result, error)
     cr_assert_str_eq(r.error, "{\"code\":5}");
     device_result_clear(&r);
     /* both: the error wins, the response is kept */
-    cr_assert_eq(parse_result("{\"response\":1,\"error\":\"half done\"}", &r, err, sizeof(err)),
-                 0);
+    cr_assert_eq(parse_result("{\"response\":1,\"error\":\"half done\"}", &r, err, sizeof(err)), 0);
     cr_assert_eq(r.failed, 1);
     cr_assert_str_eq(r.response, "1");
     cr_assert_str_eq(r.error, "half done");
@@ -126,9 +126,17 @@ Test(device_result, error)
 
 Test(device_result, malformed)
 {
-    const char *bad[] = {"",          "   ",       "{",           "nope", "[]", "\"response\"",
-                         "{}",        "{\"x\":1}", "{\"error\":null}",
-                         "{\"response\":1,\"response\":2}", "{\"response\":1}x"};
+    const char *bad[] = {"",
+                         "   ",
+                         "{",
+                         "nope",
+                         "[]",
+                         "\"response\"",
+                         "{}",
+                         "{\"x\":1}",
+                         "{\"error\":null}",
+                         "{\"response\":1,\"response\":2}",
+                         "{\"response\":1}x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         device_result_t r;
         char err[128] = "";
@@ -151,8 +159,7 @@ Test(device_result, split_at_every_offset_never_reads_past_the_end)
         int rc = device_result_parse(in, i, &r, err, sizeof(err));
         cr_assert(rc == 0 || rc == -EINVAL);
         cr_assert_eq(rc == 0, i == len, "prefix %zu", i);
-        if (rc == 0)
-            device_result_clear(&r);
+        if (rc == 0) device_result_clear(&r);
         guard_release(&g);
     }
 }
@@ -206,14 +213,14 @@ Test(device_cmd, string_body_stays_a_string)
     device_cmd_t c;
     int64_t ttl;
     char err[256];
-    cr_assert_eq(parse_cmd("{\"endpoint\":\"e\",\"body\":\"{\\\"a\\\":1}\"}", &c, &ttl, err,
-                           sizeof(err)),
-                 0);
+    cr_assert_eq(
+        parse_cmd("{\"endpoint\":\"e\",\"body\":\"{\\\"a\\\":1}\"}", &c, &ttl, err, sizeof(err)),
+        0);
     cr_assert_str_eq(c.body, "{\"a\":1}");
     cr_assert_eq(c.body_json, 0);
     device_cmd_clear(&c);
-    cr_assert_eq(parse_cmd("{\"endpoint\":\"e\",\"body\":null,\"queryString\":null}", &c, &ttl,
-                           err, sizeof(err)),
+    cr_assert_eq(parse_cmd("{\"endpoint\":\"e\",\"body\":null,\"queryString\":null}", &c, &ttl, err,
+                           sizeof(err)),
                  0);
     cr_assert_null(c.body);
     cr_assert_null(c.query_string);
@@ -307,14 +314,20 @@ static char *encode(const device_cmd_t *c)
 
 Test(device_cmd, encode_as_the_seed_shows)
 {
-    device_cmd_t c = {.verb = "POST", .endpoint = "load_objects", .body = "{\"object\":\"users\"}",
-                      .body_json = 1, .content_type = "application/json"};
+    device_cmd_t c = {.verb = "POST",
+                      .endpoint = "load_objects",
+                      .body = "{\"object\":\"users\"}",
+                      .body_json = 1,
+                      .content_type = "application/json"};
     char *s = encode(&c);
     cr_assert_str_eq(s, "{\"verb\":\"POST\",\"endpoint\":\"load_objects\",\"body\":{\"object\":"
                         "\"users\"},\"contentType\":\"application/json\"}");
     free(s);
-    device_cmd_t d = {.verb = "GET", .endpoint = "a\"b", .body = "x\ny",
-                      .content_type = "text/plain", .query_string = "q=1&r=2"};
+    device_cmd_t d = {.verb = "GET",
+                      .endpoint = "a\"b",
+                      .body = "x\ny",
+                      .content_type = "text/plain",
+                      .query_string = "q=1&r=2"};
     s = encode(&d);
     cr_assert_str_eq(s, "{\"verb\":\"GET\",\"endpoint\":\"a\\\"b\",\"body\":\"x\\ny\","
                         "\"contentType\":\"text/plain\",\"queryString\":\"q=1&r=2\"}");
@@ -338,7 +351,8 @@ Test(device_base64, standard_padded)
 Test(device_content_type, media_type_compare)
 {
     cr_assert(device_content_type_is("application/octet-stream", "application/octet-stream"));
-    cr_assert(device_content_type_is(" Application/Octet-Stream ; x=1", "application/octet-stream"));
+    cr_assert(
+        device_content_type_is(" Application/Octet-Stream ; x=1", "application/octet-stream"));
     cr_assert_not(device_content_type_is("application/octet-streamx", "application/octet-stream"));
     cr_assert_not(device_content_type_is("application/json", "application/octet-stream"));
 }

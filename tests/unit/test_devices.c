@@ -4,6 +4,7 @@
  * reopen, listing, sweeping, and the metrics that follow each commit. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,8 @@ TestSuite(devices, .init = setup, .fini = teardown);
 
 static device_cmd_t mk(const char *endpoint)
 {
-    return (device_cmd_t){.verb = "POST", .endpoint = (char *)endpoint,
-                          .content_type = "application/json"};
+    return (device_cmd_t){
+        .verb = "POST", .endpoint = (char *)endpoint, .content_type = "application/json"};
 }
 
 static int64_t enq(int64_t dev, const char *endpoint, int64_t expires, int64_t now)
@@ -79,11 +80,10 @@ static int64_t poll_expect(int64_t dev, int64_t now, const char *endpoint)
     return id;
 }
 
-static int result(int64_t dev, int64_t now, const char *response, const char *error,
-                  int64_t *id)
+static int result(int64_t dev, int64_t now, const char *response, const char *error, int64_t *id)
 {
-    device_result_t res = {.failed = error != NULL, .response = (char *)response,
-                           .error = (char *)error};
+    device_result_t res = {
+        .failed = error != NULL, .response = (char *)response, .error = (char *)error};
     return devices_result(ds, dev, &res, now, id);
 }
 
@@ -196,6 +196,10 @@ Test(devices, result_with_nothing_in_flight_is_an_orphan)
 static int count_orphan(const devices_orphan_t *o, void *arg)
 {
     int *n = arg;
+    if (o->device_id == 4) {
+        (*n)++;
+        return 0;
+    }
     cr_assert_eq(o->device_id, 9);
     if (*n == 0) {
         cr_assert_str_eq(o->response, "{\"x\":1}");
@@ -341,12 +345,17 @@ Test(devices, unknown_command_or_wrong_device)
 
 Test(devices, every_field_round_trips)
 {
-    device_cmd_t in = {.verb = "GET", .endpoint = "user_list", .body = "{\"a\":[1,2]}",
-                       .body_json = 1, .content_type = "application/json",
+    device_cmd_t in = {.verb = "GET",
+                       .endpoint = "user_list",
+                       .body = "{\"a\":[1,2]}",
+                       .body_json = 1,
+                       .content_type = "application/json",
                        .query_string = "session=abc&x=1"};
     int64_t id;
     cr_assert_eq(devices_enqueue(ds, -5, &in, 0, 1, &id), 0);
-    device_cmd_t oct = {.verb = "POST", .endpoint = "upload", .body = "AAEC",
+    device_cmd_t oct = {.verb = "POST",
+                        .endpoint = "upload",
+                        .body = "AAEC",
                         .content_type = "application/octet-stream"};
     int64_t id2;
     cr_assert_eq(devices_enqueue(ds, -5, &oct, 0, 2, &id2), 0);
@@ -485,19 +494,26 @@ Test(devices, sweep_expires_and_prunes)
     devices_cmd_clear(&c);
     cr_assert_eq(devices_sweep(ds, 61200), 0);
     cr_assert_eq(devices_get(ds, 2, b, 61200, &c), -ENOENT);
+    /* the orphan is past its retention too, but the newest row of its table stays */
     int n = 0;
-    cr_assert_eq(devices_orphans(ds, 4, 0, 10, count_orphan, &n), 0);
+    cr_assert_eq(devices_orphans(ds, 4, 0, 10, count_orphan, &n), 1);
     poll_expect(3, 61201, "c");
 }
 
 Test(devices, ids_are_never_reused_after_pruning)
 {
     int64_t a = enq(1, "a", 0, 0);
+    int64_t b = enq(1, "b", 0, 0);
     int st;
     devices_cancel(ds, 1, a, 0, &st);
+    devices_cancel(ds, 1, b, 0, &st);
     devices_sweep(ds, 100000);
-    int64_t b = enq(1, "b", 0, 100001);
-    cr_assert_gt(b, a);
+    devices_cmd_t c;
+    cr_assert_eq(devices_get(ds, 1, a, 100000, &c), -ENOENT, "pruned");
+    cr_assert_eq(devices_get(ds, 1, b, 100000, &c), 0, "the newest row stays");
+    devices_cmd_clear(&c);
+    int64_t d = enq(1, "d", 0, 100001);
+    cr_assert_gt(d, b);
 }
 
 Test(devices, status_names)
@@ -509,4 +525,107 @@ Test(devices, status_names)
     cr_assert_eq(devices_status_parse("sent,done", 4), DEVICES_SENT);
     cr_assert_eq(devices_status_parse("sen", 3), -EINVAL);
     cr_assert_eq(devices_status_parse("", 0), -EINVAL);
+}
+
+/* ---- group commit ---- */
+
+static const devices_opts_t gopts = {
+    .redelivery_ms = 1000, .max_queue = 3, .retention_ms = 60000, .group_commit = 1};
+
+static void setup_group(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/pg-devices-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/pushgate.db", dir);
+    memset(&metrics, 0, sizeof(metrics));
+    char err[256] = "";
+    cr_assert_eq(devices_open(&ds, path, &gopts, err, sizeof(err)), 0, "%s", err);
+}
+
+/* Rows of device_commands as another connection (another process) sees them. */
+static int committed_rows(void)
+{
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM device_commands", -1, &s, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+TestSuite(devices_group, .init = setup_group, .fini = teardown);
+
+Test(devices_group, nothing_is_durable_before_sync)
+{
+    int64_t a = enq(1, "a", 0, 0);
+    uint64_t e1 = devices_last_epoch();
+    cr_assert_gt(e1, 0);
+    int64_t b = enq(1, "b", 0, 0);
+    cr_assert_eq(devices_last_epoch(), e1, "one open transaction for both");
+    /* the calls see each other; another connection sees nothing yet; no metrics yet */
+    cr_assert_eq(poll_expect(1, 1, "a"), a);
+    cr_assert_eq(committed_rows(), 0);
+    cr_assert_eq(metrics.device_queued, 0);
+    cr_assert_eq(devices_sync(ds, e1), 0);
+    cr_assert_eq(committed_rows(), 2);
+    cr_assert_eq(metrics.device_queued, 1);
+    cr_assert_eq(metrics.device_in_flight, 1);
+    /* the next call opens the next epoch */
+    int64_t id;
+    cr_assert_eq(result(1, 2, "1", NULL, &id), 1);
+    uint64_t e2 = devices_last_epoch();
+    cr_assert_gt(e2, e1);
+    cr_assert_eq(devices_sync(ds, e1), 0, "an older epoch is already committed");
+    cr_assert_eq(metrics.device_in_flight, 1, "e2 is still open");
+    cr_assert_eq(devices_sync(ds, e2), 0);
+    cr_assert_eq(metrics.device_in_flight, 0);
+    cr_assert_eq(poll_expect(1, 3, "b"), b);
+    cr_assert_eq(devices_sync(ds, 0), 0);
+}
+
+Test(devices_group, a_failed_call_leaves_the_others_of_its_epoch)
+{
+    enq(1, "a", 0, 0);
+    enq(1, "b", 0, 0);
+    enq(1, "c", 0, 0);
+    uint64_t e = devices_last_epoch();
+    device_cmd_t c = mk("d");
+    int64_t id = 0;
+    cr_assert_eq(devices_enqueue(ds, 1, &c, 0, 0, &id), -ENOSPC);
+    cr_assert_eq(devices_sync(ds, e), 0);
+    cr_assert_eq(committed_rows(), 3);
+    cr_assert_eq(metrics.device_queued, 3);
+}
+
+Test(devices_group, sweep_and_close_commit_what_is_open)
+{
+    enq(1, "a", 0, 0);
+    cr_assert_eq(committed_rows(), 0);
+    cr_assert_geq(devices_sweep(ds, 10), 0);
+    cr_assert_eq(committed_rows(), 1);
+    enq(1, "b", 0, 11);
+    devices_close(ds);
+    ds = NULL;
+    cr_assert_eq(committed_rows(), 2);
+    open_store();
+}
+
+Test(devices_group, reads_see_the_open_epoch_and_wait_for_it)
+{
+    int64_t a = enq(7, "a", 0, 0);
+    uint64_t e = devices_last_epoch();
+    devices_cmd_t c = get(7, a, 1);
+    cr_assert_eq(devices_last_epoch(), e, "the read depends on the open epoch");
+    devices_cmd_clear(&c);
+    devices_depth_t d;
+    cr_assert_eq(devices_depth(ds, 7, &d), 0);
+    cr_assert_eq(d.queued, 1);
+    cr_assert_eq(devices_last_epoch(), e);
+    cr_assert_eq(devices_sync(ds, e), 0);
+    cr_assert_eq(devices_depth(ds, 7, &d), 0);
+    cr_assert_eq(devices_last_epoch(), 0, "nothing open: a read needs no wait");
 }

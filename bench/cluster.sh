@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Cluster benchmark (docs/benchmarks.md, "Cluster"): a redis-server and three pushgate
+# nodes on this box, WebSocket clients from bench/build/wsload, push requests
+# broadcast to every client. Three scenarios with the same clients and pushes:
+#   single   one node, local bus (the baseline)
+#   bus      the same clients all on n1 of a 3-node cluster: every push goes through
+#            Redis and back (n2, n3 receive and match it too): the bus's added latency
+#   spread   the clients spread over n1, n2, n3, pushes published on n1: cross-node
+#            fan-out; deliveries/s counts all three nodes (n1's from wsload, n2's and
+#            n3's from their pushgate_deliveries_total), latency is n1's clients'
+# Starts everything it needs and kills what it started.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/cluster.sh [options]
+  --clients N          WebSocket clients in every scenario (3000)
+  --pushes M           push requests per scenario (200)
+  --publishers P       concurrent publishers (4)
+  --payload-bytes B    size of each push's serviceRequest (100)
+  --workers W          pushgate --workers of each node (1)
+  --binary PATH        pushgate binary (build/pushgate, or $PUSHGATE)
+  --keep               keep the temp directory (configs, logs, raw outputs)
+EOF
+}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${PUSHGATE:-$root/build/pushgate}
+tools=$root/bench/build
+clients=3000
+pushes=200
+publishers=4
+payload=100
+workers=1
+keep=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --clients) clients=$2; shift 2 ;;
+    --pushes) pushes=$2; shift 2 ;;
+    --publishers) publishers=$2; shift 2 ;;
+    --payload-bytes) payload=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --binary) bin=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+    esac
+done
+
+die() {
+    echo "cluster.sh: $*" >&2
+    exit 1
+}
+[ -x "$bin" ] || die "no server at $bin; build it first with: make -C $root"
+command -v redis-server >/dev/null || die "redis-server is not installed (scripts/setup.sh)"
+[ -x "$tools/wsload" ] || make -s -C "$root/bench" >&2
+ulimit -n $((clients + 1024)) 2>/dev/null || die "cannot raise ulimit -n to $((clients + 1024))"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/pushgate-cluster-bench.XXXXXX")
+pids=()
+cleanup() {
+    local rc=$?
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [ "$keep" = 1 ]; then echo "cluster.sh: outputs kept in $tmp" >&2; else rm -rf "$tmp"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$((20000 + RANDOM % 12000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+    die "no free port"
+}
+
+cp "$bin" "$tmp/pushgate"
+rport=$(free_port)
+redis-server --port "$rport" --save '' --appendonly no --bind 127.0.0.1 >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
+    sleep 0.1
+done
+
+# start_node NAME [--redis URL --node-id ID]: prints the port
+start_node() {
+    local name=$1 port
+    shift
+    port=$(free_port)
+    mkdir -p "$tmp/$name"
+    cat >"$tmp/$name/config.json" <<EOF
+{"apiKeys": [{"key": "bench-key", "scopes": ["publish", "admin"]}],
+ "sessions": [{"sessionId": "bench", "user": "bench"}],
+ "limits": {"maxOutputBytes": 67108864, "maxConnections": 0}}
+EOF
+    "$tmp/pushgate" serve --config "$tmp/$name/config.json" --listen "127.0.0.1:$port" \
+        --workers "$workers" --data-dir "$tmp/$name/data" "$@" 2>"$tmp/$name.log" &
+    pids+=($!)
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
+        sleep 0.1
+    done
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" || die "$name not ready: $(tail -3 "$tmp/$name.log")"
+    echo "$port"
+}
+
+field() { sed -n 's/.*[[:space:]]'"$2"'=\([^[:space:]]*\).*/\1/p' <<<"$1"; }
+delivered_ok() {
+    curl -fsS "http://127.0.0.1:$1/metrics" | sed -n 's/^pushgate_deliveries_total{result="ok"} //p'
+}
+
+src=1
+wsload() { # wsload NAME PORT CLIENTS [args...]
+    local name=$1 port=$2 n=$3
+    shift 3
+    "$tools/wsload" --url "http://127.0.0.1:$port" --clients "$n" --key bench-key \
+        --client-id-prefix "$name-" --sources "127.0.0.$src" --payload-bytes "$payload" "$@" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err" || echo "cluster.sh: wsload $name exited $?" >&2
+    grep '^RESULT ' "$tmp/$name.out" || echo "RESULT errors=missing"
+}
+
+echo "cluster.sh: single node" >&2
+p0=$(start_node single)
+single=$(wsload single "$p0" "$clients" --pushes "$pushes" --publishers "$publishers")
+src=$((src + 1))
+
+redis=redis://127.0.0.1:$rport
+p1=$(start_node n1 --redis "$redis" --node-id n1)
+p2=$(start_node n2 --redis "$redis" --node-id n2)
+p3=$(start_node n3 --redis "$redis" --node-id n3)
+for _ in $(seq 100); do
+    n=$(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$p1/api/nodes" | grep -o '"nodeId"' | wc -l)
+    [ "$n" = 3 ] && break
+    sleep 0.1
+done
+
+echo "cluster.sh: bus (all clients on n1 of 3)" >&2
+bus=$(wsload bus "$p1" "$clients" --pushes "$pushes" --publishers "$publishers")
+src=$((src + 1))
+
+echo "cluster.sh: spread (clients on n1, n2, n3; published on n1)" >&2
+share=$((clients / 3))
+before2=$(delivered_ok "$p2")
+before3=$(delivered_ok "$p3")
+idle=$((30 + pushes / 20))
+(wsload spread-n2 "$p2" "$share" --idle-seconds "$idle" >"$tmp/spread-n2.result") &
+(src=$((src + 1)); wsload spread-n3 "$p3" "$share" --idle-seconds "$idle" >"$tmp/spread-n3.result") &
+src=$((src + 2))
+for _ in $(seq 300); do
+    c2=$(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$p2/api/nodes" | grep -o '"connections":[0-9]*' | head -1 | cut -d: -f2)
+    c3=$(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$p3/api/nodes" | grep -o '"connections":[0-9]*' | head -1 | cut -d: -f2)
+    [ "${c2:-0}" -ge "$share" ] && [ "${c3:-0}" -ge "$share" ] && break
+    sleep 0.1
+done
+spread=$(wsload spread-n1 "$p1" "$share" --pushes "$pushes" --publishers "$publishers")
+sleep 1
+after2=$(delivered_ok "$p2")
+after3=$(delivered_ok "$p3")
+remote=$(((after2 - before2) + (after3 - before3)))
+wait_pids=$(jobs -p)
+[ -n "$wait_pids" ] && wait $wait_pids 2>/dev/null || true
+
+row() { # row NAME RESULT [extra deliveries]
+    local res=$2 extra=${3:-0} d w
+    d=$(field "$res" deliveries)
+    w=$(field "$res" window_s)
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(field "$res" alive)" \
+        "$((d + extra))" "$w" "$(awk -v d="$((d + extra))" -v w="$w" 'BEGIN { printf "%.0f", (w > 0 ? d / w : 0) }')" \
+        "$(field "$res" p50_ms)" "$(field "$res" p99_ms)"
+}
+echo
+echo "clients $clients, pushes $pushes, publishers $publishers, payload $payload B, workers/node $workers, $(nproc) cores"
+echo
+echo '| scenario | clients (measured node) | deliveries (all nodes) | window s | deliveries/s | p50 ms | p99 ms |'
+echo '|---|---:|---:|---:|---:|---:|---:|'
+row "single node" "$single"
+row "bus: all on n1 of 3" "$bus"
+row "spread over n1, n2, n3" "$spread" "$remote"

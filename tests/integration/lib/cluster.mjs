@@ -1,0 +1,107 @@
+// Cluster helpers: a real redis-server on a free loopback port (started and stopped by
+// the test), pushgate nodes joined to it with --redis/--node-id (through the harness's
+// startNode), a tiny RESP client to look inside Redis, and waits on membership and
+// readiness.
+
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { freePort, sleep, startNode, baseConfig, get, ADMIN_KEY, SLOW } from './harness.mjs';
+
+const redises = new Set();
+
+process.on('exit', () => {
+  for (const r of redises) {
+    try { r.proc?.kill('SIGKILL'); } catch { /* gone */ }
+  }
+});
+
+/** Send one command over RESP; resolves to the raw reply text (enough for tests). */
+export function redisCommand(port, ...args) {
+  return new Promise((res, rej) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = '';
+    const t = setTimeout(() => { sock.destroy(); rej(new Error(`redis ${args[0]}: no reply`)); }, 2000);
+    sock.on('error', (e) => { clearTimeout(t); rej(e); });
+    sock.on('connect', () => {
+      sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+    });
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      if (buf.endsWith('\r\n')) {
+        clearTimeout(t);
+        sock.end();
+        res(buf);
+      }
+    });
+  });
+}
+
+/**
+ * Start redis-server on a free loopback port, no persistence. Returns
+ * {port, url, kill() (SIGKILL, resolves when gone), restart() (same port), stop()}.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const r = { port, url: `redis://127.0.0.1:${port}`, proc: null, log: '' };
+  r.start = async () => {
+    r.proc = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    r.proc.stdout.on('data', (d) => { r.log += d; });
+    r.proc.stderr.on('data', (d) => { r.log += d; });
+    r.exited = new Promise((res) => r.proc.on('exit', res));
+    const deadline = Date.now() + 5000 * SLOW;
+    while (Date.now() < deadline) {
+      try {
+        if ((await redisCommand(port, 'PING')).startsWith('+PONG')) return r;
+      } catch { /* not yet */ }
+      await sleep(25);
+    }
+    throw new Error(`redis-server did not start on ${port}:\n${r.log.slice(-2000)}`);
+  };
+  r.kill = async () => {
+    if (r.proc && r.proc.exitCode === null && r.proc.signalCode === null) {
+      r.proc.kill('SIGKILL');
+      await r.exited;
+    }
+  };
+  r.restart = async () => { await r.kill(); return r.start(); };
+  r.stop = async () => { await r.kill(); redises.delete(r); };
+  redises.add(r);
+  return r.start();
+}
+
+/** Start one node of the cluster on redis; id becomes its nodeId. */
+export function startClusterNode(redis, id, { workers = 2, config = baseConfig(), extraArgs = [] } = {}) {
+  return startNode({ workers, config, extraArgs: ['--redis', redis.url, '--node-id', id, ...extraArgs] });
+}
+
+/** GET /api/nodes → the sorted node ids (null when the call fails). */
+export async function memberIds(node) {
+  const r = await get(node, '/api/nodes', { key: ADMIN_KEY });
+  if (r.status !== 200) return null;
+  return r.body.nodes.map((n) => n.nodeId).sort();
+}
+
+/** Wait until every node lists exactly ids as members. Returns the last lists. */
+export async function waitMembers(nodes, ids, timeoutMs = 8000 * SLOW) {
+  const want = JSON.stringify([...ids].sort());
+  const deadline = Date.now() + timeoutMs;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = await Promise.all(nodes.map((n) => memberIds(n).catch(() => null)));
+    if (last.every((l) => JSON.stringify(l) === want)) return last;
+    await sleep(50);
+  }
+  throw new Error(`members did not become ${want}: ${JSON.stringify(last)}`);
+}
+
+/** Wait until /readyz answers status on every node. Returns the last bodies. */
+export async function waitReady(nodes, status, timeoutMs = 10000 * SLOW) {
+  const deadline = Date.now() + timeoutMs;
+  let last = [];
+  while (Date.now() < deadline) {
+    last = await Promise.all(nodes.map((n) => get(n, '/readyz').catch((e) => ({ status: 0, text: e.message }))));
+    if (last.every((r) => r.status === status)) return last.map((r) => r.body);
+    await sleep(50);
+  }
+  throw new Error(`readyz did not become ${status}: ${JSON.stringify(last.map((r) => [r.status, r.text]))}`);
+}
