@@ -38,6 +38,8 @@ struct eio_session_s {
     uv_timer_t heartbeat;
     uv_timer_t flush;
     int awaiting_pong;
+    int client_closed;
+    int probed; /* the WebSocket answered 3probe: polls end at once until it upgrades */
     int handles; /* timers still to close before the session is freed */
 };
 
@@ -272,6 +274,8 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void heartbeat_arm(eio_session_t *s, unsigned ms);
 
+/* send_close: tell the client with a close packet (a server-side close); a pending
+ * poll then gets "1". When the client closed, a pending poll just ends with a noop. */
 static void session_close(eio_session_t *s, const char *reason, int send_close)
 {
     if (s->closed)
@@ -286,7 +290,8 @@ static void session_close(eio_session_t *s, const char *reason, int send_close)
         http_ctx_t *ctx = s->poll;
         s->poll = NULL;
         ctx->on_abort = NULL;
-        http_respond(ctx, 200, "text/plain; charset=UTF-8", "1", 1, NULL);
+        http_respond(ctx, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1,
+                     NULL);
     }
     ws_conn_t *ws = s->ws, *probe = s->probe;
     s->ws = s->probe = NULL;
@@ -402,6 +407,7 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
             s->h->on_message(s, p->data, p->len, p->binary);
         break;
     case EIO_CLOSE:
+        s->client_closed = 1;
         session_close(s, "transport close", 0);
         break;
     default:
@@ -486,6 +492,7 @@ static void probe_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, 
     }
     if (p.type == EIO_PING && p.len == 5 && memcmp(p.data, "probe", 5) == 0) {
         ws_write_text(wc, EIO_PONG, "probe", 5);
+        s->probed = 1;
         /* the poll in flight ends now, so the client can finish the upgrade */
         if (s->poll) {
             queue_item(s, EIO_NOOP, 0, NULL, 0, 0);
@@ -514,8 +521,10 @@ static void probe_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, 
 static void probe_on_close(ws_conn_t *wc)
 {
     eio_session_t *s = wc->app;
-    if (s && s->probe == wc)
+    if (s && s->probe == wc) {
         s->probe = NULL; /* the upgrade failed; polling goes on */
+        s->probed = 0;
+    }
 }
 
 static const ws_handler_t probe_handler = {probe_on_message, probe_on_close};
@@ -584,6 +593,8 @@ static void polling(http_ctx_t *ctx, eio_session_t *s)
         http_defer(ctx);
         ctx->on_abort = on_poll_abort;
         ctx->abort_arg = s;
+        if (s->probed && s->probe && !s->head)
+            queue_item(s, EIO_NOOP, 0, NULL, 0, 0); /* the client is upgrading: let it */
         if (s->head)
             poll_respond(s);
         return;
@@ -610,11 +621,29 @@ static void polling(http_ctx_t *ctx, eio_session_t *s)
         session_close(s, "parse error", 0);
 }
 
+static void refused_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, size_t len)
+{
+    (void)wc, (void)opcode, (void)msg, (void)len;
+}
+
+static const ws_handler_t refused_handler = {refused_on_message, NULL};
+
 static void upgrade(http_ctx_t *ctx, eio_session_t *s)
 {
     const char *key, *why;
-    if (s->transport != EIO_T_POLLING || s->probe || ws_check_upgrade(ctx->req, &key, &why) < 0) {
+    if (ws_check_upgrade(ctx->req, &key, &why) < 0) {
         respond_error(ctx, 400, EIO_ERR_BAD_REQUEST);
+        return;
+    }
+    if (s->transport != EIO_T_POLLING || s->probe) {
+        /* a second WebSocket for a session: accepted as WebSocket, then closed, the way
+         * the reference server answers it (clients expect a WebSocket-level refusal) */
+        const char *extra;
+        size_t extra_len;
+        conn_t *c = http_take_conn(ctx, &extra, &extra_len);
+        ws_conn_t *wc = ws_upgrade(c, key, &s->srv->opt.ws, &refused_handler, NULL, NULL, 0);
+        if (wc)
+            ws_conn_close(wc, 1008, "session already upgraded");
         return;
     }
     const char *extra;

@@ -306,7 +306,10 @@ static void on_connect(sio_client_t *cl, const sio_packet_t *p)
     for (size_t i = 0; i < res.n_topics; i++)
         hub_topic_add(s, res.topics[i]);
     char body[96];
-    int n = snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->sid, pid);
+    /* a pid tells the client it may ask for recovery: only where history can serve it */
+    int n = cl->srv->history
+                ? snprintf(body, sizeof(body), "{\"sid\":\"%s\",\"pid\":\"%s\"}", sock->sid, pid)
+                : snprintf(body, sizeof(body), "{\"sid\":\"%s\"}", sock->sid);
     emit_packet(cl, SIO_CONNECT, sock->nsp, -1, body, (size_t)n, NULL, 0);
     const char *offset = json_string_value(json_object_get(auth, "offset"));
     if (res.replay && offset && json_is_string(json_object_get(auth, "pid")))

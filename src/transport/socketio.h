@@ -46,7 +46,7 @@ typedef struct sio_server_s {
     eio_server_t eio;
     const sio_app_t *app;
     unsigned connect_timeout_ms;
-    history_t *history;
+    history_t *history; /* NULL: no recovery (no `pid` in CONNECT answers) */
 } sio_server_t;
 
 /* Sets up srv->eio so that eio_http(ctx, &srv->eio) serves socket.io with app. */
