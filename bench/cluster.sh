@@ -8,6 +8,8 @@
 #   spread   the clients spread over n1, n2, n3, pushes published on n1: cross-node
 #            fan-out; deliveries/s counts all three nodes (n1's from wsload, n2's and
 #            n3's from their pushgate_deliveries_total), latency is n1's clients'
+# single and bus run again paced (one publisher, a fixed rate), where latency is the
+# fan-out time without queueing: the difference is what the bus adds.
 # Starts everything it needs and kills what it started.
 set -euo pipefail
 
@@ -19,6 +21,8 @@ usage: bench/cluster.sh [options]
   --publishers P       concurrent publishers (4)
   --payload-bytes B    size of each push's serviceRequest (100)
   --workers W          pushgate --workers of each node (1)
+  --paced-pushes M     pushes of the paced scenarios (40)
+  --rate R             pushes a second of the paced scenarios (20)
   --binary PATH        pushgate binary (build/pushgate, or $PUSHGATE)
   --keep               keep the temp directory (configs, logs, raw outputs)
 EOF
@@ -32,6 +36,8 @@ pushes=200
 publishers=4
 payload=100
 workers=1
+paced=40
+rate=20
 keep=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -40,6 +46,8 @@ while [ $# -gt 0 ]; do
     --publishers) publishers=$2; shift 2 ;;
     --payload-bytes) payload=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
+    --paced-pushes) paced=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --binary) bin=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -83,16 +91,16 @@ free_port() {
 
 cp "$bin" "$tmp/pushgate"
 rport=$(free_port)
-redis-server --port "$rport" --save '' --appendonly no --bind 127.0.0.1 >"$tmp/redis.log" 2>&1 &
+redis-server --port "$rport" --save '' --appendonly no --bind 127.0.0.1 >"$tmp/redis.log" 2>&1 </dev/null &
 pids+=($!)
 for _ in $(seq 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break
     sleep 0.1
 done
 
-# start_node NAME [--redis URL --node-id ID]: prints the port
+# start_node NAME [--redis URL --node-id ID]: sets $port
 start_node() {
-    local name=$1 port
+    local name=$1
     shift
     port=$(free_port)
     mkdir -p "$tmp/$name"
@@ -102,14 +110,13 @@ start_node() {
  "limits": {"maxOutputBytes": 67108864, "maxConnections": 0}}
 EOF
     "$tmp/pushgate" serve --config "$tmp/$name/config.json" --listen "127.0.0.1:$port" \
-        --workers "$workers" --data-dir "$tmp/$name/data" "$@" 2>"$tmp/$name.log" &
+        --workers "$workers" --data-dir "$tmp/$name/data" "$@" >/dev/null 2>"$tmp/$name.log" &
     pids+=($!)
     for _ in $(seq 100); do
         curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
         sleep 0.1
     done
     curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" || die "$name not ready: $(tail -3 "$tmp/$name.log")"
-    echo "$port"
 }
 
 field() { sed -n 's/.*[[:space:]]'"$2"'=\([^[:space:]]*\).*/\1/p' <<<"$1"; }
@@ -128,14 +135,20 @@ wsload() { # wsload NAME PORT CLIENTS [args...]
 }
 
 echo "cluster.sh: single node" >&2
-p0=$(start_node single)
+start_node single
+p0=$port
 single=$(wsload single "$p0" "$clients" --pushes "$pushes" --publishers "$publishers")
+src=$((src + 1))
+single_paced=$(wsload single-paced "$p0" "$clients" --pushes "$paced" --publishers 1 --rate "$rate")
 src=$((src + 1))
 
 redis=redis://127.0.0.1:$rport
-p1=$(start_node n1 --redis "$redis" --node-id n1)
-p2=$(start_node n2 --redis "$redis" --node-id n2)
-p3=$(start_node n3 --redis "$redis" --node-id n3)
+start_node n1 --redis "$redis" --node-id n1
+p1=$port
+start_node n2 --redis "$redis" --node-id n2
+p2=$port
+start_node n3 --redis "$redis" --node-id n3
+p3=$port
 for _ in $(seq 100); do
     n=$(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$p1/api/nodes" | grep -o '"nodeId"' | wc -l)
     [ "$n" = 3 ] && break
@@ -145,14 +158,18 @@ done
 echo "cluster.sh: bus (all clients on n1 of 3)" >&2
 bus=$(wsload bus "$p1" "$clients" --pushes "$pushes" --publishers "$publishers")
 src=$((src + 1))
+bus_paced=$(wsload bus-paced "$p1" "$clients" --pushes "$paced" --publishers 1 --rate "$rate")
+src=$((src + 1))
 
 echo "cluster.sh: spread (clients on n1, n2, n3; published on n1)" >&2
 share=$((clients / 3))
 before2=$(delivered_ok "$p2")
 before3=$(delivered_ok "$p3")
-idle=$((30 + pushes / 20))
+idle=$((12 + pushes / 20))
 (wsload spread-n2 "$p2" "$share" --idle-seconds "$idle" >"$tmp/spread-n2.result") &
+waiters=($!)
 (src=$((src + 1)); wsload spread-n3 "$p3" "$share" --idle-seconds "$idle" >"$tmp/spread-n3.result") &
+waiters+=($!)
 src=$((src + 2))
 for _ in $(seq 300); do
     c2=$(curl -fsS -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$p2/api/nodes" | grep -o '"connections":[0-9]*' | head -1 | cut -d: -f2)
@@ -165,8 +182,7 @@ sleep 1
 after2=$(delivered_ok "$p2")
 after3=$(delivered_ok "$p3")
 remote=$(((after2 - before2) + (after3 - before3)))
-wait_pids=$(jobs -p)
-[ -n "$wait_pids" ] && wait $wait_pids 2>/dev/null || true
+wait "${waiters[@]}" 2>/dev/null || true
 
 row() { # row NAME RESULT [extra deliveries]
     local res=$2 extra=${3:-0} d w
@@ -182,5 +198,17 @@ echo
 echo '| scenario | clients (measured node) | deliveries (all nodes) | window s | deliveries/s | p50 ms | p99 ms |'
 echo '|---|---:|---:|---:|---:|---:|---:|'
 row "single node" "$single"
-row "bus: all on n1 of 3" "$bus"
+row "bus, all on n1 of 3" "$bus"
 row "spread over n1, n2, n3" "$spread" "$remote"
+echo
+echo "spread: n2 and n3 delivered $remote of $((2 * share * pushes)) (their pushgate_deliveries_total); the window is n1's"
+echo
+echo "paced, $paced pushes at $rate/s, one publisher (latency without queueing):"
+echo
+echo '| scenario | clients | p50 ms | p99 ms | max ms |'
+echo '|---|---:|---:|---:|---:|'
+for r in "single node:$single_paced" "bus, all on n1 of 3:$bus_paced"; do
+    res=${r#*:}
+    printf '| %s | %s | %s | %s | %s |\n' "${r%%:*}" "$(field "$res" alive)" "$(field "$res" p50_ms)" \
+        "$(field "$res" p99_ms)" "$(field "$res" max_ms)"
+done

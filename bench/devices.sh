@@ -216,7 +216,7 @@ console.log(`server CPU: ${cpu.toFixed(2)} s over the window = ${(cpu / Number(s
 console.log(`RESULT tool=devices mode=${mode} workers=${workers} devices=${devices} concurrency=${conc} seconds=${seconds} round_trips=${done} rate=${rate.toFixed(0)} p50_ms=${p50.toFixed(2)} p99_ms=${p99.toFixed(2)} server_cpu_us_per_rt=${(cpu * 1e6 / Math.max(1, done)).toFixed(0)} errors=${errors}`);
 if (errors) process.exitCode = 1;
 EOF
-db=$tmp/data/pushgate.db
+db=$tmp/data/devices.db
 if command -v sqlite3 >/dev/null; then
     echo "store: $(sqlite3 "$db" 'select count(*) from device_commands') commands, $(sqlite3 "$db" 'select count(*) from device_commands where status=2') done; database $(du -sh "$tmp/data" | cut -f1)"
 fi

@@ -20,7 +20,9 @@
 // order, and records now - t. deliveries/s is N×M over [first publish, last delivery].
 // Prints a summary on stderr and one line `RESULT tool=sio-load key=value …` on stdout;
 // exits 1 when a client failed to connect or a delivery is missing, repeated or out of
-// order. Loopback only.
+// order. With --server-pid it also reports the server's CPU time (utime+stime) from the
+// first publish to the last delivery, per delivery: less sensitive than deliveries/s to
+// the clients and other load sharing the machine. Loopback only.
 
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -143,6 +145,14 @@ function rssKb(pid) {
   return m ? Number(m[1]) : 0;
 }
 
+// utime + stime of the process, in seconds (/proc/PID/stat fields 14 and 15)
+function cpuS(pid) {
+  if (!pid) return 0;
+  const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+}
+
 function request(agent, url, method, body, headers = {}) {
   return new Promise((res, rej) => {
     const u = new URL(url);
@@ -210,6 +220,7 @@ async function parent(o) {
   const results = kids.map((k) => nextMsg(k));
   let seq = 0;
   let publishErrors = 0;
+  const cpu0 = cpuS(o.serverPid);
   const tp0 = now();
   await Promise.all(Array.from({ length: o.publishers }, async () => {
     while (seq < o.messages) {
@@ -227,6 +238,7 @@ async function parent(o) {
   const publishS = (now() - tp0) / 1000;
   for (const k of kids) k.send({ cmd: 'expect', messages: o.messages, drainMs: o.drainTimeoutS * 1000 });
   const res = await Promise.all(results);
+  const cpu1 = cpuS(o.serverPid);
   agent.destroy();
   for (const k of kids) k.send({ cmd: 'close' });
 
@@ -249,11 +261,14 @@ async function parent(o) {
     messages_per_s: (o.messages / windowS).toFixed(1),
     p50_ms: pct(lat, 50).toFixed(1), p99_ms: pct(lat, 99).toFixed(1), max_ms: (lat[lat.length - 1] ?? NaN).toFixed(1),
     rss_before_kb: rss0, rss_after_kb: rss1, bytes_per_client: Math.round(bytesPerClient),
+    server_cpu_s: (cpu1 - cpu0).toFixed(2),
+    server_cpu_us_per_delivery: delivered ? (((cpu1 - cpu0) * 1e6) / delivered).toFixed(2) : 'nan',
   };
   console.error(`sio-load ${o.label}: ${o.clients} clients (${failed} failed) in ${connectS.toFixed(1)} s, ` +
     `server RSS ${rss0} → ${rss1} kB (${out.bytes_per_client} B/client); ${o.messages} messages published in ${publishS.toFixed(2)} s; ` +
     `${delivered}/${expected} deliveries in ${windowS.toFixed(2)} s = ${out.deliveries_per_s}/s, ` +
-    `latency p50 ${out.p50_ms} p99 ${out.p99_ms} max ${out.max_ms} ms; missing ${missing}, duplicates ${dup}, out of order ${order}`);
+    `latency p50 ${out.p50_ms} p99 ${out.p99_ms} max ${out.max_ms} ms; server CPU ${out.server_cpu_s} s ` +
+    `(${out.server_cpu_us_per_delivery} µs/delivery, until the last delivery); missing ${missing}, duplicates ${dup}, out of order ${order}`);
   console.log('RESULT ' + Object.entries(out).map(([k, v]) => `${k}=${v}`).join(' '));
   await sleep(300);
   return failed || missing || dup || order || publishErrors ? 1 : 0;

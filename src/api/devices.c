@@ -855,7 +855,15 @@ int api_devices_init(app_t *app, char *err, size_t errlen)
         .retention_ms = (int64_t)dc->retention_seconds * 1000,
         .group_commit = 1,
     };
-    int r = devices_open(&app->devices, app->store.path, &o, err, errlen);
+    /* A database of its own, beside the node's store: with group commit the queue holds
+     * the write lock for a loop turn, and no other module's write (a stream
+     * configuration PATCH on the same worker) must ever wait for that. */
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s/devices.db", app->cfg->data_dir) >= (int)sizeof(path)) {
+        snprintf(err, errlen, "dataDir is too long");
+        return -ENAMETOOLONG;
+    }
+    int r = devices_open(&app->devices, path, &o, err, errlen);
     if (r < 0) return r;
     if (!(stages = calloc((size_t)app->cfg->workers, sizeof(*stages)))) goto fail_stages;
     n_stages = app->cfg->workers;

@@ -1,8 +1,8 @@
 /* The durable device command queue (seed 004) in SQLite: per device, commands in
  * enqueue order, one in flight at a time, redelivered when no result comes within the
  * redelivery timeout, expired past their TTL; results close the command in flight or
- * are kept as orphans. Every call that changes state is one committed transaction
- * before it returns (WAL: it survives kill -9 of the process).
+ * are kept as orphans. Every change is committed (WAL: it survives kill -9 of the
+ * process) before anything that depends on it may be shown to anyone.
  *
  * Group commit (opts.group_commit): a call does its work in a savepoint of one open
  * transaction shared by every thread, and returns at once; devices_last_epoch() names
@@ -11,11 +11,11 @@
  * commit (one WAL append, one round of file locks) carries every operation of the turn
  * of every worker. Without it, each call commits before it returns and its epoch is 0.
  *
- * The queue opens its own connection to the node's database file, so its transactions
- * never interleave with another module's; one mutex serializes the calls of every
- * worker on it. Times are unix milliseconds passed in by the caller (tests drive the
- * clock). The process-wide metrics (queue depth, commands by status) follow every
- * committed change. */
+ * The queue has a database file of its own (the node puts it beside its store), so its
+ * open transaction never holds up another module's writes; one mutex serializes the
+ * calls of every worker on its connection. Times are unix milliseconds passed in by
+ * the caller (tests drive the clock). The process-wide metrics (queue depth, commands
+ * by status) follow every committed change. */
 #ifndef PG_STORE_DEVICES_H
 #define PG_STORE_DEVICES_H
 
@@ -86,7 +86,8 @@ const char *devices_status_name(int status);
 /* The status called name[0..len), or -EINVAL. */
 int devices_status_parse(const char *name, size_t len);
 
-/* Opens the queue on the database file at path (creating its tables if needed) and
+/* Opens the queue on the SQLite database at path (creating the file and its tables if
+ * needed; WAL mode) and
  * sets the depth gauges from what it holds. Returns 0, or -EIO / -ENOMEM with a
  * message in err. */
 int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, char *err,

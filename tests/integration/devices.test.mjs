@@ -19,6 +19,17 @@ after(cleanup);
 
 const REDELIVERY_MS = 700 * SLOW;
 
+/** Polls every 50 ms until a command comes (the redelivery); resolves it and when it came. */
+async function pollUntilCommand(dev, timeoutMs = 10000 * SLOW) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const p = await dev.poll();
+    if (p.command) return { command: p.command, at: Date.now() };
+    await sleep(50);
+  }
+  throw new Error(`device ${dev.deviceId}: no command within ${timeoutMs} ms`);
+}
+
 function deviceConfig(device = {}, extra = {}) {
   return baseConfig({ device: { redeliveryMs: REDELIVERY_MS, maxQueue: 5, ...device }, ...extra });
 }
@@ -151,15 +162,17 @@ describe('device queue: devices and operators', () => {
     const e = await enqueue(node, 1006, { endpoint: 'open_door' });
     const t0 = Date.now();
     assert.equal((await dev.poll()).command.endpoint, 'open_door');
+    const t1 = Date.now();
     // the device's result never arrives; it polls again at once: still in flight
     assert.equal((await dev.poll()).text, '');
     let g = await getCommand(node, 1006, e.body.id);
     assert.equal(g.body.status, 'sent');
     assert.equal(g.body.attempts, 1);
     const before = metricValue(await metrics(node), 'pushgate_device_redeliveries_total');
-    await sleep(REDELIVERY_MS - (Date.now() - t0) + 100);
-    const p = await dev.poll();
-    assert.equal(p.command?.endpoint, 'open_door', 'redelivered');
+    const p = await pollUntilCommand(dev);
+    assert.equal(p.command.endpoint, 'open_door', 'redelivered');
+    assert.ok(p.at - t0 >= REDELIVERY_MS, `redelivered after ${p.at - t0} ms, before redeliveryMs`);
+    assert.ok(p.at - t1 < REDELIVERY_MS + 2000 * SLOW, `redelivered only after ${p.at - t1} ms`);
     g = await getCommand(node, 1006, e.body.id);
     assert.equal(g.body.status, 'sent');
     assert.equal(g.body.attempts, 2);
@@ -454,9 +467,9 @@ describe('device queue: durability across kill -9', () => {
     g = await getCommand(b, 2002, inflight.body.id);
     assert.equal(g.body.status, 'sent');
     const dev2 = new DeviceSim(b, 2002, { agent: makeAgent(1) });
-    await sleep(Math.max(0, REDELIVERY_MS - (Date.now() - sentAt)) + 100);
-    const p = await dev2.poll();
-    assert.equal(p.command?.endpoint, 'in_flight', 'redelivered after the restart');
+    const p = await pollUntilCommand(dev2);
+    assert.equal(p.command.endpoint, 'in_flight', 'redelivered after the restart');
+    assert.ok(p.at - sentAt >= REDELIVERY_MS - 50, `redelivered ${p.at - sentAt} ms after the delivery`);
     assert.equal((await dev2.result({ response: 'done at last' })).status, 200);
     g = await getCommand(b, 2002, inflight.body.id);
     assert.equal(g.body.status, 'done');
