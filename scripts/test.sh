@@ -11,6 +11,8 @@ step() { echo; echo "==== $*"; }
 
 step "build"
 make -j"$JOBS"
+step "lint (cppcheck, clang-tidy)"
+make lint
 step "unit tests"
 make -j"$JOBS" unit
 step "integration tests"

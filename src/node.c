@@ -17,6 +17,7 @@
 #include "http/server.h"
 #include "auth/channels.h"
 #include "hub/hub.h"
+#include "transport/engineio.h"
 #include "streams/stream.h"
 
 typedef struct node_s {
@@ -41,6 +42,13 @@ static void on_worker_stop(worker_t *w, void *arg)
     node_t *n = arg;
     api_devices_detach(&n->app, w);
     hub_worker_detach(w);
+}
+
+static void on_worker_stopping(worker_t *w, void *arg)
+{
+    (void)w;
+    (void)arg;
+    eio_worker_shutdown();
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -162,6 +170,7 @@ int node_run(config_t *cfg)
         .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
         .on_start = on_worker_start,
         .on_stop = on_worker_stop,
+        .on_stopping = on_worker_stopping,
         .arg = &n,
     };
     /* handlers first: a signal must never find the default action once we listen */

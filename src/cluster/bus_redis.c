@@ -101,8 +101,9 @@ static char *join(const char *a, const char *b)
     size_t la = strlen(a), lb = strlen(b);
     char *s = malloc(la + lb + 1);
     if (s) {
-        memcpy(s, a, la);
-        memcpy(s + la, b, lb + 1);
+        memcpy(s, a, la); // NOLINT(bugprone-not-null-terminated-result): b and its NUL follow
+        /* lb + 1 bytes: the NUL comes along */
+        memcpy(s + la, b, lb + 1); // NOLINT(bugprone-not-null-terminated-result)
     }
     return s;
 }
@@ -113,21 +114,17 @@ static char *join(const char *a, const char *b)
  * is up, so a dead Redis never blocks a worker. Returns the reply (free it) or NULL. */
 static redisReply *sync_command(bus_redis_t *b, const char *fmt, ...)
 {
-    if (!is_up(b))
-        return NULL;
+    if (!is_up(b)) return NULL;
     struct timeval tv = {0, SYNC_TIMEOUT_MS * 1000};
     uv_mutex_lock(&b->s_mu);
     if (!b->sync) {
         redisContext *c = redisConnectWithTimeout(b->url.host, b->url.port, tv);
         if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK) {
             redisReply *r = b->url.db ? redisCommand(c, "SELECT %d", b->url.db) : NULL;
-            if (!b->url.db || (r && r->type != REDIS_REPLY_ERROR))
-                b->sync = c;
-            if (r)
-                freeReplyObject(r);
+            if (!b->url.db || (r && r->type != REDIS_REPLY_ERROR)) b->sync = c;
+            if (r) freeReplyObject(r);
         }
-        if (!b->sync && c)
-            redisFree(c);
+        if (!b->sync && c) redisFree(c);
     }
     redisReply *reply = NULL;
     if (b->sync) {
@@ -180,8 +177,7 @@ static int publish_note(bus_redis_t *b, int kind, const char *name)
     }
     redisReply *r = sync_command(b, "PUBLISH %s %b", b->ch_note, body->data, body->len);
     buf_unref(body);
-    if (!r)
-        return -EIO;
+    if (!r) return -EIO;
     freeReplyObject(r);
     return 0;
 }
@@ -190,11 +186,9 @@ static void session_revoked(void *arg, const char *id)
 {
     bus_redis_t *b = arg;
     redisReply *r = sync_command(b, "DEL %ssession:%s", b->prefix, id);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     if (!r || publish_note(b, CLUSTER_NOTE_SESSION_REVOKED, id) < 0)
-        log_warn("session revocation not shared with the cluster (bus down?)", "session=%.8s…",
-                 id);
+        log_warn("session revocation not shared with the cluster (bus down?)", "session=%.8s…", id);
 }
 
 static json_t *session_lookup(void *arg, const char *id)
@@ -202,10 +196,8 @@ static json_t *session_lookup(void *arg, const char *id)
     bus_redis_t *b = arg;
     redisReply *r = sync_command(b, "GET %ssession:%s", b->prefix, id);
     json_t *doc = NULL;
-    if (r && r->type == REDIS_REPLY_STRING)
-        doc = json_loadb(r->str, r->len, 0, NULL);
-    if (r)
-        freeReplyObject(r);
+    if (r && r->type == REDIS_REPLY_STRING) doc = json_loadb(r->str, r->len, 0, NULL);
+    if (r) freeReplyObject(r);
     return doc;
 }
 
@@ -215,8 +207,7 @@ static void streams_saved(void *arg, const char *tenant, json_t *streams)
     char *s = json_dumps(streams, JSON_COMPACT);
     redisReply *r = s ? sync_command(b, "SET %sstreams:%s %s", b->prefix, tenant, s) : NULL;
     free(s);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     if (!r || publish_note(b, CLUSTER_NOTE_STREAMS, tenant) < 0)
         log_warn("stream configuration not shared with the cluster (bus down?)", "tenant=%s",
                  tenant);
@@ -232,17 +223,14 @@ static void members_set(bus_redis_t *b, json_t *docs)
     char **ids = calloc(n + 1, sizeof(*ids));
     json_t *others = json_array();
     size_t k = 0;
-    if (!ids || !others || !(ids[k++] = strdup(b->cfg->node_id)))
-        goto fail;
+    if (!ids || !others || !(ids[k++] = strdup(b->cfg->node_id))) goto fail;
     size_t i;
     json_t *d;
     json_array_foreach(docs, i, d)
     {
         const char *id = json_string_value(json_object_get(d, "nodeId"));
-        if (strcmp(id, b->cfg->node_id) == 0)
-            continue;
-        if (!(ids[k++] = strdup(id)))
-            goto fail;
+        if (strcmp(id, b->cfg->node_id) == 0) continue;
+        if (!(ids[k++] = strdup(id))) goto fail;
         json_array_append(others, d);
     }
     uv_mutex_lock(&b->m_mu);
@@ -269,8 +257,7 @@ fail:
 
 static void scan_free(scan_t *s)
 {
-    if (s->what == SCAN_MEMBERS)
-        s->b->scanning = 0;
+    if (s->what == SCAN_MEMBERS) s->b->scanning = 0;
     for (size_t i = 0; i < s->n; i++)
         free(s->keys[i]);
     free(s->keys);
@@ -289,8 +276,8 @@ static void on_stream_doc(redisAsyncContext *ac, void *reply, void *arg)
         char err[256];
         json_t *doc = json_loadb(r->str, r->len, 0, NULL);
         if (!json_is_object(doc) || streams_put(tenant, doc, err, sizeof(err)) < 0)
-            log_warn("ignored the cluster's stream configuration", "tenant=%s error=\"%s\"",
-                     tenant, json_is_object(doc) ? err : "not a JSON object");
+            log_warn("ignored the cluster's stream configuration", "tenant=%s error=\"%s\"", tenant,
+                     json_is_object(doc) ? err : "not a JSON object");
         json_decref(doc);
     }
     free(tenant);
@@ -321,8 +308,7 @@ static void on_mget(redisAsyncContext *ac, void *reply, void *arg)
             if (e->type != REDIS_REPLY_STRING) /* expired between SCAN and MGET */
                 continue;
             if (cluster_node_decode(e->str, e->len, &d, err, sizeof(err)) < 0) {
-                log_warn("ignored a bad node announcement", "key=%s error=\"%s\"", s->keys[i],
-                         err);
+                log_warn("ignored a bad node announcement", "key=%s error=\"%s\"", s->keys[i], err);
                 continue;
             }
             /* the key names the node: a copied value must not impersonate another */
@@ -352,18 +338,15 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *arg)
     }
     redisReply *keys = r->element[1];
     for (size_t i = 0; i < keys->elements && s->n < SCAN_MAX_KEYS; i++) {
-        if (keys->element[i]->type != REDIS_REPLY_STRING)
-            continue;
+        if (keys->element[i]->type != REDIS_REPLY_STRING) continue;
         if (s->n == s->cap) {
             size_t cap = s->cap ? s->cap * 2 : 16;
             char **k = realloc(s->keys, cap * sizeof(*k));
-            if (!k)
-                break;
+            if (!k) break;
             s->keys = k;
             s->cap = cap;
         }
-        if ((s->keys[s->n] = strdup(keys->element[i]->str)))
-            s->n++;
+        if ((s->keys[s->n] = strdup(keys->element[i]->str))) s->n++;
     }
     if (strcmp(r->element[0]->str, "0") != 0) {
         if (redisAsyncCommand(ac, on_scan, s, "SCAN %s MATCH %s COUNT 500", r->element[0]->str,
@@ -380,11 +363,9 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *arg)
     }
     if (s->n == 0) {
         json_t *none = json_array();
-        if (none)
-            members_set(b, none);
+        if (none) members_set(b, none);
         scan_free(s);
-        if (none)
-            maybe_up(b);
+        if (none) maybe_up(b);
         return;
     }
     const char **argv = malloc((s->n + 1) * sizeof(*argv));
@@ -395,18 +376,15 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *arg)
     argv[0] = "MGET";
     for (size_t i = 0; i < s->n; i++)
         argv[i + 1] = s->keys[i];
-    if (redisAsyncCommandArgv(ac, on_mget, s, (int)s->n + 1, argv, NULL) != REDIS_OK)
-        scan_free(s);
+    if (redisAsyncCommandArgv(ac, on_mget, s, (int)s->n + 1, argv, NULL) != REDIS_OK) scan_free(s);
     free(argv);
 }
 
 static void scan_start(bus_redis_t *b, int what)
 {
-    if (!b->cmd_ok || (what == SCAN_MEMBERS && b->scanning))
-        return;
+    if (!b->cmd_ok || (what == SCAN_MEMBERS && b->scanning)) return;
     scan_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return;
+    if (!s) return;
     s->b = b;
     s->what = what;
     s->pattern = join(b->prefix, what == SCAN_MEMBERS ? "node:*" : "streams:*");
@@ -414,10 +392,8 @@ static void scan_start(bus_redis_t *b, int what)
         free(s);
         return;
     }
-    if (what == SCAN_MEMBERS)
-        b->scanning = 1;
-    if (redisAsyncCommand(b->cmd, on_scan, s, "SCAN 0 MATCH %s COUNT 500", s->pattern) !=
-        REDIS_OK)
+    if (what == SCAN_MEMBERS) b->scanning = 1;
+    if (redisAsyncCommand(b->cmd, on_scan, s, "SCAN 0 MATCH %s COUNT 500", s->pattern) != REDIS_OK)
         scan_free(s);
 }
 
@@ -425,8 +401,7 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *arg)
 {
     (void)ac;
     bus_redis_t *b = arg;
-    if (reply)
-        b->hb_pending = 0;
+    if (reply) b->hb_pending = 0;
 }
 
 static void heartbeat_send(bus_redis_t *b)
@@ -443,8 +418,8 @@ static void heartbeat_send(bus_redis_t *b)
         buf_unref(body);
         return;
     }
-    if (redisAsyncCommand(b->cmd, on_heartbeat_reply, b, "SET %s %b PX %d", b->node_key,
-                          body->data, body->len, NODE_TTL_MS) == REDIS_OK) {
+    if (redisAsyncCommand(b->cmd, on_heartbeat_reply, b, "SET %s %b PX %d", b->node_key, body->data,
+                          body->len, NODE_TTL_MS) == REDIS_OK) {
         b->hb_pending = 1;
         b->hb_sent = uv_now(b->loop);
     }
@@ -481,8 +456,7 @@ static void lost(bus_redis_t *b)
         log_warn("cluster bus down: delivering locally until Redis is back", "redis=%s:%d",
                  b->url.host, b->url.port);
     }
-    if (b->closing || uv_is_active((uv_handle_t *)&b->retry))
-        return;
+    if (b->closing || uv_is_active((uv_handle_t *)&b->retry)) return;
     uv_timer_start(&b->retry, on_retry, b->backoff_ms, 0);
     b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
 }
@@ -504,8 +478,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     bus_redis_t *b = ac->data;
     if (status == REDIS_OK) {
-        if (ac == b->cmd)
-            b->cmd_ok = 1;
+        if (ac == b->cmd) b->cmd_ok = 1;
         maybe_up(b);
         return;
     }
@@ -522,24 +495,21 @@ static void on_connect(const redisAsyncContext *ac, int status)
  * among them); once a member scan has completed, the bus is up. */
 static void maybe_up(bus_redis_t *b)
 {
-    if (!b->cmd_ok || !b->subscribed || is_up(b))
-        return;
+    if (!b->cmd_ok || !b->subscribed || is_up(b)) return;
     if (!b->announced) {
         b->announced = 1;
         heartbeat_send(b);
         scan_start(b, SCAN_MEMBERS);
         return;
     }
-    if (b->scanning)
-        return;
+    if (b->scanning) return;
     __atomic_store_n(&b->up, 1, __ATOMIC_RELEASE);
     b->was_up = 1;
     b->backoff_ms = BACKOFF_MIN_MS;
     /* sessions cached from the store may have been revoked while we were away */
     auth_session_forget(NULL);
     scan_start(b, SCAN_STREAMS);
-    log_info("cluster bus up", "redis=%s:%d members=%zu", b->url.host, b->url.port,
-             b->n_members);
+    log_info("cluster bus up", "redis=%s:%d members=%zu", b->url.host, b->url.port, b->n_members);
 }
 
 static void dispatch(bus_redis_t *b, const char *channel, const char *data, size_t len)
@@ -604,10 +574,8 @@ static void poll_cb(uv_poll_t *handle, int status, int events)
 {
     redisLibuvEvents *p = handle->data;
     int ev = status ? p->events : events;
-    if (p->context && (ev & UV_READABLE))
-        redisAsyncHandleRead(p->context);
-    if (p->context && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(p->context);
+    if (p->context && (ev & UV_READABLE)) redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_WRITABLE)) redisAsyncHandleWrite(p->context);
 }
 
 static void poll_update(redisLibuvEvents *p)
@@ -649,8 +617,7 @@ static void ev_del_write(void *privdata)
 static redisAsyncContext *open_ctx(bus_redis_t *b)
 {
     redisAsyncContext *ac = redisAsyncConnect(b->url.host, b->url.port);
-    if (!ac)
-        return NULL;
+    if (!ac) return NULL;
     if (ac->err) {
         log_debug("cannot connect to redis", "error=\"%s\"", ac->errstr);
         redisAsyncFree(ac);
@@ -672,8 +639,7 @@ static redisAsyncContext *open_ctx(bus_redis_t *b)
 
 static void connect_both(bus_redis_t *b)
 {
-    if (b->closing)
-        return;
+    if (b->closing) return;
     b->cmd = open_ctx(b);
     b->sub = b->cmd ? open_ctx(b) : NULL;
     if (!b->cmd || !b->sub) {
@@ -681,8 +647,7 @@ static void connect_both(bus_redis_t *b)
         return;
     }
     /* queued until the connections are made; a failure reaches on_connect */
-    if (b->url.db)
-        redisAsyncCommand(b->cmd, NULL, NULL, "SELECT %d", b->url.db);
+    if (b->url.db) redisAsyncCommand(b->cmd, NULL, NULL, "SELECT %d", b->url.db);
     redisAsyncCommand(b->sub, on_sub_message, b, "SUBSCRIBE %s %s %s", b->ch_push, b->ch_reply,
                       b->ch_note);
 }
@@ -690,16 +655,14 @@ static void connect_both(bus_redis_t *b)
 static void on_heartbeat(uv_timer_t *t)
 {
     bus_redis_t *b = t->data;
-    if (!b->cmd_ok || !b->subscribed)
-        return;
+    if (!b->cmd_ok || !b->subscribed) return;
     if (b->hb_pending && uv_now(b->loop) - b->hb_sent > STALL_MS) {
         log_warn("redis does not answer: reconnecting", "waited_ms=%llu",
                  (unsigned long long)(uv_now(b->loop) - b->hb_sent));
         lost(b);
         return;
     }
-    if (!b->hb_pending)
-        heartbeat_send(b);
+    if (!b->hb_pending) heartbeat_send(b);
     scan_start(b, SCAN_MEMBERS);
 }
 
@@ -718,8 +681,7 @@ static void on_wake(uv_async_t *a)
         if (!is_up(b) || redisAsyncCommand(b->cmd, NULL, NULL, "PUBLISH %s %b", ch, o->body->data,
                                            o->body->len) != REDIS_OK) {
             /* down since the worker looked: its own subscribers still get it */
-            if (o->p)
-                hub_deliver(b->base.hub, o->p);
+            if (o->p) hub_deliver(b->base.hub, o->p);
         }
         push_unref(o->p);
         buf_unref(o->body);
@@ -761,8 +723,7 @@ static int redis_publish(bus_t *bus, push_t *p)
         }
         o->p = push_ref(p);
         o->body = body;
-        if (enqueue(b, o) == 0)
-            return 0;
+        if (enqueue(b, o) == 0) return 0;
         push_unref(p);
         buf_unref(body);
         free(o);
@@ -781,8 +742,7 @@ static int redis_report(bus_t *bus, push_t *p, report_t *r)
     int ret = -ENOTCONN;
     out_t *o = NULL;
     buf_t *body = NULL;
-    if (!is_up(b) || !p->origin_node)
-        goto out;
+    if (!is_up(b) || !p->origin_node) goto out;
     ret = -ENOMEM;
     o = calloc(1, sizeof(*o));
     body = buf_new(256 + r->n * 96);
@@ -796,8 +756,7 @@ static int redis_report(bus_t *bus, push_t *p, report_t *r)
         body = NULL;
     }
 out:
-    if (o)
-        free(o->channel);
+    if (o) free(o->channel);
     free(o);
     buf_unref(body);
     report_free(r);
@@ -812,8 +771,7 @@ static long redis_members(bus_t *bus, char ***ids)
     char **arr = calloc(n + 1, sizeof(*arr));
     size_t k = 0;
     for (; arr && k < n; k++)
-        if (!(arr[k] = strdup(b->members[k])))
-            break;
+        if (!(arr[k] = strdup(b->members[k]))) break;
     uv_mutex_unlock(&b->m_mu);
     if (!arr || k < n) {
         for (size_t i = 0; arr && i < k; i++)
@@ -833,18 +791,15 @@ static int redis_healthy(bus_t *bus)
 static json_t *redis_nodes(bus_t *bus)
 {
     bus_redis_t *b = (bus_redis_t *)bus;
-    json_t *all = json_pack("[{s:s, s:s, s:i, s:I, s:I}]", "applicationId",
-                            b->cfg->application_id, "nodeId", b->cfg->node_id, "workers",
-                            b->cfg->workers, "connections",
-                            (json_int_t)(b->connections
-                                             ? __atomic_load_n(b->connections, __ATOMIC_RELAXED)
-                                             : 0),
-                            "startedAt", (json_int_t)b->started_at_ms);
+    json_t *all = json_pack(
+        "[{s:s, s:s, s:i, s:I, s:I}]", "applicationId", b->cfg->application_id, "nodeId",
+        b->cfg->node_id, "workers", b->cfg->workers, "connections",
+        (json_int_t)(b->connections ? __atomic_load_n(b->connections, __ATOMIC_RELAXED) : 0),
+        "startedAt", (json_int_t)b->started_at_ms);
     uv_mutex_lock(&b->m_mu);
     json_t *others = b->others ? json_deep_copy(b->others) : NULL;
     uv_mutex_unlock(&b->m_mu);
-    if (all && others)
-        json_array_extend(all, others);
+    if (all && others) json_array_extend(all, others);
     json_decref(others);
     return all;
 }
@@ -852,13 +807,11 @@ static json_t *redis_nodes(bus_t *bus)
 static void redis_close(bus_t *bus)
 {
     bus_redis_t *b = (bus_redis_t *)bus;
-    if (b->closing)
-        return;
+    if (b->closing) return;
     if (is_up(b)) {
         /* leave at once rather than when the key expires */
         redisReply *r = sync_command(b, "DEL %s", b->node_key);
-        if (r)
-            freeReplyObject(r);
+        if (r) freeReplyObject(r);
     }
     b->closing = 1;
     __atomic_store_n(&b->up, 0, __ATOMIC_RELEASE);
@@ -890,8 +843,7 @@ static void redis_free(bus_t *bus)
         free(b->members[i]);
     free(b->members);
     json_decref(b->others);
-    if (b->sync)
-        redisFree(b->sync);
+    if (b->sync) redisFree(b->sync);
     uv_mutex_destroy(&b->q_mu);
     uv_mutex_destroy(&b->m_mu);
     uv_mutex_destroy(&b->s_mu);
@@ -934,8 +886,7 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
     b->backoff_ms = BACKOFF_MIN_MS;
     size_t plen = strlen(cfg->application_id) + 16;
     b->prefix = malloc(plen);
-    if (b->prefix)
-        snprintf(b->prefix, plen, "pushgate:%s:", cfg->application_id);
+    if (b->prefix) snprintf(b->prefix, plen, "pushgate:%s:", cfg->application_id);
     char reply[300];
     snprintf(reply, sizeof(reply), "reply:%.250s", cfg->node_id);
     char node[300];

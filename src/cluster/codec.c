@@ -25,8 +25,7 @@ static const char *const report_names[] = {"full", "summary", "none"};
 static int put_key_str(buf_t **bp, const char *key, const char *v)
 {
     int r = buf_printf(bp, ",\"%s\":", key);
-    if (!v)
-        return r | buf_puts(bp, "null");
+    if (!v) return r | buf_puts(bp, "null");
     return r | buf_put_json_string(bp, v);
 }
 
@@ -50,8 +49,7 @@ int cluster_push_encode(buf_t **bp, const push_t *p, const char *application_id)
     r |= put_key_str(bp, "tenant", p->tenant);
     r |= buf_puts(bp, ",\"topics\":[");
     for (size_t i = 0; i < p->n_topics; i++) {
-        if (i)
-            r |= buf_puts(bp, ",");
+        if (i) r |= buf_puts(bp, ",");
         r |= buf_put_json_string(bp, p->topics[i]);
     }
     r |= buf_puts(bp, "]");
@@ -122,18 +120,15 @@ static int opt_string(json_t *doc, const char *key, char **out)
 {
     json_t *v = json_object_get(doc, key);
     *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return -EINVAL;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return -EINVAL;
     return (*out = strdup(json_string_value(v))) ? 0 : -ENOMEM;
 }
 
 static int lookup_name(const char *s, const char *const *names, int n)
 {
     for (int i = 0; s && i < n; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
+        if (strcmp(s, names[i]) == 0) return i;
     return -1;
 }
 
@@ -151,8 +146,7 @@ static int get_uint(json_t *doc, const char *key, unsigned long long max, unsign
 static int valid_id(const char *s)
 {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= ID_MAX)
-        return 0;
+    if (n == 0 || n >= ID_MAX) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -183,19 +177,16 @@ int cluster_push_decode(const char *data, size_t len, push_t **out, char *err, s
         snprintf(err, errlen, "not JSON: %s", je.text);
         return -EINVAL;
     }
-    if ((r = check_header(doc, "InternalPushRequest", err, errlen)) < 0)
-        goto out;
+    if ((r = check_header(doc, "InternalPushRequest", err, errlen)) < 0) goto out;
     if (!(p = push_new())) {
         r = -ENOMEM;
         goto out;
     }
     const char *id = json_string_value(json_object_get(doc, "id"));
-    if (!valid_id(id))
-        FAIL("id must be 1 to %d letters, digits, '-', '_' or '.'", ID_MAX - 1);
+    if (!valid_id(id)) FAIL("id must be 1 to %d letters, digits, '-', '_' or '.'", ID_MAX - 1);
     memcpy(p->id, id, strlen(id) + 1);
     int kind = lookup_name(json_string_value(json_object_get(doc, "kind")), kind_names, 3);
-    if (kind < 0)
-        FAIL("kind must be one of request, channel, stream");
+    if (kind < 0) FAIL("kind must be one of request, channel, stream");
     p->kind = kind;
     const char *app, *node;
     if (origin_node(doc, &app, &node) < 0)
@@ -218,12 +209,10 @@ int cluster_push_decode(const char *data, size_t len, push_t **out, char *err, s
         FAIL("timeoutMs must be an integer from 0 to 4294967295");
     p->timeout_ms = (unsigned)u;
     json_t *aa = json_object_get(doc, "awaitAcks");
-    if (!json_is_boolean(aa))
-        FAIL("awaitAcks must be a boolean");
+    if (!json_is_boolean(aa)) FAIL("awaitAcks must be a boolean");
     p->await_acks = json_is_true(aa);
     int rep = lookup_name(json_string_value(json_object_get(doc, "report")), report_names, 3);
-    if (rep < 0)
-        FAIL("report must be one of full, summary, none");
+    if (rep < 0) FAIL("report must be one of full, summary, none");
     p->report_mode = rep;
     static const char *const strs[] = {"clientIdPattern", "rolePattern", "sessionIdPattern",
                                        "tenant", "event"};
@@ -234,8 +223,7 @@ int cluster_push_decode(const char *data, size_t len, push_t **out, char *err, s
             r = sr;
             goto out;
         }
-        if (sr < 0)
-            FAIL("%s must be a string or null", strs[i]);
+        if (sr < 0) FAIL("%s must be a string or null", strs[i]);
     }
     json_t *jt = json_object_get(doc, "topics");
     if (!json_is_array(jt) || json_array_size(jt) > MAX_TOPICS)
@@ -251,11 +239,9 @@ int cluster_push_decode(const char *data, size_t len, push_t **out, char *err, s
             FAIL("topics[%zu] must be a non-empty string", i);
         topics[i] = (char *)json_string_value(t); /* borrowed: push_set_topics copies */
     }
-    if (nt && (r = push_set_topics(p, topics, nt)) < 0)
-        goto out;
+    if (nt && (r = push_set_topics(p, topics, nt)) < 0) goto out;
     json_t *pl = json_object_get(doc, "payload");
-    if (!pl)
-        FAIL("payload is required");
+    if (!pl) FAIL("payload is required");
     if (!(p->payload = json_dumps(pl, JSON_COMPACT | JSON_ENCODE_ANY))) {
         r = -ENOMEM;
         goto out;
@@ -283,8 +269,7 @@ int cluster_report_decode(const char *data, size_t len, report_t *rp, int *origi
         snprintf(err, errlen, "not JSON: %s", je.text);
         return -EINVAL;
     }
-    if ((r = check_header(doc, "PushReport", err, errlen)) < 0)
-        goto out;
+    if ((r = check_header(doc, "PushReport", err, errlen)) < 0) goto out;
     unsigned long long u;
     if (get_uint(doc, "originWorker", 65535, &u) < 0)
         FAIL("originWorker must be an integer from 0 to 65535");
@@ -296,16 +281,14 @@ int cluster_report_decode(const char *data, size_t len, report_t *rp, int *origi
     if (origin_node(doc, &app, &node) < 0)
         FAIL("originId must be {applicationId, nodeId} with a non-empty nodeId");
     json_t *keep = json_object_get(doc, "keepEntries");
-    if (!json_is_boolean(keep))
-        FAIL("keepEntries must be a boolean");
+    if (!json_is_boolean(keep)) FAIL("keepEntries must be a boolean");
     static const char *const counts[] = {"matched", "delivered", "failed", "acknowledged"};
     unsigned long long c[4];
     for (int i = 0; i < 4; i++)
         if (get_uint(doc, counts[i], (unsigned long long)INT64_MAX, &c[i]) < 0)
             FAIL("%s must be a non-negative integer", counts[i]);
     json_t *entries = json_object_get(doc, "entries");
-    if (!json_is_array(entries))
-        FAIL("entries must be an array");
+    if (!json_is_array(entries)) FAIL("entries must be an array");
     rp->keep_entries = json_is_true(keep);
     if (!rp->keep_entries && json_array_size(entries))
         FAIL("entries must be empty when keepEntries is false");
@@ -332,12 +315,10 @@ int cluster_report_decode(const char *data, size_t len, report_t *rp, int *origi
     rp->delivered = c[1];
     rp->failed = c[2];
     rp->acknowledged = c[3];
-    if (!(rp->application_id = strdup(app)) || !(rp->node_id = strdup(node)))
-        r = -ENOMEM;
+    if (!(rp->application_id = strdup(app)) || !(rp->node_id = strdup(node))) r = -ENOMEM;
 out:
     json_decref(doc);
-    if (r < 0)
-        report_free(rp);
+    if (r < 0) report_free(rp);
     return r;
 }
 
@@ -377,8 +358,7 @@ int cluster_note_decode(const char *data, size_t len, int *kind, char **name, ch
     json_t *n = json_object_get(doc, "name");
     if (!json_is_string(n) || json_string_length(n) == 0 || json_string_length(n) > 256)
         FAIL("name must be a string of 1 to 256 characters");
-    if (!(*name = strdup(json_string_value(n))))
-        r = -ENOMEM;
+    if (!(*name = strdup(json_string_value(n)))) r = -ENOMEM;
 out:
     json_decref(doc);
     return r;
@@ -407,12 +387,10 @@ int cluster_node_decode(const char *data, size_t len, json_t **out, char *err, s
     }
     const char *app, *node;
     unsigned long long w, c, at;
-    if (!json_is_object(doc))
-        FAIL("the announcement is not a JSON object");
+    if (!json_is_object(doc)) FAIL("the announcement is not a JSON object");
     app = json_string_value(json_object_get(doc, "applicationId"));
     node = json_string_value(json_object_get(doc, "nodeId"));
-    if (!app || !node || !*node)
-        FAIL("applicationId and nodeId must be strings, nodeId non-empty");
+    if (!app || !node || !*node) FAIL("applicationId and nodeId must be strings, nodeId non-empty");
     if (get_uint(doc, "workers", 1024, &w) < 0 || get_uint(doc, "connections", INT64_MAX, &c) < 0 ||
         get_uint(doc, "startedAt", INT64_MAX, &at) < 0)
         FAIL("workers, connections and startedAt must be non-negative integers");
@@ -429,16 +407,13 @@ out:
 
 static int parse_uint(const char *s, size_t n, unsigned long max, unsigned long *out)
 {
-    if (n == 0 || n > 5)
-        return -EINVAL;
+    if (n == 0 || n > 5) return -EINVAL;
     unsigned long v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -EINVAL;
+        if (s[i] < '0' || s[i] > '9') return -EINVAL;
         v = v * 10 + (unsigned long)(s[i] - '0');
     }
-    if (v > max)
-        return -EINVAL;
+    if (v > max) return -EINVAL;
     *out = v;
     return 0;
 }
@@ -450,21 +425,19 @@ int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err
     out->port = 6379;
 #define URL_FAIL(what)                                                                             \
     do {                                                                                           \
-        snprintf(err, errlen, "redis URL \"%.200s\": %s (expected redis://host[:port][/db])",    \
+        snprintf(err, errlen, "redis URL \"%.200s\": %s (expected redis://host[:port][/db])",      \
                  url ? url : "", what);                                                            \
         return -EINVAL;                                                                            \
     } while (0)
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0)
         URL_FAIL("the scheme must be redis://");
     const char *s = url + sizeof(scheme) - 1;
-    if (strchr(s, '@'))
-        URL_FAIL("credentials are not supported");
+    if (strchr(s, '@')) URL_FAIL("credentials are not supported");
     const char *h = s, *he;
     if (*s == '[') {
         h = s + 1;
         he = strchr(h, ']');
-        if (!he || he == h)
-            URL_FAIL("an IPv6 address must be written [addr]");
+        if (!he || he == h) URL_FAIL("an IPv6 address must be written [addr]");
         for (const char *c = h; c < he; c++)
             if (!strchr("0123456789abcdefABCDEF:.", *c))
                 URL_FAIL("bad character in the IPv6 address");
@@ -478,12 +451,10 @@ int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err
                 URL_FAIL("bad character in the host");
             he++;
         }
-        if (he == h)
-            URL_FAIL("the host is missing");
+        if (he == h) URL_FAIL("the host is missing");
         s = he;
     }
-    if ((size_t)(he - h) >= sizeof(out->host))
-        URL_FAIL("the host is too long");
+    if ((size_t)(he - h) >= sizeof(out->host)) URL_FAIL("the host is too long");
     memcpy(out->host, h, (size_t)(he - h));
     out->host[he - h] = '\0';
     unsigned long v;
@@ -505,8 +476,7 @@ int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err
         }
         s += strlen(s);
     }
-    if (*s)
-        URL_FAIL("unexpected characters after the host");
+    if (*s) URL_FAIL("unexpected characters after the host");
 #undef URL_FAIL
     return 0;
 }

@@ -108,6 +108,8 @@ static void on_stop_msg(worker_t *w, worker_msg_t *m)
     w->stop_deadline = uv_now(&w->loop) + w->pool->cfg.shutdown_timeout_ms;
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
+    if (w->pool->cfg.on_stopping)
+        w->pool->cfg.on_stopping(w, w->pool->cfg.arg);
     for (conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (c->proto->on_shutdown)

@@ -54,6 +54,8 @@ typedef struct worker_pool_cfg_s {
      * on_stop on each worker's own thread after its loop ends */
     void (*on_start)(worker_t *w, void *arg);
     void (*on_stop)(worker_t *w, void *arg);
+    /* on the worker's thread when shutdown begins, before connections are told */
+    void (*on_stopping)(worker_t *w, void *arg);
     void *arg;
 } worker_pool_cfg_t;
 

@@ -84,7 +84,8 @@ static void dispatch(http_conn_t *hc)
 /* Finishes the answered request; returns 1 if the connection can go on. */
 static int finish_request(http_conn_t *hc)
 {
-    int keep = hc->p.req.keep_alive && !hc->p.req.upgrade;
+    /* a node shutting down answers what it was asked, then lets the connection go */
+    int keep = hc->p.req.keep_alive && !hc->p.req.upgrade && !hc->c->w->stopping;
     http_parser_next(&hc->p);
     if (!keep) {
         conn_end(hc->c);

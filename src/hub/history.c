@@ -160,7 +160,17 @@ long history_since(history_t *h, const char *topic, const char *last_id, int64_t
     size_t from = r ? r->n : 0; /* index of the first entry to replay */
     if (!valid)
         from = 0;
+    /* the id itself, when retained, marks the place exactly: ids of different nodes
+     * (clocks) need not sort in the order the pushes were recorded */
+    int exact = 0;
     for (size_t i = 0; valid && r && i < r->n; i++)
+        if (strcmp(r->e[AT(r, h, i)].p->id, last_id) == 0) {
+            from = i + 1;
+            exact = 1;
+            *gap = 0;
+            break;
+        }
+    for (size_t i = 0; valid && !exact && r && i < r->n; i++)
         if (strcmp(r->e[AT(r, h, i)].p->id, last_id) > 0) {
             from = i;
             break;

@@ -40,6 +40,7 @@ struct eio_session_s {
     int awaiting_pong;
     int client_closed;
     int probed; /* the WebSocket answered 3probe: polls end at once until it upgrades */
+    int cut;    /* a slow consumer: closed at the next loop turn, refuses sends until then */
     int handles; /* timers still to close before the session is freed */
 };
 
@@ -242,11 +243,28 @@ static void poll_respond(eio_session_t *s)
     buf_unref(body);
 }
 
+static void session_close(eio_session_t *s, const char *reason, int send_close);
+
 static void on_flush(uv_timer_t *t)
 {
     eio_session_t *s = t->data;
+    if (s->cut) {
+        session_close(s, "transport error", 0);
+        return;
+    }
     if (s->poll && s->head)
         poll_respond(s);
+}
+
+/* Cuts a slow consumer. Not at once: the caller may be in the middle of a fan-out or a
+ * replay that still holds the layer above's state, which closing would free. */
+static void session_cut(eio_session_t *s)
+{
+    if (s->cut || s->closed)
+        return;
+    s->cut = 1;
+    METRICS_ADD(slow_consumer_closes, 1);
+    uv_timer_start(&s->flush, on_flush, 0, 0);
 }
 
 static void schedule_flush(eio_session_t *s)
@@ -393,6 +411,13 @@ worker_t *eio_session_worker(const eio_session_t *s)
     return s->w;
 }
 
+void eio_worker_shutdown(void)
+{
+    /* closing removes the session from the list */
+    while (local_n)
+        session_close(local_sessions[local_n - 1], "server shutting down", 1);
+}
+
 /* ---- packets from the client ---- */
 
 static void on_packet(eio_session_t *s, const eio_packet_t *p)
@@ -421,18 +446,18 @@ int eio_send(eio_session_t *s, buf_t *b, size_t off, size_t len, int binary)
 {
     if (s->closed)
         return -EPIPE;
+    if (s->cut)
+        return -ENOBUFS;
     if (s->transport == EIO_T_WEBSOCKET && s->ws) {
         int r = ws_write_packet(s->ws, EIO_MESSAGE, binary, b, off, len);
         if (r == -ENOBUFS) {
-            METRICS_ADD(slow_consumer_closes, 1);
             ws_conn_abort(s->ws, 1008, "slow consumer");
-            session_close(s, "transport error", 0);
+            session_cut(s);
         }
         return r;
     }
     if (s->srv->opt.max_output_bytes && s->queued + len > s->srv->opt.max_output_bytes) {
-        METRICS_ADD(slow_consumer_closes, 1);
-        session_close(s, "transport error", 0);
+        session_cut(s);
         return -ENOBUFS;
     }
     if (queue_item(s, EIO_MESSAGE, binary, b, off, len) < 0)

@@ -72,6 +72,10 @@ void eio_close(eio_session_t *s, const char *reason);
 /* Tells whether the session is open. */
 int eio_session_open(const eio_session_t *s);
 
+/* Closes every session of the calling worker (shutdown): held polls are answered
+ * with a close packet, WebSockets get it before their close frame. */
+void eio_worker_shutdown(void);
+
 /* The worker that owns the session. */
 worker_t *eio_session_worker(const eio_session_t *s);
 

@@ -26,10 +26,10 @@ struct sio_socket_s {
     char *client_id;
     char *tenant;
     long next_ack;
-    struct {
+    struct sio_pending_ack {
         long ack_id;
         char push_id[ID_MAX];
-    } acks[SIO_PENDING_ACKS]; /* push requests waiting for this socket's ack */
+    } *acks; /* push requests waiting for this socket's ack; allocated on first use */
     unsigned n_acks;
 };
 
@@ -150,6 +150,9 @@ static int sock_deliver(subscriber_t *s, push_t *p, int ti)
         if (r == 0)
             r = emit_packet(cl, SIO_EVENT, sock->nsp, id, args->data, args->len, NULL, 0);
         buf_unref(args);
+        if (r == 0 && !sock->acks &&
+            !(sock->acks = calloc(SIO_PENDING_ACKS, sizeof(*sock->acks))))
+            r = -ENOMEM;
         if (r == 0) {
             if (sock->n_acks == SIO_PENDING_ACKS) {
                 /* the oldest unanswered one has long timed out in its report */
@@ -211,6 +214,7 @@ static void socket_free(sio_client_t *cl, sio_socket_t *sock)
     auth_identity_free(sock->id);
     free(sock->client_id);
     free(sock->tenant);
+    free(sock->acks);
     free(sock);
 }
 

@@ -48,8 +48,7 @@ static void report_round_trip(report_t *r, int w, uint64_t token)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
+    if (size < 1) return 0;
     const char *msg = (const char *)data + 1;
     size_t len = size - 1;
     char err[256];
@@ -77,20 +76,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 2: {
         int kind;
         char *name = NULL;
-        if (cluster_note_decode(msg, len, &kind, &name, err, sizeof(err)) == 0)
-            free(name);
+        if (cluster_note_decode(msg, len, &kind, &name, err, sizeof(err)) == 0) free(name);
         break;
     }
     case 3: {
         json_t *doc = NULL;
-        if (cluster_node_decode(msg, len, &doc, err, sizeof(err)) == 0)
-            json_decref(doc);
+        if (cluster_node_decode(msg, len, &doc, err, sizeof(err)) == 0) json_decref(doc);
         break;
     }
     default: {
         char *url = malloc(len + 1);
-        if (!url)
-            return 0;
+        if (!url) return 0;
         memcpy(url, msg, len);
         url[len] = '\0';
         cluster_redis_url_t u;

@@ -18,7 +18,7 @@ import {
   sleep, runCli, ADMIN_KEY, PUB_KEY, SLOW,
 } from './lib/harness.mjs';
 import { sseSubscribe, jsonData, closeAllSse, until } from './lib/sse.mjs';
-import { startRedis, startClusterNode, waitMembers, waitReady, memberIds, redisCommand } from './lib/cluster.mjs';
+import { startRedis, startClusterNode, waitMembers, waitReady, redisCommand } from './lib/cluster.mjs';
 
 const CONFIG_PATH = '/configuration/v2/configuration/platform/push-service';
 const IDS = ['n1', 'n2', 'n3'];

@@ -6,8 +6,11 @@
 // channel pushes, binary events), push requests (clientId / role targeting, acks as
 // push responses, timeouts), reconnection with recovery of missed events (client-side
 // close, a network cut, publishing while reconnecting), 100 mixed clients on 4
-// workers, heartbeats (dead polling and WebSocket clients), slow consumers, and the
-// Engine.IO HTTP errors over raw fetch.
+// workers, heartbeats (dead polling and WebSocket clients), slow consumers (polling
+// clients that stop polling; a recovery backlog over limits.maxOutputBytes), and by
+// hand over fetch / raw WebSocket: the Engine.IO HTTP errors, a polling exchange, the
+// upgrade (2probe/3probe, polls answered with a noop, 5), malformed packets, polling
+// across workers, and SIGTERM with polling sessions open.
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';

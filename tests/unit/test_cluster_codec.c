@@ -196,7 +196,12 @@ Test(cluster_codec, push_malformed_fields)
 
 Test(cluster_codec, push_not_json_or_not_object)
 {
-    static const char *bad[] = {"", "[]", "null", "{", "{\"type\":\"InternalPushRequest\"", "\"x\"",
+    static const char *bad[] = {"",
+                                "[]",
+                                "null",
+                                "{",
+                                "{\"type\":\"InternalPushRequest\"",
+                                "\"x\"",
                                 "{\"type\":\"InternalPushRequest\",\"v\":1}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         push_t *q = NULL;
@@ -221,8 +226,7 @@ static report_t sample_report(int keep)
     report_add(&r, "c1", "s1", 1, "delivered");
     report_add(&r, "c\"2", "s\n2", 0, "slow consumer");
     report_add(&r, "c3", "s3", 1, "delivered");
-    if (keep)
-        report_set(&r, 2, 1, "ok from the client", 1);
+    if (keep) report_set(&r, 2, 1, "ok from the client", 1);
     return r;
 }
 
@@ -259,8 +263,8 @@ Test(cluster_codec, report_round_trip_full_and_summary)
         }
         for (size_t n = 0; n < b->len; n++) {
             report_t t;
-            cr_assert_eq(cluster_report_decode(b->data, n, &t, &w, &tok, err, sizeof(err)),
-                         -EINVAL, "prefix %zu", n);
+            cr_assert_eq(cluster_report_decode(b->data, n, &t, &w, &tok, err, sizeof(err)), -EINVAL,
+                         "prefix %zu", n);
             cr_assert_eq(t.n, 0);
             cr_assert_null(t.node_id);
         }
@@ -305,7 +309,8 @@ Test(cluster_codec, notes_and_announcements)
     int kind = 0;
     char *name = NULL;
     char err[256];
-    cr_assert_eq(cluster_note_decode(b->data, b->len, &kind, &name, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cluster_note_decode(b->data, b->len, &kind, &name, err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_eq(kind, CLUSTER_NOTE_STREAMS);
     cr_assert_str_eq(name, "tenant \"a\"");
     free(name);
@@ -319,9 +324,9 @@ Test(cluster_codec, notes_and_announcements)
                                       "{\"type\":\"StreamsSaved\",\"v\":1,\"name\":\"\"}",
                                       "{\"type\":\"Other\",\"v\":1,\"name\":\"x\"}", "[1]"};
     for (size_t i = 0; i < sizeof(bad_notes) / sizeof(*bad_notes); i++) {
-        cr_assert_eq(cluster_note_decode(bad_notes[i], strlen(bad_notes[i]), &kind, &name, err,
-                                         sizeof(err)),
-                     -EINVAL, "%s", bad_notes[i]);
+        cr_assert_eq(
+            cluster_note_decode(bad_notes[i], strlen(bad_notes[i]), &kind, &name, err, sizeof(err)),
+            -EINVAL, "%s", bad_notes[i]);
         cr_assert_null(name);
     }
 
@@ -330,19 +335,21 @@ Test(cluster_codec, notes_and_announcements)
     cr_assert_eq(cluster_node_encode(&b, &me), 0);
     json_t *doc = NULL;
     cr_assert_eq(cluster_node_decode(b->data, b->len, &doc, err, sizeof(err)), 0, "%s", err);
-    json_t *want = json_pack("{s:s, s:s, s:i, s:I, s:I}", "applicationId", "app", "nodeId", "n\"1",
-                             "workers", 4, "connections", (json_int_t)12345, "startedAt",
-                             (json_int_t)1795453927930LL);
+    json_t *want =
+        json_pack("{s:s, s:s, s:i, s:I, s:I}", "applicationId", "app", "nodeId", "n\"1", "workers",
+                  4, "connections", (json_int_t)12345, "startedAt", (json_int_t)1795453927930LL);
     cr_assert(json_equal(doc, want));
     json_decref(doc);
     json_decref(want);
     static const char *bad_nodes[] = {
         "{\"applicationId\":\"a\",\"nodeId\":\"\",\"workers\":1,\"connections\":0,\"startedAt\":1}",
-        "{\"applicationId\":\"a\",\"nodeId\":\"n\",\"workers\":-1,\"connections\":0,\"startedAt\":1}",
+        "{\"applicationId\":\"a\",\"nodeId\":\"n\",\"workers\":-1,\"connections\":0,\"startedAt\":"
+        "1}",
         "{\"applicationId\":\"a\",\"nodeId\":\"n\",\"workers\":1,\"connections\":0}", "7"};
     for (size_t i = 0; i < sizeof(bad_nodes) / sizeof(*bad_nodes); i++) {
-        cr_assert_eq(cluster_node_decode(bad_nodes[i], strlen(bad_nodes[i]), &doc, err, sizeof(err)),
-                     -EINVAL, "%s", bad_nodes[i]);
+        cr_assert_eq(
+            cluster_node_decode(bad_nodes[i], strlen(bad_nodes[i]), &doc, err, sizeof(err)),
+            -EINVAL, "%s", bad_nodes[i]);
         cr_assert_null(doc);
     }
     buf_unref(b);
@@ -365,8 +372,8 @@ Test(cluster_codec, redis_url_valid)
     for (size_t i = 0; i < sizeof(ok) / sizeof(*ok); i++) {
         cluster_redis_url_t u;
         char err[256];
-        cr_assert_eq(cluster_redis_url_parse(ok[i].url, &u, err, sizeof(err)), 0, "%s: %s", ok[i].url,
-                     err);
+        cr_assert_eq(cluster_redis_url_parse(ok[i].url, &u, err, sizeof(err)), 0, "%s: %s",
+                     ok[i].url, err);
         cr_assert_str_eq(u.host, ok[i].host);
         cr_assert_eq(u.port, ok[i].port, "%s", ok[i].url);
         cr_assert_eq(u.db, ok[i].db, "%s", ok[i].url);
@@ -376,10 +383,25 @@ Test(cluster_codec, redis_url_valid)
 Test(cluster_codec, redis_url_invalid_names_it)
 {
     static const char *bad[] = {
-        "",          "http://h:1",       "redis:/h",         "redis://",        "redis://:6379",
-        "redis://h:0", "redis://h:65536", "redis://h:12a",    "redis://h:",      "redis://h:1/x",
-        "redis://h:1/1/2", "redis://u:p@h", "redis://h?db=1", "redis://[::1",   "redis://[]:1",
-        "redis://h h", "REDIS://h",      "rediss://h",       "redis://h:1/99999999",
+        "",
+        "http://h:1",
+        "redis:/h",
+        "redis://",
+        "redis://:6379",
+        "redis://h:0",
+        "redis://h:65536",
+        "redis://h:12a",
+        "redis://h:",
+        "redis://h:1/x",
+        "redis://h:1/1/2",
+        "redis://u:p@h",
+        "redis://h?db=1",
+        "redis://[::1",
+        "redis://[]:1",
+        "redis://h h",
+        "REDIS://h",
+        "rediss://h",
+        "redis://h:1/99999999",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
         cluster_redis_url_t u;
