@@ -9,7 +9,7 @@ PKGS=(
   build-essential pkg-config ca-certificates curl
   libuv1-dev node-llhttp libwslay-dev libssl-dev libjansson-dev libpcre2-dev libjwt-dev
   libsqlite3-dev libhiredis-dev redis-server
-  libcriterion-dev clang libclang-rt-14-dev
+  libcriterion-dev clang libclang-rt-14-dev clang-tidy cppcheck
 )
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
