@@ -11,6 +11,7 @@
 #include "api/api.h"
 #include "auth/auth.h"
 #include "cluster/bus.h"
+#include "cluster/codec.h"
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/worker.h"
@@ -18,6 +19,7 @@
 #include "auth/channels.h"
 #include "hub/hub.h"
 #include "transport/engineio.h"
+#include "store/devices_redis.h"
 #include "streams/stream.h"
 
 typedef struct node_s {
@@ -27,7 +29,41 @@ typedef struct node_s {
     uv_signal_t sigterm, sigint;
     bus_t *bus;
     int stopping;
+    /* clustered: where the device queue lives in Redis */
+    cluster_redis_url_t redis;
+    char redis_prefix[300];
+    devices_redis_cfg_t devices_redis;
 } node_t;
+
+/* The device queue in Redis skips Redis while the bus finds it down. */
+static int bus_up(void *arg)
+{
+    return bus_healthy(arg);
+}
+
+/* Clustered: the device queue goes to the Redis of the bus (docs/cluster.md), and the
+ * bus hands the queue's wake-ups from other nodes to the held device requests.
+ * Returns 0 or -EINVAL (a URL the bus accepted cannot be bad). */
+static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
+{
+    char err[256];
+    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0)
+        return -EINVAL;
+    snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
+    n->devices_redis = (devices_redis_cfg_t){
+        .host = n->redis.host,
+        .port = n->redis.port,
+        .db = n->redis.db,
+        .prefix = n->redis_prefix,
+        .node_id = cfg->node_id,
+        .healthy = bus_up,
+        .healthy_arg = bus,
+    };
+    n->app.devices_redis = &n->devices_redis;
+    bus->device_wake = api_devices_remote_wake;
+    bus->device_wake_arg = &n->app;
+    return 0;
+}
 
 static void on_worker_start(worker_t *w, void *arg)
 {
@@ -147,6 +183,8 @@ int node_run(config_t *cfg)
     n.bus = bus;
     hub_set_bus(n.app.hub, bus);
     if (api_socketio_init(&n.app) < 0)
+        goto fail_pool;
+    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0)
         goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);

@@ -23,6 +23,9 @@ typedef struct app_s {
     ws_options_t ws;
     struct devices_s *devices;       /* the device command queue (store/devices.h) */
     struct device_reg_s *device_reg; /* held device requests (transport/device.h) */
+    /* set (by the node, when clustered): the device queue lives in Redis
+     * (store/devices_redis.h) rather than in the node's SQLite */
+    const struct devices_redis_cfg_s *devices_redis;
 } app_t;
 
 extern const http_route_t api_routes[];
@@ -77,13 +80,19 @@ void api_device_result(http_ctx_t *ctx);
 void api_devices_list(http_ctx_t *ctx);
 void api_devices_route(http_ctx_t *ctx); /* /api/devices/{deviceId}/… */
 
-/* The device queue's life (api/devices.c): init opens its tables in the node's database
- * (after store_open) and returns 0 or a negative errno with a message in err; attach
- * and detach run from the worker pool's on_start / on_stop hooks (attach returns 0 or
- * -ENOMEM); free runs after the workers are joined. */
+/* The device queue's life (api/devices.c): init opens the queue (in Redis when
+ * app->devices_redis is set, else its SQLite database in the data dir) and returns 0
+ * or a negative errno with a message in err; attach and detach run from the worker
+ * pool's on_start / on_stop hooks (attach returns 0 or -ENOMEM); free runs after the
+ * workers are joined. */
 int api_devices_init(app_t *app, char *err, size_t errlen);
 int api_devices_attach(app_t *app, worker_t *w);
 void api_devices_detach(app_t *app, worker_t *w);
 void api_devices_free(app_t *app);
+
+/* A wake-up message from the devices channel (store/devices_rcodec.h), on any thread:
+ * wakes the requests held on this node for what it names, unless this node sent it.
+ * arg is the app. */
+void api_devices_remote_wake(void *arg, const char *body, size_t len);
 
 #endif

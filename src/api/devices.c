@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "http/url.h"
 #include "store/devices.h"
+#include "store/devices_rcodec.h"
+#include "store/devices_redis.h"
 #include "transport/device.h"
 #include "transport/device_codec.h"
 
@@ -157,7 +159,9 @@ static void answer_empty(http_ctx_t *ctx, int end)
 
 static void respond_store_error(http_ctx_t *ctx, int r)
 {
-    if (r == -EBUSY)
+    if (r == -ENOTCONN) /* the queue in Redis, while Redis cannot be reached */
+        answer_error(ctx, 503, "device queue unavailable");
+    else if (r == -EBUSY)
         answer_error(ctx, 503, "the device queue is busy, try again");
     else if (r == -ENOMEM)
         answer_error(ctx, 500, "out of memory");
@@ -826,6 +830,34 @@ void api_devices_route(http_ctx_t *ctx)
         http_respond_error(ctx, 405, "method not allowed");
 }
 
+/* ---- wake-ups from other nodes ---- */
+
+#define REMOTE_WAKE_MAX 64
+
+void api_devices_remote_wake(void *arg, const char *body, size_t len)
+{
+    app_t *app = arg;
+    devices_wake_t items[REMOTE_WAKE_MAX];
+    const char *node;
+    size_t node_len;
+    int n = devices_wake_parse(body, len, items, REMOTE_WAKE_MAX, &node, &node_len);
+    if (n < 0) {
+        log_warn("ignored a bad device wake-up", "message=\"%.*s\"", (int)(len > 80 ? 80 : len),
+                 body);
+        return;
+    }
+    /* this node's own: its holds were woken when it made the change */
+    if (node_len == strlen(app->cfg->node_id) && memcmp(node, app->cfg->node_id, node_len) == 0)
+        return;
+    int kinds[REMOTE_WAKE_MAX];
+    int64_t keys[REMOTE_WAKE_MAX];
+    for (int i = 0; i < n; i++) {
+        kinds[i] = items[i].kind == DEVICES_WAKE_POLL ? DEVICE_HOLD_POLL : DEVICE_HOLD_RESULT;
+        keys[i] = items[i].key;
+    }
+    device_notify_any(app->device_reg, kinds, keys, (size_t)n);
+}
+
 /* ---- lifecycle ---- */
 
 typedef struct sweeper_s {
@@ -855,15 +887,22 @@ int api_devices_init(app_t *app, char *err, size_t errlen)
         .retention_ms = (int64_t)dc->retention_seconds * 1000,
         .group_commit = 1,
     };
-    /* A database of its own, beside the node's store: with group commit the queue holds
-     * the write lock for a loop turn, and no other module's write (a stream
-     * configuration PATCH on the same worker) must ever wait for that. */
-    char path[4096];
-    if (snprintf(path, sizeof(path), "%s/devices.db", app->cfg->data_dir) >= (int)sizeof(path)) {
-        snprintf(err, errlen, "dataDir is too long");
-        return -ENAMETOOLONG;
+    int r;
+    if (app->devices_redis) {
+        /* clustered: the queue every node shares, in Redis (docs/cluster.md) */
+        r = devices_redis_open(&app->devices, app->devices_redis, &o, err, errlen);
+    } else {
+        /* A database of its own, beside the node's store: with group commit the queue
+         * holds the write lock for a loop turn, and no other module's write (a stream
+         * configuration PATCH on the same worker) must ever wait for that. */
+        char path[4096];
+        if (snprintf(path, sizeof(path), "%s/devices.db", app->cfg->data_dir) >=
+            (int)sizeof(path)) {
+            snprintf(err, errlen, "dataDir is too long");
+            return -ENAMETOOLONG;
+        }
+        r = devices_open(&app->devices, path, &o, err, errlen);
     }
-    int r = devices_open(&app->devices, path, &o, err, errlen);
     if (r < 0) return r;
     if (!(stages = calloc((size_t)app->cfg->workers, sizeof(*stages)))) goto fail_stages;
     n_stages = app->cfg->workers;

@@ -46,6 +46,11 @@ typedef struct bus_ops_s {
 struct bus_s {
     const bus_ops_t *ops;
     struct hub_s *hub;
+    /* Device wake-ups from other nodes (the Redis bus's devices channel, written by the
+     * device queue in Redis): called on the bus's loop with each message's body. Set
+     * before that loop runs; NULL: such messages are ignored. */
+    void (*device_wake)(void *arg, const char *body, size_t len);
+    void *device_wake_arg;
 };
 
 /* Whether bus reaches the cluster (a bus without the op always does). Returns 1 or 0. */

@@ -56,7 +56,7 @@ struct bus_redis_s {
     const uint32_t *connections;
     cluster_redis_url_t url;
     char *prefix; /* "pushgate:{app}:" */
-    char *ch_push, *ch_reply, *ch_note, *node_key;
+    char *ch_push, *ch_reply, *ch_note, *ch_devices, *node_key;
     int64_t started_at_ms;
 
     /* main thread only */
@@ -545,6 +545,9 @@ static void dispatch(bus_redis_t *b, const char *channel, const char *data, size
         else
             auth_session_forget(name);
         free(name);
+    } else if (strcmp(channel, b->ch_devices) == 0) {
+        /* the device queue in Redis: a command enqueued or finished on some node */
+        if (b->base.device_wake) b->base.device_wake(b->base.device_wake_arg, data, len);
     }
 }
 
@@ -560,7 +563,7 @@ static void on_sub_message(redisAsyncContext *ac, void *reply, void *arg)
     if (strcmp(what, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
         dispatch(b, r->element[1]->str, r->element[2]->str, r->element[2]->len);
     } else if (strcmp(what, "subscribe") == 0 && r->element[2]->type == REDIS_REPLY_INTEGER &&
-               r->element[2]->integer == 3) {
+               r->element[2]->integer == 4) {
         b->subscribed = 1;
         maybe_up(b);
     }
@@ -648,8 +651,8 @@ static void connect_both(bus_redis_t *b)
     }
     /* queued until the connections are made; a failure reaches on_connect */
     if (b->url.db) redisAsyncCommand(b->cmd, NULL, NULL, "SELECT %d", b->url.db);
-    redisAsyncCommand(b->sub, on_sub_message, b, "SUBSCRIBE %s %s %s", b->ch_push, b->ch_reply,
-                      b->ch_note);
+    redisAsyncCommand(b->sub, on_sub_message, b, "SUBSCRIBE %s %s %s %s", b->ch_push, b->ch_reply,
+                      b->ch_note, b->ch_devices);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -851,6 +854,7 @@ static void redis_free(bus_t *bus)
     free(b->ch_push);
     free(b->ch_reply);
     free(b->ch_note);
+    free(b->ch_devices);
     free(b->node_key);
     free(b);
 }
@@ -893,13 +897,14 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
     snprintf(node, sizeof(node), "node:%.250s", cfg->node_id);
     if (!b->prefix || !(b->ch_push = join(b->prefix, "push")) ||
         !(b->ch_reply = join(b->prefix, reply)) || !(b->ch_note = join(b->prefix, "config")) ||
-        !(b->node_key = join(b->prefix, node)) || !(b->members = calloc(1, sizeof(char *))) ||
+        !(b->ch_devices = join(b->prefix, "devices")) || !(b->node_key = join(b->prefix, node)) || !(b->members = calloc(1, sizeof(char *))) ||
         !(b->members[0] = strdup(cfg->node_id))) {
         free(b->members);
         free(b->prefix);
         free(b->ch_push);
         free(b->ch_reply);
         free(b->ch_note);
+        free(b->ch_devices);
         free(b->node_key);
         free(b);
         snprintf(err, errlen, "out of memory");

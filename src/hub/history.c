@@ -210,3 +210,40 @@ void history_drop_topic(history_t *h, const char *topic)
     }
     uv_mutex_unlock(&h->mu);
 }
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n, uint64_t until_ms)
+{
+    history_sent_free(s);
+    if (n == 0)
+        return 0;
+    if (!(s->ids = calloc(n, ID_MAX)))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (s->n == 0 || strcmp(s->ids[s->n - 1], e[i].p->id) != 0)
+            memcpy(s->ids[s->n++], e[i].p->id, ID_MAX);
+    s->until_ms = until_ms;
+    return 0;
+}
+
+int history_sent_has(history_sent_t *s, const char *id, uint64_t now_ms)
+{
+    if (!s->n)
+        return 0;
+    if (now_ms > s->until_ms) {
+        history_sent_free(s);
+        return 0;
+    }
+    return bsearch(id, s->ids, s->n, ID_MAX, cmp_id) != NULL;
+}
+
+void history_sent_free(history_sent_t *s)
+{
+    free(s->ids);
+    s->ids = NULL;
+    s->n = 0;
+}

@@ -35,6 +35,30 @@ typedef struct history_entry_s {
 long history_since(history_t *h, const char *topic, const char *last_id, int64_t now_ms,
                    history_entry_t **out, int *gap);
 
+/* The ids a replay sent. A push recorded in the history just before a replay read it
+ * may still be on its way to the subscriber live; for a while after the replay, live
+ * deliveries check here and skip what was already sent. */
+typedef struct history_sent_s {
+    char (*ids)[ID_MAX]; /* sorted */
+    size_t n;
+    uint64_t until_ms; /* loop time after which no such push can still arrive */
+} history_sent_t;
+
+/* How long after a replay a racing push may still arrive (ms). */
+#define HISTORY_SENT_WINDOW_MS 10000
+
+/* Records the ids of e[0..n) (sorted by id, repeats allowed). Returns 0 or -ENOMEM
+ * (then nothing is recorded: a rare duplicate is the price, never a loss). */
+int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n,
+                        uint64_t until_ms);
+
+/* Tells whether id was sent by the replay; forgets everything once now_ms passes the
+ * window. Returns 1 or 0. */
+int history_sent_has(history_sent_t *s, const char *id, uint64_t now_ms);
+
+/* Frees what s holds. */
+void history_sent_free(history_sent_t *s);
+
 /* Forgets a topic's history (a deleted stream). */
 void history_drop_topic(history_t *h, const char *topic);
 

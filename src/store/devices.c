@@ -1,5 +1,7 @@
 /* Device command queue on SQLite: schema, prepared statements, one transaction per
- * call, and the depth/status metrics that follow each commit. */
+ * call (or a savepoint of the open one, with group commit), and the depth/status
+ * metrics that follow each commit; and the interface's calls, which go to whichever
+ * implementation a queue is (this one, or store/devices_redis.c). */
 #include "store/devices.h"
 
 #include <errno.h>
@@ -160,7 +162,9 @@ typedef struct delta_s {
 
 #define FAILED_RING 64
 
-struct devices_s {
+/* The SQLite queue: devices_t (the ops) first. */
+typedef struct sq_s {
+    devices_t base;
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     devices_opts_t opts;
@@ -172,7 +176,9 @@ struct devices_s {
     uint64_t failed[FAILED_RING]; /* the latest epochs whose commit failed */
     unsigned n_failed;
     delta_t pending; /* the open transaction's metrics */
-};
+} sq_t;
+
+static const devices_ops_t sq_ops;
 
 /* The epoch of the calling thread's latest operation (0: it is already durable). */
 static __thread uint64_t tl_epoch;
@@ -212,7 +218,7 @@ static void apply(const delta_t *d)
     if (d->orphans) METRICS_ADD(device_orphans, d->orphans);
 }
 
-static int fail_rc(devices_t *ds, int rc, const char *what)
+static int fail_rc(sq_t *ds, int rc, const char *what)
 {
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
         log_warn("device queue busy", "op=%s", what);
@@ -224,7 +230,7 @@ static int fail_rc(devices_t *ds, int rc, const char *what)
 }
 
 /* Steps a statement that returns no row and resets it. Returns 0 or a negative errno. */
-static int run(devices_t *ds, enum stmt_id id)
+static int run(sq_t *ds, enum stmt_id id)
 {
     sqlite3_stmt *s = ds->st[id];
     int rc = sqlite3_step(s);
@@ -233,25 +239,25 @@ static int run(devices_t *ds, enum stmt_id id)
     return fail_rc(ds, rc, stmt_sql[id]);
 }
 
-static int tx_begin(devices_t *ds)
+static int tx_begin(sq_t *ds)
 {
     return run(ds, S_BEGIN);
 }
 
-static int tx_commit(devices_t *ds)
+static int tx_commit(sq_t *ds)
 {
     int r = run(ds, S_COMMIT);
     if (r < 0 && !sqlite3_get_autocommit(ds->db)) run(ds, S_ROLLBACK);
     return r;
 }
 
-static void tx_rollback(devices_t *ds)
+static void tx_rollback(sq_t *ds)
 {
     if (!sqlite3_get_autocommit(ds->db)) run(ds, S_ROLLBACK);
 }
 
 /* The open transaction is gone without a commit: every operation in it is lost. */
-static void epoch_failed(devices_t *ds)
+static void epoch_failed(sq_t *ds)
 {
     ds->failed[ds->n_failed++ % FAILED_RING] = ds->epoch;
     ds->open = 0;
@@ -259,7 +265,7 @@ static void epoch_failed(devices_t *ds)
 }
 
 /* Commits the open transaction, if any (lock held). Returns 0 or a negative errno. */
-static int commit_open(devices_t *ds)
+static int commit_open(sq_t *ds)
 {
     if (!ds->open) return 0;
     int r = tx_commit(ds);
@@ -278,7 +284,7 @@ static int commit_open(devices_t *ds)
 /* An operation starts (lock held): its own transaction, or, with group commit, a
  * savepoint in the open one (opened if needed). Sets the thread's epoch. Returns 0 or a
  * negative errno. */
-static int op_begin(devices_t *ds)
+static int op_begin(sq_t *ds)
 {
     tl_epoch = 0;
     if (!ds->opts.group_commit) return tx_begin(ds);
@@ -298,7 +304,7 @@ static int op_begin(devices_t *ds)
 }
 
 /* The operation failed: undo it (lock held). */
-static void op_rollback(devices_t *ds)
+static void op_rollback(sq_t *ds)
 {
     if (!ds->opts.group_commit) {
         tx_rollback(ds);
@@ -314,7 +320,7 @@ static void op_rollback(devices_t *ds)
 
 /* The operation succeeded with the metrics changes d (lock held): commit it, or, with
  * group commit, keep it for devices_sync. Returns 0 or a negative errno. */
-static int op_commit(devices_t *ds, const delta_t *d)
+static int op_commit(sq_t *ds, const delta_t *d)
 {
     if (!ds->opts.group_commit) {
         int r = tx_commit(ds);
@@ -331,7 +337,7 @@ static int op_commit(devices_t *ds, const delta_t *d)
 }
 
 /* A read outside op_begin: it sees the open transaction, if any. */
-static void read_epoch(devices_t *ds)
+static void read_epoch(sq_t *ds)
 {
     tl_epoch = ds->opts.group_commit && ds->open ? ds->epoch : 0;
 }
@@ -341,8 +347,9 @@ uint64_t devices_last_epoch(void)
     return tl_epoch;
 }
 
-int devices_sync(devices_t *ds, uint64_t epoch)
+static int sq_sync(devices_t *base, uint64_t epoch)
 {
+    sq_t *ds = (sq_t *)base;
     if (!epoch) return 0;
     pthread_mutex_lock(&ds->mu);
     if (ds->open && ds->epoch <= epoch) commit_open(ds);
@@ -415,7 +422,7 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
 }
 
 /* Expires the device's overdue commands inside the caller's transaction. */
-static int expire_device(devices_t *ds, int64_t device_id, int64_t now, delta_t *d)
+static int expire_device(sq_t *ds, int64_t device_id, int64_t now, delta_t *d)
 {
     sqlite3_stmt *q = ds->st[S_EXPIRE_DEV_QUEUED];
     sqlite3_bind_int64(q, 1, device_id);
@@ -439,11 +446,12 @@ static int expire_device(devices_t *ds, int64_t device_id, int64_t now, delta_t 
 int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, char *err,
                  size_t errlen)
 {
-    devices_t *ds = calloc(1, sizeof(*ds));
+    sq_t *ds = calloc(1, sizeof(*ds));
     if (!ds) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
+    ds->base.ops = &sq_ops;
     ds->opts = *opts;
     int r = -EIO;
     if (pthread_mutex_init(&ds->mu, NULL) != 0) {
@@ -485,7 +493,7 @@ int devices_open(devices_t **out, const char *path, const devices_opts_t *opts, 
     __atomic_store_n(&metrics.device_queued, sqlite3_column_int64(t, 0), __ATOMIC_RELAXED);
     __atomic_store_n(&metrics.device_in_flight, sqlite3_column_int64(t, 1), __ATOMIC_RELAXED);
     sqlite3_reset(t);
-    *out = ds;
+    *out = &ds->base;
     return 0;
 fail_prepare:
     for (int i = 0; i < S_COUNT; i++)
@@ -498,9 +506,9 @@ fail_mutex:
     return r;
 }
 
-void devices_close(devices_t *ds)
+static void sq_close(devices_t *base)
 {
-    if (!ds) return;
+    sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
     commit_open(ds);
     pthread_mutex_unlock(&ds->mu);
@@ -511,9 +519,10 @@ void devices_close(devices_t *ds)
     free(ds);
 }
 
-int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
+static int sq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
                     int64_t now, int64_t *id)
 {
+    sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
     int r = op_begin(ds);
@@ -559,8 +568,9 @@ out:
     return r;
 }
 
-int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out)
+static int sq_next(devices_t *base, int64_t device_id, int64_t now, devices_cmd_t *out)
 {
+    sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ds->mu);
@@ -606,9 +616,10 @@ out:
     return r;
 }
 
-int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res, int64_t now,
+static int sq_result(devices_t *base, int64_t device_id, const device_result_t *res, int64_t now,
                    int64_t *id)
 {
+    sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
     int r = op_begin(ds);
@@ -657,8 +668,9 @@ out:
     return r;
 }
 
-int devices_cancel(devices_t *ds, int64_t device_id, int64_t id, int64_t now, int *status)
+static int sq_cancel(devices_t *base, int64_t device_id, int64_t id, int64_t now, int *status)
 {
+    sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
     int r = op_begin(ds);
@@ -699,7 +711,7 @@ out:
 
 /* Expires the device's overdue commands in an operation of their own, so that reads
  * show the status a poll would act on. Called with the lock held. */
-static int expire_alone(devices_t *ds, int64_t device_id, int64_t now)
+static int expire_alone(sq_t *ds, int64_t device_id, int64_t now)
 {
     delta_t d = {0};
     int r = op_begin(ds);
@@ -711,8 +723,9 @@ static int expire_alone(devices_t *ds, int64_t device_id, int64_t now)
     return op_commit(ds, &d);
 }
 
-int devices_get(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out)
+static int sq_get(devices_t *base, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out)
 {
+    sq_t *ds = (sq_t *)base;
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&ds->mu);
     int r = expire_alone(ds, device_id, now);
@@ -731,9 +744,10 @@ int devices_get(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devic
     return r;
 }
 
-int devices_list(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t after,
+static int sq_list(devices_t *base, int64_t device_id, unsigned status_mask, int64_t after,
                  unsigned limit, int64_t now, devices_cmd_cb cb, void *arg)
 {
+    sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
     int r = expire_alone(ds, device_id, now);
     if (r < 0) goto out;
@@ -758,9 +772,10 @@ out:
     return r;
 }
 
-int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned limit,
+static int sq_orphans(devices_t *base, int64_t device_id, int64_t after, unsigned limit,
                     devices_orphan_cb cb, void *arg)
 {
+    sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
     read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_ORPHANS];
@@ -793,8 +808,9 @@ int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned li
     return r;
 }
 
-int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_cb cb, void *arg)
+static int sq_depths(devices_t *base, int64_t after, unsigned limit, devices_depth_cb cb, void *arg)
 {
+    sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
     read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_DEPTHS];
@@ -813,8 +829,9 @@ int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_c
     return r;
 }
 
-int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d)
+static int sq_depth(devices_t *base, int64_t device_id, devices_depth_t *d)
 {
+    sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
     read_epoch(ds);
     sqlite3_stmt *s = ds->st[S_DEPTH];
@@ -829,8 +846,9 @@ int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d)
     return r;
 }
 
-int devices_sweep(devices_t *ds, int64_t now)
+static int sq_sweep(devices_t *base, int64_t now)
 {
+    sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
     int r = op_begin(ds);
@@ -874,4 +892,97 @@ fail:
 out:
     pthread_mutex_unlock(&ds->mu);
     return r;
+}
+
+static const devices_ops_t sq_ops = {
+    .enqueue = sq_enqueue,
+    .next = sq_next,
+    .result = sq_result,
+    .cancel = sq_cancel,
+    .get = sq_get,
+    .list = sq_list,
+    .orphans = sq_orphans,
+    .depths = sq_depths,
+    .depth = sq_depth,
+    .sweep = sq_sweep,
+    .sync = sq_sync,
+    .close = sq_close,
+};
+
+/* ---- the interface: whichever implementation ds is ---- */
+
+int devices_sync(devices_t *ds, uint64_t epoch)
+{
+    return ds->ops->sync ? ds->ops->sync(ds, epoch) : 0;
+}
+
+void devices_close(devices_t *ds)
+{
+    if (ds) ds->ops->close(ds);
+}
+
+/* Each call starts with nothing to wait for: the SQLite queue sets the thread's epoch
+ * when its call joins an open transaction; the others are durable when they return. */
+int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
+                    int64_t now, int64_t *id)
+{
+    tl_epoch = 0;
+    return ds->ops->enqueue(ds, device_id, cmd, expires_at, now, id);
+}
+
+int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out)
+{
+    tl_epoch = 0;
+    return ds->ops->next(ds, device_id, now, out);
+}
+
+int devices_result(devices_t *ds, int64_t device_id, const device_result_t *res, int64_t now,
+                   int64_t *id)
+{
+    tl_epoch = 0;
+    return ds->ops->result(ds, device_id, res, now, id);
+}
+
+int devices_cancel(devices_t *ds, int64_t device_id, int64_t id, int64_t now, int *status)
+{
+    tl_epoch = 0;
+    return ds->ops->cancel(ds, device_id, id, now, status);
+}
+
+int devices_get(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out)
+{
+    tl_epoch = 0;
+    return ds->ops->get(ds, device_id, id, now, out);
+}
+
+int devices_list(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t after,
+                 unsigned limit, int64_t now, devices_cmd_cb cb, void *arg)
+{
+    tl_epoch = 0;
+    return ds->ops->list(ds, device_id, status_mask, after, limit, now, cb, arg);
+}
+
+int devices_orphans(devices_t *ds, int64_t device_id, int64_t after, unsigned limit,
+                    devices_orphan_cb cb, void *arg)
+{
+    tl_epoch = 0;
+    return ds->ops->orphans(ds, device_id, after, limit, cb, arg);
+}
+
+int devices_depths(devices_t *ds, int64_t after, unsigned limit, devices_depth_cb cb, void *arg)
+{
+    tl_epoch = 0;
+    return ds->ops->depths(ds, after, limit, cb, arg);
+}
+
+int devices_depth(devices_t *ds, int64_t device_id, devices_depth_t *d)
+{
+    tl_epoch = 0;
+    return ds->ops->depth(ds, device_id, d);
+}
+
+int devices_sweep(devices_t *ds, int64_t now)
+{
+    tl_epoch = 0;
+    return ds->ops->sweep(ds, now);
 }

@@ -1,4 +1,4 @@
-/* The durable device command queue (seed 004) in SQLite: per device, commands in
+/* The durable device command queue (seed 004): per device, commands in
  * enqueue order, one in flight at a time, redelivered when no result comes within the
  * redelivery timeout, expired past their TTL; results close the command in flight or
  * are kept as orphans. Every change is committed (WAL: it survives kill -9 of the
@@ -15,7 +15,12 @@
  * open transaction never holds up another module's writes; one mutex serializes the
  * calls of every worker on its connection. Times are unix milliseconds passed in by
  * the caller (tests drive the clock). The process-wide metrics (queue depth, commands
- * by status) follow every committed change. */
+ * by status) follow every committed change.
+ *
+ * Two implementations sit behind this interface (devices_ops_t): the SQLite queue of a
+ * single node (devices_open, here) and, when the node is clustered, the queue shared
+ * by every node in Redis (store/devices_redis.h), whose calls are durable once they
+ * return (epoch 0) and which answers -ENOTCONN while Redis cannot be reached. */
 #ifndef PG_STORE_DEVICES_H
 #define PG_STORE_DEVICES_H
 
@@ -80,11 +85,41 @@ typedef int (*devices_cmd_cb)(const devices_cmd_t *c, void *arg);
 typedef int (*devices_orphan_cb)(const devices_orphan_t *o, void *arg);
 typedef int (*devices_depth_cb)(const devices_depth_t *d, void *arg);
 
+/* An implementation of the queue: every call below goes to ds->ops, whose functions
+ * take the same arguments and return the same values as the calls they serve. Each
+ * implementation embeds devices_t as its first member. */
+typedef struct devices_ops_s {
+    int (*enqueue)(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
+                   int64_t now, int64_t *id);
+    int (*next)(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out);
+    int (*result)(devices_t *ds, int64_t device_id, const device_result_t *res, int64_t now,
+                  int64_t *id);
+    int (*cancel)(devices_t *ds, int64_t device_id, int64_t id, int64_t now, int *status);
+    int (*get)(devices_t *ds, int64_t device_id, int64_t id, int64_t now, devices_cmd_t *out);
+    int (*list)(devices_t *ds, int64_t device_id, unsigned status_mask, int64_t after,
+                unsigned limit, int64_t now, devices_cmd_cb cb, void *arg);
+    int (*orphans)(devices_t *ds, int64_t device_id, int64_t after, unsigned limit,
+                   devices_orphan_cb cb, void *arg);
+    int (*depths)(devices_t *ds, int64_t after, unsigned limit, devices_depth_cb cb, void *arg);
+    int (*depth)(devices_t *ds, int64_t device_id, devices_depth_t *d);
+    int (*sweep)(devices_t *ds, int64_t now);
+    int (*sync)(devices_t *ds, uint64_t epoch); /* NULL: every call is durable on return */
+    void (*close)(devices_t *ds);
+} devices_ops_t;
+
+struct devices_s {
+    const devices_ops_t *ops;
+};
+
 /* The status's name ("queued", "sent", …), or "?" when out of range. */
 const char *devices_status_name(int status);
 
 /* The status called name[0..len), or -EINVAL. */
 int devices_status_parse(const char *name, size_t len);
+
+/* Every call below may also return -ENOTCONN when the queue cannot be reached (the
+ * Redis queue while Redis is down or does not answer in time): the call did nothing,
+ * or, cut off after it was sent, its outcome is unknown (it may have happened). */
 
 /* Opens the queue on the SQLite database at path (creating the file and its tables if
  * needed; WAL mode) and

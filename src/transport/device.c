@@ -362,6 +362,37 @@ void device_notify(device_reg_t *reg, worker_t *from, int kind, int64_t key)
     pw->out[pw->n_out++] = (wake_item_t){key, kind};
 }
 
+void device_notify_any(device_reg_t *reg, const int *kinds, const int64_t *keys, size_t n)
+{
+    wake_item_t *items = n ? malloc(n * sizeof(*items)) : NULL;
+    size_t k = 0;
+    if (n && !items) log_warn("device wake-ups dropped: out of memory", "count=%zu", n);
+    for (size_t i = 0; items && i < n; i++)
+        if (kinds[i] >= 0 && kinds[i] < DEVICE_HOLD_KINDS &&
+            __atomic_load_n(&reg->pending[kinds[i]], __ATOMIC_SEQ_CST) > 0)
+            items[k++] = (wake_item_t){keys[i], kinds[i]};
+    /* the workers' parts are set before any worker runs and the bus's loop starts */
+    int nw = 0;
+    for (int i = 0; i < reg->n; i++)
+        nw += reg->pw[i] != NULL;
+    wake_batch_t *b = k && nw ? malloc(sizeof(*b) + (size_t)reg->n * sizeof(wake_msg_t)) : NULL;
+    if (!b) {
+        if (k && nw) log_warn("device wake-ups dropped: out of memory", "count=%zu", k);
+        free(items);
+        return;
+    }
+    b->reg = reg;
+    b->refs = nw;
+    b->n = k;
+    b->items = items;
+    for (int i = 0; i < reg->n; i++) {
+        if (!reg->pw[i]) continue;
+        b->msgs[i].base.fn = on_wake_msg;
+        b->msgs[i].batch = b;
+        worker_post(reg->pw[i]->w, &b->msgs[i].base);
+    }
+}
+
 /* ---- lifecycle ---- */
 
 device_reg_t *device_reg_new(int n_workers)

@@ -106,6 +106,12 @@ void device_hold_done(device_hold_t *h);
  * is held anywhere. */
 void device_notify(device_reg_t *reg, worker_t *from, int kind, int64_t key);
 
+/* Wakes every request held for the (kinds[i], keys[i]) pairs on every worker, from any
+ * thread (a wake-up from another node, on the bus's loop): one inbox message per
+ * worker for all n. Pairs of a kind that nothing holds are skipped; no-op when none is
+ * left. */
+void device_notify_any(device_reg_t *reg, const int *kinds, const int64_t *keys, size_t n);
+
 /* Records a visit of the device at now (unix ms): a poll, or a result when result. */
 void device_seen_touch(device_reg_t *reg, int64_t device_id, int64_t now, int result);
 

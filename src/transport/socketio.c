@@ -31,6 +31,7 @@ struct sio_socket_s {
         char push_id[ID_MAX];
     } *acks; /* push requests waiting for this socket's ack; allocated on first use */
     unsigned n_acks;
+    history_sent_t replayed;
 };
 
 struct sio_client_s {
@@ -142,6 +143,8 @@ static int sock_deliver(subscriber_t *s, push_t *p, int ti)
     sio_socket_t *sock = (sio_socket_t *)s;
     sio_client_t *cl = sock->cl;
     int r;
+    if (history_sent_has(&sock->replayed, p->id, uv_now(&eio_session_worker(cl->eio)->loop)))
+        return 0;
     if (p->kind == PUSH_KIND_REQUEST && p->await_acks) {
         /* the ack id is this socket's own, so this encoding is too */
         long id = sock->next_ack++;
@@ -215,6 +218,7 @@ static void socket_free(sio_client_t *cl, sio_socket_t *sock)
     free(sock->client_id);
     free(sock->tenant);
     free(sock->acks);
+    history_sent_free(&sock->replayed);
     free(sock);
 }
 
@@ -230,14 +234,20 @@ static void connect_error(sio_client_t *cl, const char *nsp, const char *msg)
 static void replay(sio_socket_t *sock, char *const *topics, size_t n, const char *offset)
 {
     history_t *h = sock->cl->srv->history;
+    eio_session_t *eio = sock->cl->eio;
     for (size_t i = 0; h && i < n; i++) {
         history_entry_t *e;
         int gap;
         long k = history_since(h, topics[i], offset, auth_now_ms(), &e, &gap);
+        if (k > 0)
+            history_sent_record(&sock->replayed, e, (size_t)k,
+                                uv_now(&eio_session_worker(eio)->loop) + HISTORY_SENT_WINDOW_MS);
         for (long j = 0; j < k; j++) {
+            /* a send that cuts the client off only marks it: the session lives on
+             * until the next loop turn, so the rest of this loop is harmless */
             buf_t *f = push_frame(e[j].p, PUSH_FORMAT_SIO, e[j].ti, sio_encode_push);
-            if (f)
-                eio_send(sock->cl->eio, f, 0, f->len, 0);
+            if (f && eio_session_open(eio))
+                eio_send(eio, f, 0, f->len, 0);
             push_unref(e[j].p);
         }
         free(e);

@@ -18,21 +18,10 @@ typedef struct sse_client_s {
     auth_identity_t *id;
     char *client_id;
     char *tenant;
-    /* ids sent by the replay, sorted: a push recorded in the history just before the
-     * replay read it may still be on its way live, and must not come twice */
-    char (*replayed)[ID_MAX];
-    size_t n_replayed;
-    uint64_t replayed_until; /* loop time after which no such push can still arrive */
+    history_sent_t replayed;
     unsigned heartbeat_ms;
     uint64_t next_heartbeat;
 } sse_client_t;
-
-#define SSE_REPLAY_OVERLAP_MS 10000
-
-static int cmp_id(const void *a, const void *b)
-{
-    return strcmp(a, b);
-}
 
 buf_t *sse_encode_push(const push_t *p, int ti)
 {
@@ -71,23 +60,10 @@ static int send_push(sse_client_t *cl, push_t *p, int ti)
     return conn_send(cl->c, f, 0, f->len);
 }
 
-static int was_replayed(sse_client_t *cl, const char *id)
-{
-    if (!cl->n_replayed)
-        return 0;
-    if (uv_now(&cl->c->w->loop) > cl->replayed_until) {
-        free(cl->replayed);
-        cl->replayed = NULL;
-        cl->n_replayed = 0;
-        return 0;
-    }
-    return bsearch(id, cl->replayed, cl->n_replayed, ID_MAX, cmp_id) != NULL;
-}
-
 static int sse_deliver(subscriber_t *s, push_t *p, int ti)
 {
     sse_client_t *cl = (sse_client_t *)s;
-    if (was_replayed(cl, p->id))
+    if (history_sent_has(&cl->replayed, p->id, uv_now(&cl->c->w->loop)))
         return 0;
     int r = send_push(cl, p, ti);
     if (r == -ENOBUFS) {
@@ -133,7 +109,7 @@ static void sse_on_close(conn_t *c)
     auth_identity_free(cl->id);
     free(cl->client_id);
     free(cl->tenant);
-    free(cl->replayed);
+    history_sent_free(&cl->replayed);
     free(cl);
     __atomic_sub_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
 }
@@ -195,17 +171,14 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
     }
     if (total)
         qsort(all, total, sizeof(*all), by_id);
-    if (total && r == 0 && (cl->replayed = calloc(total, ID_MAX))) {
-        cl->replayed_until = uv_now(&cl->c->w->loop) + SSE_REPLAY_OVERLAP_MS;
-    }
+    if (r == 0)
+        history_sent_record(&cl->replayed, all, total,
+                            uv_now(&cl->c->w->loop) + HISTORY_SENT_WINDOW_MS);
     for (size_t i = 0; i < total; i++) {
         /* a push in several of the subscriber's topics is replayed once */
         int dup = i > 0 && all[i].p == all[i - 1].p;
-        if (r == 0 && !dup) {
+        if (r == 0 && !dup)
             r = send_push(cl, all[i].p, all[i].ti);
-            if (cl->replayed)
-                memcpy(cl->replayed[cl->n_replayed++], all[i].p->id, ID_MAX);
-        }
         push_unref(all[i].p);
     }
     free(all);
