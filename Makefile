@@ -1,11 +1,17 @@
 # pushgate build. `make` builds build/pushgate; `make SAN=1` builds build-asan/ with
-# AddressSanitizer + UndefinedBehaviorSanitizer; `make unit` runs the Criterion tests;
-# `make fuzz` builds the libFuzzer targets (clang); `make test` runs everything.
+# AddressSanitizer + UndefinedBehaviorSanitizer; `make SAN=thread` builds build-tsan/ with
+# ThreadSanitizer (scripts/tsan.sh runs the multi-worker tests on it); `make unit` runs
+# the Criterion tests; `make fuzz` builds the libFuzzer targets (clang); `make test` runs
+# everything.
 
 SAN ?= 0
 ifeq ($(SAN),1)
 BUILD ?= build-asan
 SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT = -O1 -g
+else ifeq ($(SAN),thread)
+BUILD ?= build-tsan
+SANFLAGS = -fsanitize=thread -fno-omit-frame-pointer
 OPT = -O1 -g
 else
 BUILD ?= build
@@ -56,8 +62,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(LIB) $(LDLIBS_ALL) -lcriterion
 
+ifeq ($(SAN),thread)
+# Criterion cannot start under TSan: BoxFort's shared arena looks for free address space
+# where TSan's shadow memory already is, and aborts ("Could not initialize inheritable
+# arena", Snaipe/Criterion#274). So under SAN=thread the unit tests are built, not run;
+# scripts/tsan.sh runs the multi-worker integration tests instead.
+unit: $(UNIT_BINS)
+	@echo "unit: built $(words $(UNIT_BINS)) unit tests with TSan; not run (Criterion cannot run under TSan, Snaipe/Criterion#274)"
+else
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 1; done
+endif
 
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BUILD := build-fuzz
@@ -89,6 +104,6 @@ format:
 	clang-format -i $$(find src tests/unit tests/fuzz bench -name '*.[ch]' 2>/dev/null)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(OBJS:.o=.d) $(BUILD)/obj/src/main.d

@@ -33,12 +33,17 @@ typedef struct node_s {
     cluster_redis_url_t redis;
     char redis_prefix[300];
     devices_redis_cfg_t devices_redis;
+    int devices_keep; /* atomic: the bus closed at shutdown with Redis up */
 } node_t;
 
-/* The device queue in Redis skips Redis while the bus finds it down. */
+/* The device queue in Redis skips Redis while the bus finds it down. Once the bus has
+ * closed for the shutdown, the draining workers go on using Redis (on their own
+ * connections) if it was up then: a waitMs enqueue answered at shutdown says what
+ * happened to its command rather than 503. */
 static int bus_up(void *arg)
 {
-    return bus_healthy(arg);
+    node_t *n = arg;
+    return __atomic_load_n(&n->devices_keep, __ATOMIC_ACQUIRE) || bus_healthy(n->bus);
 }
 
 /* Clustered: the device queue goes to the Redis of the bus (docs/cluster.md), and the
@@ -57,7 +62,7 @@ static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
         .prefix = n->redis_prefix,
         .node_id = cfg->node_id,
         .healthy = bus_up,
-        .healthy_arg = bus,
+        .healthy_arg = n,
     };
     n->app.devices_redis = &n->devices_redis;
     bus->device_wake = api_devices_remote_wake;
@@ -96,6 +101,8 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
+    if (n->app.devices_redis && bus_healthy(n->bus))
+        __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
     if (n->bus && n->bus->ops->close)
         n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);

@@ -172,8 +172,10 @@ int auth_session_create(const char *user, json_t *roles, json_t *groups, const c
         json_decref(doc);
         return -ENOMEM;
     }
+    /* the store gets its own copy; doc stays this thread's (refcounts are not shared) */
+    json_t *mine = json_deep_copy(doc);
     uv_rwlock_wrlock(&auth_lock);
-    int r = json_object_set(auth_sessions, id_out, doc);
+    int r = mine ? json_object_set_new(auth_sessions, id_out, mine) : -1;
     uv_rwlock_wrunlock(&auth_lock);
     if (r == 0 && auth_store && auth_store->saved)
         auth_store->saved(auth_store->arg, id_out, doc);
@@ -228,9 +230,14 @@ static json_t *store_lookup(const char *id)
         return NULL;
     }
     json_object_set_new(doc, AUTH_REMOTE_KEY, json_true());
+    /* the store keeps its own copy: jansson's refcounts are not for sharing between
+     * threads, so no document is ever referenced from two of them */
+    json_t *mine = json_deep_copy(doc);
     uv_rwlock_wrlock(&auth_lock);
-    if (auth_sessions)
-        json_object_set(auth_sessions, id, doc);
+    if (auth_sessions && mine)
+        json_object_set_new(auth_sessions, id, mine);
+    else
+        json_decref(mine);
     uv_rwlock_wrunlock(&auth_lock);
     return doc;
 }
@@ -341,13 +348,19 @@ int auth_resolve(const char *credential, auth_identity_t **out)
 {
     if (!credential || !*credential)
         return -ENOENT;
-    /* a known session id wins, even one that looks like a JWT (two dots) */
+    /* a known session id wins, even one that looks like a JWT (two dots). The identity
+     * is built under the read lock: readers never touch a document's refcount */
     uv_rwlock_rdlock(&auth_lock);
     json_t *doc = json_object_get(auth_sessions, credential);
-    if (doc)
-        json_incref(doc);
+    int r = 0;
+    if (doc) {
+        int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
+        r = exp && exp <= auth_now_ms() ? -ETIME : identity_from(credential, doc, out);
+    }
     uv_rwlock_rdunlock(&auth_lock);
-    if (!doc) {
+    if (doc)
+        return r;
+    {
         const char *dot = strchr(credential, '.');
         if (dot && strchr(dot + 1, '.'))
             return resolve_jwt(credential, out);
@@ -355,12 +368,11 @@ int auth_resolve(const char *credential, auth_identity_t **out)
             return -ENOENT;
     }
     int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
-    int r;
     if (exp && exp <= auth_now_ms())
         r = -ETIME;
     else
         r = identity_from(credential, doc, out);
-    json_decref(doc);
+    json_decref(doc); /* the caller's own copy from the store */
     return r;
 }
 

@@ -250,9 +250,20 @@ size_t hub_count(worker_t *w)
 
 static void on_worker_done(worker_t *w, worker_msg_t *m)
 {
-    (void)w;
     fanout_msg_t *fm = (fanout_msg_t *)m;
     node_collect_t *nc = fm->nc;
+    if (!HW(w)) {
+        /* the loop has ended (shutdown): the report has nobody left to go to */
+        report_free(&fm->report);
+        push_unref(fm->p);
+        free(fm);
+        if (--nc->remaining == 0) {
+            report_free(&nc->report);
+            push_unref(nc->p);
+            free(nc);
+        }
+        return;
+    }
     report_move(&nc->report, &fm->report);
     report_free(&fm->report);
     push_unref(fm->p);
@@ -324,6 +335,23 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     hub_worker_t *hw = HW(w);
     push_t *p = fm->p;
     node_collect_t *nc = fm->nc;
+    if (!hw) {
+        /* the loop has ended (shutdown): nothing to deliver to; still report empty */
+        report_t empty;
+        report_init(&empty, 0);
+        if (nc) {
+            fm->base.fn = on_worker_done;
+            fm->report = empty;
+            if (nc->collector == w)
+                on_worker_done(w, &fm->base);
+            else
+                worker_post(nc->collector, &fm->base);
+        } else {
+            push_unref(p);
+            free(fm);
+        }
+        return;
+    }
     int want_entries = nc && (p->report_mode == PUSH_REPORT_FULL || p->await_acks);
     report_t rep;
     report_init(&rep, want_entries);

@@ -116,8 +116,8 @@ int devices_rcmd_decode(const devices_rstr_t *kv, size_t n, devices_cmd_t *out)
         }
     }
     unsigned need = F_ID | F_DEVICE | F_STATUS | F_ATTEMPTS | F_CREATED;
-    if (r == 0 && ((have & need) != need || !out->cmd.verb || !out->cmd.endpoint ||
-                   !out->cmd.content_type))
+    if (r == 0 &&
+        ((have & need) != need || !out->cmd.verb || !out->cmd.endpoint || !out->cmd.content_type))
         r = -EINVAL;
     if (r == 0 && !out->cmd.body) out->cmd.body_json = 0;
     if (r < 0) devices_cmd_clear(out);

@@ -214,7 +214,7 @@ static const char *const script_body[SC_COUNT] = {
                "return {EXP[1], EXP[2], redis.call('HGETALL', c)}\n",
     /* ARGV[6] device, [7] statuses ("a,b"; "": any), [8] after, [9] limit. Returns
      * {expired queued, expired sent, hash…}. Only unfinished statuses wanted: the
-     * queue list; else every command of the device, 256 ids at a time */
+     * queue list; else every command of the device; 256 ids at a time */
     [SC_LIST] =
         "local dev, after, limit = ARGV[6], tonumber(ARGV[8]), tonumber(ARGV[9])\n"
         "expire_device(dev)\n"
@@ -239,9 +239,15 @@ static const char *const script_body[SC_COUNT] = {
         "end\n"
         "if limit == 0 then return out end\n"
         "if open_only then\n"
-        "  for _, id in ipairs(redis.call('LRANGE', P .. 'q:' .. dev, 0, -1)) do\n"
-        "    if tonumber(id) > after then take(id) end\n"
-        "    if n >= limit then break end\n"
+        "  local i = 0\n"
+        "  while n < limit do\n"
+        "    local ids = redis.call('LRANGE', P .. 'q:' .. dev, i, i + 255)\n"
+        "    if #ids == 0 then break end\n"
+        "    for _, id in ipairs(ids) do\n"
+        "      if tonumber(id) > after then take(id) end\n"
+        "      if n >= limit then break end\n"
+        "    end\n"
+        "    i = i + 256\n"
         "  end\n"
         "  return out\n"
         "end\n"
@@ -314,9 +320,9 @@ static const char *const script_body[SC_COUNT] = {
                  "return {nq, redis.call('ZCARD', P .. 'sent')}\n",
 };
 
-static const char *const script_name[SC_COUNT] = {
-    "enqueue", "next", "result", "cancel", "get", "list", "orphans", "depths", "depth", "sweep",
-    "stats"};
+static const char *const script_name[SC_COUNT] = {"enqueue", "next",  "result",  "cancel",
+                                                  "get",     "list",  "orphans", "depths",
+                                                  "depth",   "sweep", "stats"};
 
 /* ---- the queue ---- */
 

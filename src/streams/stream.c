@@ -248,12 +248,13 @@ json_t *streams_tenant(const char *tenant)
 {
     if (!tenant || !streams_lock_ready)
         return NULL;
+    /* a private deep copy, made under the lock: jansson's refcounts are not atomic
+     * enough to share one document between threads */
     uv_rwlock_rdlock(&streams_lock);
     json_t *t = json_object_get(streams_all, tenant);
-    if (t)
-        json_incref(t);
+    json_t *copy = t ? json_deep_copy(t) : NULL;
     uv_rwlock_rdunlock(&streams_lock);
-    return t;
+    return copy;
 }
 
 static int apply_locked(const char *tenant, json_t *request, char *err, size_t errlen);
@@ -312,10 +313,17 @@ static int apply_locked(const char *tenant, json_t *request, char *err, size_t e
     if (!next)
         return -ENOMEM;
     /* durable first, visible second: a crash never shows what was not saved */
+    json_t *shared = json_deep_copy(next); /* the registry's own; next stays ours */
+    if (!shared) {
+        json_decref(next);
+        return -ENOMEM;
+    }
     uv_rwlock_wrlock(&streams_lock);
     r = persist(tenant, next);
     if (r == 0)
-        json_object_set(streams_all, tenant, next);
+        json_object_set_new(streams_all, tenant, shared);
+    else
+        json_decref(shared);
     uv_rwlock_wrunlock(&streams_lock);
     if (r == 0 && streams_hook && streams_hook->saved)
         streams_hook->saved(streams_hook->arg, tenant, next);
@@ -344,8 +352,10 @@ int streams_put(const char *tenant, json_t *streams, char *err, size_t errlen)
     int r = 0;
     if (streams_all && !(cur && json_equal(cur, next))) {
         r = persist(tenant, next);
-        if (r == 0)
-            json_object_set(streams_all, tenant, next);
+        if (r == 0) {
+            json_object_set_new(streams_all, tenant, next); /* handed over whole */
+            next = NULL;
+        }
     }
     uv_rwlock_wrunlock(&streams_lock);
     json_decref(next);
