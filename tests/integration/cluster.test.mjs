@@ -9,16 +9,22 @@
 // SSE resume on another node with Last-Event-ID; membership in GET /api/nodes; Redis
 // killed and restarted (readyz, local-only reports flagged "bus down", reconnect);
 // kill -9 of a node (nodesMissing, then out of the members after the TTL); a bad
-// --redis URL.
+// --redis URL; device command queues shared through Redis (enqueue on one node, poll
+// on another, result on a third; redelivery, waitMs and the long poll across nodes;
+// Redis killed and restarted with its AOF: 503 meanwhile, nothing acknowledged lost).
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   baseConfig, cleanup, withLogs, connectClient, tryConnect, pushRequest, api, get, createSession,
   sleep, runCli, ADMIN_KEY, PUB_KEY, SLOW,
 } from './lib/harness.mjs';
 import { sseSubscribe, jsonData, closeAllSse, until } from './lib/sse.mjs';
 import { startRedis, startClusterNode, waitMembers, waitReady, redisCommand } from './lib/cluster.mjs';
+import { DeviceSim, request, enqueue, getCommand, listCommands } from './lib/device-sim.mjs';
 
 const CONFIG_PATH = '/configuration/v2/configuration/platform/push-service';
 const IDS = ['n1', 'n2', 'n3'];
@@ -308,5 +314,189 @@ describe('faults', () => {
     const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--data-dir', '/tmp/pushgate-cluster-bad', '--redis', 'http://127.0.0.1:1']);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /redis URL \\?"http:\/\/127\.0\.0\.1:1\\?": the scheme must be redis:\/\//);
+  }));
+});
+
+describe('device command queues shared through Redis', () => {
+  // three nodes of their own (applicationId "devq") on the same Redis: a short
+  // redelivery timeout everywhere, and a long poll on dC only
+  const REDELIVERY_MS = 700 * SLOW;
+  const HOLD_MS = 4000 * SLOW;
+  const DIDS = ['dA', 'dB', 'dC'];
+  let A;
+  let B;
+  let C;
+
+  const devConfig = (device = {}) => baseConfig({ applicationId: 'devq', device: { redeliveryMs: REDELIVERY_MS, ...device } });
+
+  before(async () => {
+    [A, B, C] = await Promise.all([
+      startClusterNode(redis, 'dA', { config: devConfig() }),
+      startClusterNode(redis, 'dB', { config: devConfig() }),
+      startClusterNode(redis, 'dC', { config: devConfig({ holdMs: HOLD_MS }) }),
+    ]);
+    await waitMembers([A, B, C], DIDS);
+  });
+
+  /** Polls dev every 50 ms until a command comes; resolves the poll. */
+  async function pollUntilCommand(dev, timeoutMs = 5000 * SLOW) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const p = await dev.poll();
+      assert.equal(p.status, 200, p.text);
+      if (p.command) return p;
+      await sleep(50);
+    }
+    throw new Error(`device ${dev.deviceId}: no command within ${timeoutMs} ms`);
+  }
+
+  test('enqueued on node A, polled from node C, result posted to node B: A shows it done', withLogs(async () => {
+    const cmd = { verb: 'POST', endpoint: 'load_objects', body: { object: 'users' }, contentType: 'application/json' };
+    const e = await enqueue(A, 7001, cmd);
+    assert.equal(e.status, 201, e.text);
+    assert.equal(e.body.status, 'queued');
+    assert.equal(e.headers.location, `/api/devices/7001/commands/${e.body.id}`);
+    const p = await new DeviceSim(C, 7001).poll();
+    assert.equal(p.status, 200, p.text);
+    assert.deepEqual(p.command, cmd);
+    // one in flight, whichever node is asked (dC would hold the poll: not asked)
+    for (const n of [A, B]) assert.equal((await new DeviceSim(n, 7001).poll()).text, '');
+    const r = await new DeviceSim(B, 7001).result({ response: { users: [] } });
+    assert.equal(r.status, 200);
+    assert.equal(r.text, '');
+    const g = await getCommand(A, 7001, e.body.id);
+    assert.equal(g.status, 200, g.text);
+    assert.equal(g.body.status, 'done');
+    assert.deepEqual(g.body.response, { users: [] });
+    assert.equal(g.body.attempts, 1);
+    assert.equal(g.body.deviceId, 7001);
+    assert.ok(g.body.createdAt <= g.body.sentAt && g.body.sentAt <= g.body.completedAt);
+    assert.equal((await new DeviceSim(B, 7001).poll()).text, '', 'nothing left');
+    // ids are the cluster's: one counter in Redis, growing across nodes
+    const ids = [];
+    for (const n of [C, B, A]) ids.push((await enqueue(n, 7002, { endpoint: `from-${n.port}` })).body.id);
+    assert.ok(ids[0] > e.body.id && ids[0] < ids[1] && ids[1] < ids[2], JSON.stringify(ids));
+    const l = await listCommands(B, 7002);
+    assert.equal(l.status, 200, l.text);
+    assert.deepEqual(l.body.commands.map((c) => c.id), ids);
+    assert.deepEqual((await new DeviceSim(A, 7002).drain()).map((c) => c.endpoint), [C, B, A].map((n) => `from-${n.port}`));
+  }));
+
+  test('redelivery across nodes: sent by A, no result, sent again by C after redeliveryMs', withLogs(async () => {
+    const e = await enqueue(B, 7010, { endpoint: 'open_door' });
+    assert.equal(e.status, 201, e.text);
+    const first = await new DeviceSim(A, 7010).poll();
+    assert.equal(first.command.endpoint, 'open_door');
+    // the result is lost; before the timeout no node sends it again
+    assert.equal((await new DeviceSim(B, 7010).poll()).text, '');
+    await sleep(REDELIVERY_MS + 200);
+    const again = await new DeviceSim(C, 7010).poll();
+    assert.equal(again.status, 200, again.text);
+    assert.deepEqual(again.command, first.command);
+    let g = await getCommand(A, 7010, e.body.id);
+    assert.equal(g.body.status, 'sent');
+    assert.equal(g.body.attempts, 2);
+    assert.equal((await new DeviceSim(C, 7010).result({ error: 'jammed' })).status, 200);
+    g = await getCommand(B, 7010, e.body.id);
+    assert.equal(g.body.status, 'failed');
+    assert.equal(g.body.error, 'jammed');
+  }));
+
+  test('waitMs on node A is answered by a result posted to node C', withLogs(async () => {
+    const t0 = Date.now();
+    const waiting = enqueue(A, 7020, { endpoint: 'read_card' }, { query: { waitMs: 8000 * SLOW } });
+    const p = await pollUntilCommand(new DeviceSim(B, 7020));
+    assert.equal(p.command.endpoint, 'read_card');
+    await sleep(100);
+    const r = await new DeviceSim(C, 7020).result({ response: { card: 'ok' } });
+    assert.equal(r.status, 200);
+    const w = await waiting;
+    const took = Date.now() - t0;
+    assert.equal(w.status, 201, w.text);
+    assert.equal(w.body.status, 'done');
+    assert.deepEqual(w.body.response, { card: 'ok' });
+    assert.ok(took < 4000 * SLOW, `the wait ended after ${took} ms, not when the result came`);
+  }));
+
+  test('a long poll held on node C is answered by an enqueue on node A', withLogs(async () => {
+    const dev = new DeviceSim(C, 7030);
+    const t0 = Date.now();
+    const held = dev.poll();
+    await sleep(300);
+    const te = Date.now();
+    const e = await enqueue(A, 7030, { endpoint: 'wake_up' });
+    assert.equal(e.status, 201, e.text);
+    const p = await held;
+    const waited = Date.now() - t0;
+    const afterEnqueue = Date.now() - te;
+    assert.equal(p.status, 200, p.text);
+    assert.equal(p.command?.endpoint, 'wake_up');
+    assert.ok(waited >= 250, `the poll was held (${waited} ms)`);
+    assert.ok(afterEnqueue < HOLD_MS / 2, `answered ${afterEnqueue} ms after the enqueue, not at the end of the hold`);
+    assert.equal((await getCommand(B, 7030, e.body.id)).body.status, 'sent');
+    // and a hold with nothing to do ends empty
+    const t1 = Date.now();
+    assert.equal((await new DeviceSim(C, 7031).poll()).text, '');
+    assert.ok(Date.now() - t1 >= HOLD_MS - 100, 'held for holdMs');
+  }));
+
+  test('Redis killed: device endpoints answer 503; restarted: they work again and nothing acknowledged is lost', withLogs(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-aof-'));
+    const aof = await startRedis({ persistDir: dir });
+    const cfg = baseConfig({ device: { redeliveryMs: REDELIVERY_MS } });
+    const [E, F] = await Promise.all([
+      startClusterNode(aof, 'e1', { config: cfg }),
+      startClusterNode(aof, 'e2', { config: cfg }),
+    ]);
+    try {
+      await waitMembers([E, F], ['e1', 'e2']);
+      const a = await enqueue(E, 7040, { endpoint: 'a', body: { n: 1 } });
+      const b = await enqueue(F, 7040, { endpoint: 'b' });
+      assert.equal(a.status, 201, a.text);
+      assert.equal(b.status, 201, b.text);
+      assert.equal((await new DeviceSim(F, 7040).poll()).command.endpoint, 'a');
+
+      await aof.kill();
+      await waitReady([E, F], 503);
+      const unavailable = { error: 'device queue unavailable' };
+      for (const n of [E, F]) {
+        const p = await new DeviceSim(n, 7040).poll();
+        assert.equal(p.status, 503, p.text);
+        assert.deepEqual(p.body, unavailable);
+        const r = await new DeviceSim(n, 7040).result({ response: 1 });
+        assert.equal(r.status, 503, r.text);
+        assert.deepEqual(r.body, unavailable);
+        const e = await enqueue(n, 7040, { endpoint: 'lost' });
+        assert.equal(e.status, 503, e.text);
+        assert.deepEqual(e.body, unavailable);
+        assert.equal((await getCommand(n, 7040, a.body.id)).status, 503);
+        assert.equal((await request(n, 'GET', '/api/devices', { key: PUB_KEY })).status, 503);
+      }
+      // the nodes themselves are fine
+      assert.equal((await get(E, '/healthz')).status, 200);
+
+      await aof.start();
+      await waitReady([E, F], 200);
+      let g = await getCommand(E, 7040, a.body.id);
+      assert.equal(g.status, 200, g.text);
+      assert.equal(g.body.status, 'sent');
+      assert.equal(g.body.attempts, 1);
+      assert.deepEqual(g.body.body, { n: 1 });
+      const r = await new DeviceSim(E, 7040).result({ response: 'done a' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((await new DeviceSim(E, 7040).poll()).command.endpoint, 'b');
+      assert.equal((await new DeviceSim(F, 7040).result({ response: 'done b' })).status, 200);
+      const l = await listCommands(F, 7040);
+      assert.equal(l.status, 200, l.text);
+      assert.deepEqual(l.body.commands.map((c) => [c.id, c.endpoint, c.status, c.response]),
+        [[a.body.id, 'a', 'done', 'done a'], [b.body.id, 'b', 'done', 'done b']]);
+      const c = await enqueue(F, 7040, { endpoint: 'c' });
+      assert.equal(c.status, 201, c.text);
+      assert.ok(c.body.id > b.body.id, 'ids go on where they were');
+    } finally {
+      await Promise.all([E.stop(), F.stop()]);
+      await aof.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }));
 });

@@ -37,14 +37,18 @@ export function redisCommand(port, ...args) {
 }
 
 /**
- * Start redis-server on a free loopback port, no persistence. Returns
+ * Start redis-server on a free loopback port, no persistence (with persistDir: an AOF
+ * there, fsynced at every write, so a restart keeps every acknowledged write). Returns
  * {port, url, kill() (SIGKILL, resolves when gone), restart() (same port), stop()}.
  */
-export async function startRedis() {
+export async function startRedis({ persistDir } = {}) {
   const port = await freePort();
   const r = { port, url: `redis://127.0.0.1:${port}`, proc: null, log: '' };
+  const persistence = persistDir
+    ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', persistDir]
+    : ['--appendonly', 'no'];
   r.start = async () => {
-    r.proc = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    r.proc = spawn('redis-server', ['--port', String(port), '--save', '', ...persistence, '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
     r.proc.stdout.on('data', (d) => { r.log += d; });
     r.proc.stderr.on('data', (d) => { r.log += d; });
     r.exited = new Promise((res) => r.proc.on('exit', res));
