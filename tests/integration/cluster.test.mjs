@@ -3,7 +3,7 @@
 // clones it to every node (itself included); every node delivers to its own clients
 // and reports to the origin, which merges the reports.
 //
-// Covered: push requests from any node reach every matching client exactly once with
+// Covered: socket.io clients on other nodes than the publisher's; push requests from any node reach every matching client exactly once with
 // a report naming all three originIds (awaitAcks across nodes too); channel pushes and
 // stream events across nodes; sessions and stream configuration shared through Redis;
 // SSE resume on another node with Last-Event-ID; membership in GET /api/nodes; Redis
@@ -25,6 +25,7 @@ import {
 import { sseSubscribe, jsonData, closeAllSse, until } from './lib/sse.mjs';
 import { startRedis, startClusterNode, waitMembers, waitReady, redisCommand } from './lib/cluster.mjs';
 import { DeviceSim, request, enqueue, getCommand, listCommands } from './lib/device-sim.mjs';
+import { io } from 'socket.io-client';
 
 const CONFIG_PATH = '/configuration/v2/configuration/platform/push-service';
 const IDS = ['n1', 'n2', 'n3'];
@@ -192,6 +193,49 @@ describe('channels, streams, sessions and history across nodes', () => {
     assert.deepEqual(jsonData(got), ev);
     await sub.expectNone(200 * SLOW);
     sub.close();
+  }));
+
+  test('socket.io clients on n2 and n3: a push request from n1 and a stream event posted on n1 reach each once', withLogs(async () => {
+    const T = 'tsio';
+    const stream = { publicSubscribe: true, events: [{ namespace: 'svc', name: 'down' }] };
+    let r = await api(n1, 'PATCH', `${CONFIG_PATH}?tenantId=${T}`, { key: ADMIN_KEY, body: { operation: 'UPDATE', update: { alerts: stream } } });
+    assert.equal(r.status, 200, r.text);
+    await until(async () => {
+      const g = await api(n2, 'GET', `${CONFIG_PATH}?tenantId=${T}`, { key: ADMIN_KEY });
+      const h = await api(n3, 'GET', `${CONFIG_PATH}?tenantId=${T}`, { key: ADMIN_KEY });
+      return g.body?.alerts && h.body?.alerts ? true : null;
+    });
+    const sockets = [];
+    const connect = (node, nsp, opts) => new Promise((resolve, reject) => {
+      const s = io(`${node.url}${nsp}`, { transports: ['websocket'], reconnection: false, ...opts });
+      sockets.push(s);
+      s.on('connect', () => resolve(s));
+      s.on('connect_error', reject);
+    });
+    try {
+      const main2 = await connect(n2, '/', { auth: { token: 's-john', clientId: 'sio-cl-2' } });
+      const main3 = await connect(n3, '/', { auth: { token: 's-mary', clientId: 'sio-cl-3' } });
+      // a second namespace on the same host shares the first one's connection, whose
+      // query was fixed at its handshake: the stream goes in auth, or in a new connection
+      const st2 = await connect(n2, `/${T}`, { auth: { stream: 'alerts' } });
+      const st3 = await connect(n3, `/${T}?stream=alerts`, { forceNew: true });
+      const pushes = [main2, main3].map((s) => new Promise((res) => s.on('push', (payload, id) => res({ payload, id }))));
+      r = await pushRequest(n1, { serviceRequest: { n: 1 }, clientIdPattern: 'sio-cl-.*' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.summary.matched, 2);
+      assert.deepEqual(r.body.responseMessages.map((m) => m.originId.nodeId).sort(), ['n2', 'n3']);
+      for (const got of await Promise.all(pushes)) assert.deepEqual(got, { payload: { n: 1 }, id: r.body.pushId });
+      const counts = [0, 0];
+      const events = [st2, st3].map((s, i) => new Promise((res) => s.on('svc:down', (ev) => { counts[i]++; res(ev); })));
+      const ev = { namespace: 'svc', name: 'down', timestamp: '2026-11-23T10:00:00Z', payload: { db: 'x' } };
+      r = await api(n1, 'POST', `/event/v1/events?tenantId=${T}`, { key: PUB_KEY, body: ev });
+      assert.equal(r.status, 200, r.text);
+      for (const got of await Promise.all(events)) assert.deepEqual(got, ev);
+      await sleep(200 * SLOW);
+      assert.deepEqual(counts, [1, 1]);
+    } finally {
+      for (const s of sockets) s.close();
+    }
   }));
 
   test('a session created on n1 opens a WebSocket on n3; revoked on n2, it is refused everywhere', withLogs(async () => {
