@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up and runs every test: unit (Criterion), integration (node:test against the real
-# binary), the same two under AddressSanitizer + UndefinedBehaviorSanitizer, and a
-# short smoke run of every fuzz target.
+# binary), the same two under AddressSanitizer + UndefinedBehaviorSanitizer, the
+# multi-worker tests under ThreadSanitizer, and a short smoke run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -27,6 +27,9 @@ make -j"$JOBS" SAN=1 unit
 step "integration tests under ASan+UBSan"
 PUSHGATE_BIN=build-asan/pushgate PUSHGATE_SANITIZED=1 \
   node --test --test-concurrency=1 tests/integration/
+
+step "multi-worker tests under ThreadSanitizer"
+bash scripts/tsan.sh tests/integration/fanout.test.mjs tests/integration/channels.test.mjs
 
 step "fuzz smoke"
 bash tests/fuzz/run.sh "${FUZZ_SECONDS:-10}"
