@@ -44,13 +44,7 @@ static void on_part(worker_t *w, worker_msg_t *m)
     if (!l->aborted) {
         l->ctx->on_abort = NULL;
         json_t *doc = json_pack("{s:O}", "connections", l->all);
-        char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        if (s)
-            http_respond(l->ctx, 200, "application/json", s, strlen(s), NULL);
-        else
-            http_respond_error(l->ctx, 500, "out of memory");
-        free(s);
-        json_decref(doc);
+        api_respond_doc(l->ctx, 200, doc);
     }
     listing_free(l);
 }
@@ -157,11 +151,5 @@ void api_nodes(http_ctx_t *ctx)
                             app->cfg->application_id, "nodeId", app->cfg->node_id, "workers",
                             app->pool->n, "connections",
                             (json_int_t)__atomic_load_n(&app->pool->connections, __ATOMIC_RELAXED));
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    if (s)
-        http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
-    else
-        http_respond_error(ctx, 500, "out of memory");
-    free(s);
-    json_decref(doc);
+    api_respond_doc(ctx, 200, doc);
 }

@@ -39,6 +39,10 @@ const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
  * reference, or NULL (already answered). */
 json_t *api_json_body(http_ctx_t *ctx);
 
+/* Answers status with doc serialized compactly, and drops the reference to doc (NULL,
+ * a failed json_pack, answers 500 "out of memory"). */
+void api_respond_doc(http_ctx_t *ctx, int status, json_t *doc);
+
 /* A subscriber's credentials (auth/auth.h) from `Authorization: Bearer` or `?token=`.
  * Returns 1 with a new identity in *out, 0 when none was given, -EACCES when the
  * credential is unknown, expired or invalid, -ENOMEM. */

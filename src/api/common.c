@@ -1,4 +1,5 @@
 /* Shared handler steps: credentials, JSON bodies, and the route table. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -67,4 +68,15 @@ json_t *api_json_body(http_ctx_t *ctx)
         return NULL;
     }
     return doc;
+}
+
+void api_respond_doc(http_ctx_t *ctx, int status, json_t *doc)
+{
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    if (s)
+        http_respond(ctx, status, "application/json", s, strlen(s), NULL);
+    else
+        http_respond_error(ctx, 500, "out of memory");
+    free(s);
+    json_decref(doc);
 }

@@ -50,15 +50,7 @@ void api_stream_config_get(http_ctx_t *ctx)
     if (!tenant)
         return;
     json_t *set = streams_tenant(tenant);
-    if (!set)
-        set = json_object();
-    char *s = set ? json_dumps(set, JSON_COMPACT) : NULL;
-    if (s)
-        http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
-    else
-        http_respond_error(ctx, 500, "out of memory");
-    free(s);
-    json_decref(set);
+    api_respond_doc(ctx, 200, set ? set : json_object());
     free(tenant);
 }
 
@@ -81,14 +73,7 @@ void api_stream_config_patch(http_ctx_t *ctx)
         json_t *set = streams_tenant(tenant);
         if (!set)
             set = json_object();
-        json_t *doc = json_pack("{s:s, s:O}", "tenantId", tenant, "latest", set);
-        char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        if (s)
-            http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
-        else
-            http_respond_error(ctx, 500, "out of memory");
-        free(s);
-        json_decref(doc);
+        api_respond_doc(ctx, 200, json_pack("{s:s, s:O}", "tenantId", tenant, "latest", set));
         json_decref(set);
     } else {
         http_respond_error(ctx, r == -EINVAL ? 422 : r == -ENOENT ? 404 : 500, err);
@@ -178,14 +163,7 @@ void api_events(http_ctx_t *ctx)
     if (r < 0) {
         http_respond_error(ctx, 500, "out of memory");
     } else {
-        json_t *doc = json_pack("{s:O}", "streams", routed);
-        char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        if (s)
-            http_respond(ctx, 200, "application/json", s, strlen(s), NULL);
-        else
-            http_respond_error(ctx, 500, "out of memory");
-        free(s);
-        json_decref(doc);
+        api_respond_doc(ctx, 200, json_pack("{s:O}", "streams", routed));
     }
     json_decref(routed);
     json_decref(set);
