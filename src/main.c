@@ -22,6 +22,8 @@ static void usage(FILE *f)
             "                      [--client-id-pattern RE] [--role-pattern RE]\n"
             "                      [--session-id-pattern RE] [--await-acks]\n"
             "                      [--timeout-ms N] [--report full|summary|none]\n"
+            "       pushgate push --url URL --key KEY --channel NAME [--channel NAME...]\n"
+            "                      --event NAME --data JSON\n"
             "       pushgate version\n");
 }
 
@@ -30,6 +32,27 @@ static int set(char **dst, const char *v)
     free(*dst);
     *dst = strdup(v);
     return *dst ? 0 : -ENOMEM;
+}
+
+/* POSTs body to url + path; prints the answer (stdout on 2xx, stderr otherwise).
+ * Returns the exit code: 0 on 2xx, 1 otherwise. */
+static int post_and_print(const char *url, const char *path, const char *key, const char *body)
+{
+    char full[2048];
+    size_t ul = strlen(url);
+    snprintf(full, sizeof(full), "%.*s%s", (int)(ul && url[ul - 1] == '/' ? ul - 1 : ul), url,
+             path);
+    buf_t *resp = NULL;
+    int status = cli_http_post(full, key, body, &resp);
+    if (status < 0) {
+        fprintf(stderr, "pushgate: %s: %s\n", full, strerror(-status));
+        return 1;
+    }
+    FILE *out = status >= 200 && status < 300 ? stdout : stderr;
+    fwrite(resp->data, 1, resp->len, out);
+    fputc('\n', out);
+    buf_unref(resp);
+    return out == stdout ? 0 : 1;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -152,22 +175,58 @@ static int cmd_push_request(int argc, char **argv)
     json_decref(options);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    char full[2048];
-    size_t ul = strlen(url);
-    snprintf(full, sizeof(full), "%.*s/api/push-requests", (int)(ul && url[ul - 1] == '/' ? ul - 1 : ul),
-             url);
-    buf_t *resp = NULL;
-    int status = cli_http_post(full, key, text, &resp);
+    int rc = post_and_print(url, "/api/push-requests", key, text);
     free(text);
-    if (status < 0) {
-        fprintf(stderr, "pushgate: %s: %s\n", full, strerror(-status));
-        return 1;
+    return rc;
+}
+
+static int cmd_push(int argc, char **argv)
+{
+    enum { O_URL = 1, O_KEY, O_CHANNEL, O_EVENT, O_DATA };
+    static const struct option opts[] = {{"url", required_argument, 0, O_URL},
+                                         {"key", required_argument, 0, O_KEY},
+                                         {"channel", required_argument, 0, O_CHANNEL},
+                                         {"event", required_argument, 0, O_EVENT},
+                                         {"data", required_argument, 0, O_DATA},
+                                         {0, 0, 0, 0}};
+    const char *url = NULL, *key = NULL, *event = NULL, *data = NULL;
+    json_t *channels = json_array();
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_URL: url = optarg; break;
+        case O_KEY: key = optarg; break;
+        case O_CHANNEL: json_array_append_new(channels, json_string(optarg)); break;
+        case O_EVENT: event = optarg; break;
+        case O_DATA: data = optarg; break;
+        default:
+            usage(stderr);
+            json_decref(channels);
+            return 2;
+        }
     }
-    FILE *out = status == 200 || status == 202 ? stdout : stderr;
-    fwrite(resp->data, 1, resp->len, out);
-    fputc('\n', out);
-    buf_unref(resp);
-    return out == stdout ? 0 : 1;
+    if (!url || !event || !data || json_array_size(channels) == 0) {
+        fprintf(stderr, "pushgate: push needs --url, --channel, --event and --data\n");
+        json_decref(channels);
+        return 2;
+    }
+    json_error_t je;
+    json_t *d = json_loads(data, JSON_DECODE_ANY, &je);
+    if (!d) {
+        fprintf(stderr, "pushgate: --data is not valid JSON: %s\n", je.text);
+        json_decref(channels);
+        return 2;
+    }
+    /* key order as seed 003 shows it: channel, data, event */
+    json_t *body = json_pack("{s:o, s:o, s:s}", "channel", channels, "data", d, "event", event);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text)
+        return 1;
+    int rc = post_and_print(url, "/api/push", key, text);
+    free(text);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -180,6 +239,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "push-request") == 0)
         return cmd_push_request(argc - 1, argv + 1);
+    if (strcmp(argv[1], "push") == 0)
+        return cmd_push(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("pushgate %s\n", PUSHGATE_VERSION);
         return 0;

@@ -159,3 +159,27 @@ test('serve with a missing or invalid config file exits non-zero', withLogs(asyn
     rmSync(dir, { recursive: true, force: true });
   }
 }));
+
+test('push sends a channel push (seed 003) and prints the sanitized push; the subscriber gets it', withLogs(async () => {
+  c10.send({ type: 'subscribe', channels: ['cli-news'] });
+  assert.deepEqual(await c10.next(), { type: 'subscribed', channels: ['cli-news'] });
+  const r = await runCli(['push', '--url', node.url, '--key', PUB_KEY, '--channel', 'cli-news', '--channel', 'cli-news',
+    '--channel', 'cli-other', '--event', 'woohoo', '--data', '{"n":1}']);
+  assert.equal(r.code, 0, `exit ${r.code}; stderr: ${r.stderr}`);
+  assert.equal(r.stdout.trim(), '{"channel":["cli-news","cli-other"],"data":{"n":1},"event":"woohoo"}');
+  const m = await c10.next();
+  assert.equal(m.type, 'push');
+  assert.equal(m.channel, 'cli-news');
+  assert.equal(m.event, 'woohoo');
+  assert.deepEqual(m.payload, { n: 1 });
+  await Promise.all([c1, m1].map((c) => c.expectNone(200)));
+}));
+
+test('push with a bad key or without --channel exits non-zero', withLogs(async () => {
+  let r = await runCli(['push', '--url', node.url, '--key', 'nope', '--channel', 'a', '--event', 'e', '--data', '1']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /Access Forbidden/);
+  r = await runCli(['push', '--url', node.url, '--key', PUB_KEY, '--event', 'e', '--data', '1']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /--channel/);
+}));
