@@ -36,7 +36,7 @@ void api_websocket(http_ctx_t *ctx)
     else if (al >= 0 && !accept_supported(accept))
         http_respond_error(ctx, 406, "accept must be gm/json or application/json");
     else {
-        int r = auth_resolve(session, &id);
+        int r = auth_resolve_shared(session, &id);
         if (r == -ETIME)
             http_respond_error(ctx, 401, "session expired");
         else if (r == -ENOMEM)

@@ -16,6 +16,7 @@ static uv_rwlock_t auth_lock;
 static int auth_ready;
 static json_t *auth_sessions; /* id -> {user, roles, groups, tenant, expiresAt} */
 static char *auth_jwt_secret;
+static uint64_t auth_generation; /* atomic: bumped whenever a session may have changed */
 static const auth_store_t *auth_store; /* sessions shared with other nodes; NULL: none */
 
 #define AUTH_REMOTE_KEY "fromStore" /* marks documents that came from auth_store */
@@ -93,6 +94,7 @@ static json_t *session_doc(const char *user, json_t *roles, json_t *groups, cons
 
 int auth_init(const config_t *cfg, char *err, size_t errlen)
 {
+    __atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELEASE);
     if (!auth_ready) {
         if (uv_rwlock_init(&auth_lock) < 0)
             return -ENOMEM;
@@ -244,6 +246,7 @@ static json_t *store_lookup(const char *id)
 
 int auth_session_revoke(const char *id)
 {
+    __atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELEASE);
     uv_rwlock_wrlock(&auth_lock);
     int r = json_object_del(auth_sessions, id);
     uv_rwlock_wrunlock(&auth_lock);
@@ -376,10 +379,66 @@ int auth_resolve(const char *credential, auth_identity_t **out)
     return r;
 }
 
+/* ---- per-thread sharing of identities ---- */
+
+#define SHARED_SLOTS 1024 /* a small cache: a miss only costs a resolve */
+
+static __thread auth_identity_t *shared_slots[SHARED_SLOTS];
+static __thread uint64_t shared_gen[SHARED_SLOTS];
+
+static size_t shared_hash(const char *s)
+{
+    size_t h = 5381;
+    for (; *s; s++)
+        h = h * 33 + (unsigned char)*s;
+    return h % SHARED_SLOTS;
+}
+
+static void shared_forget(auth_identity_t *id)
+{
+    size_t k = shared_hash(id->shared_key);
+    if (shared_slots[k] == id)
+        shared_slots[k] = NULL;
+    free(id->shared_key);
+    id->shared_key = NULL;
+}
+
+int auth_resolve_shared(const char *credential, auth_identity_t **out)
+{
+    if (!credential || !*credential)
+        return -ENOENT;
+    size_t k = shared_hash(credential);
+    auth_identity_t *c = shared_slots[k];
+    uint64_t gen = __atomic_load_n(&auth_generation, __ATOMIC_ACQUIRE);
+    if (c && strcmp(c->shared_key, credential) == 0) {
+        if (shared_gen[k] == gen && (!c->expires_at_ms || c->expires_at_ms > auth_now_ms())) {
+            c->refs++;
+            *out = c;
+            return 0;
+        }
+        shared_forget(c); /* stale: its holders keep it, new ones resolve again */
+    }
+    int r = auth_resolve(credential, out);
+    if (r < 0)
+        return r;
+    auth_identity_t *id = *out;
+    if (!shared_slots[k] && (id->shared_key = strdup(credential))) {
+        shared_slots[k] = id;
+        shared_gen[k] = gen;
+    }
+    return 0;
+}
+
 void auth_identity_free(auth_identity_t *id)
 {
     if (!id)
         return;
+    if (id->refs > 0) {
+        id->refs--;
+        return;
+    }
+    if (id->shared_key)
+        shared_forget(id);
     free(id->session_id);
     free(id->user);
     free(id->tenant);

@@ -18,6 +18,8 @@ typedef struct auth_identity_s {
     char **roles; /* effective roles: roles, $group-<g>, $user-<user> */
     size_t n_roles;
     int64_t expires_at_ms; /* 0: never */
+    uint32_t refs;         /* holders on the owning thread (auth_resolve_shared) */
+    char *shared_key;      /* the credential it is cached under, or NULL */
 } auth_identity_t;
 
 /* Loads the config's sessions and JWT secret. Writes a message naming the bad entry
@@ -50,7 +52,14 @@ int auth_session_revoke(const char *id);
  * -EACCES (a JWT with a bad signature, algorithm or claims), -ENOMEM. */
 int auth_resolve(const char *credential, auth_identity_t **out);
 
-/* Frees an identity. NULL is a no-op. */
+/* Like auth_resolve, but connections of one session on the calling thread share one
+ * identity (many tabs, many devices: one copy of its strings and roles). The cache is
+ * per thread and dropped for a credential once it is revoked, expired, or the sessions
+ * were reloaded. The identity belongs to the calling thread: free it there.
+ * Returns as auth_resolve. */
+int auth_resolve_shared(const char *credential, auth_identity_t **out);
+
+/* Frees an identity, or drops one holder of a shared one. NULL is a no-op. */
 void auth_identity_free(auth_identity_t *id);
 
 /* Milliseconds since the Unix epoch. */

@@ -548,3 +548,23 @@ Test(auth, config_session_id_with_two_dots_resolves)
     auth_identity_free(id);
     auth_shutdown();
 }
+
+Test(auth, shared_identities_are_shared_per_session_and_dropped_on_revoke)
+{
+    init_with(sessions_doc, NULL);
+    char id[AUTH_SESSION_ID_MAX];
+    int64_t exp;
+    cr_assert_eq(auth_session_create("tab-user", NULL, NULL, NULL, 0, id, &exp), 0);
+    auth_identity_t *a = NULL, *b = NULL, *c = NULL;
+    cr_assert_eq(auth_resolve_shared(id, &a), 0);
+    cr_assert_eq(auth_resolve_shared(id, &b), 0);
+    cr_assert_eq(a, b, "two connections of one session share one identity");
+    cr_assert_str_eq(a->user, "tab-user");
+    auth_identity_free(a); /* one holder left: b still usable */
+    cr_assert_str_eq(b->session_id, id);
+    cr_assert_eq(auth_session_revoke(id), 0);
+    cr_assert_eq(auth_resolve_shared(id, &c), -ENOENT, "a revoked session is not served from the cache");
+    cr_assert_str_eq(b->user, "tab-user", "holders keep their identity after a revoke");
+    auth_identity_free(b);
+    auth_shutdown();
+}
