@@ -142,11 +142,8 @@ void api_push(http_ctx_t *ctx)
     char **topics = calloc(n, sizeof(*topics));
     r = cp && p && topics ? 0 : -ENOMEM;
     for (size_t i = 0; r == 0 && i < n; i++) {
-        const char *name = json_string_value(json_array_get(channels, i));
-        if (!(topics[i] = malloc(strlen(name) + 6)))
+        if (!(topics[i] = topics_channel(json_string_value(json_array_get(channels, i)))))
             r = -ENOMEM;
-        else
-            sprintf(topics[i], "chan:%s", name);
     }
     if (r == 0) {
         p->kind = PUSH_KIND_CHANNEL;
@@ -228,8 +225,7 @@ void api_sse(http_ctx_t *ctx)
                 snprintf(err, sizeof(err), "not allowed to subscribe to channel %s", value);
             } else if (n < 100) {
                 char **t = realloc(topics, (n + 1) * sizeof(*t));
-                if (t && (t[n] = malloc(strlen(value) + 6))) {
-                    sprintf(t[n], "chan:%s", value);
+                if (t && (t[n] = topics_channel(value))) {
                     topics = t;
                     n++;
                 } else {

@@ -86,10 +86,8 @@ static int prod_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
                  stream);
     if (r == 0) {
         res->topics = calloc(1, sizeof(*res->topics));
-        if (res->topics && (res->topics[0] = malloc(strlen(tenant) + strlen(stream) + 16))) {
-            sprintf(res->topics[0], "stream:%s:%s", tenant, stream);
+        if (res->topics && (res->topics[0] = topics_stream(tenant, stream)))
             res->n_topics = 1;
-        }
         res->tenant = strdup(tenant);
         res->replay = 1;
     }
@@ -151,12 +149,12 @@ static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsi
     } else {
         json_array_foreach(chans, i, c)
         {
-            char topic[CHANNEL_NAME_MAX + 8];
-            snprintf(topic, sizeof(topic), "chan:%s", json_string_value(c));
-            if (sub)
+            char *topic = topics_channel(json_string_value(c));
+            if (topic && sub)
                 sio_topic_add(sock, topic);
-            else
+            else if (topic)
                 sio_topic_remove(sock, topic);
+            free(topic);
         }
         reply = json_pack("{s:O}", "channels", chans);
     }

@@ -41,6 +41,21 @@ static char *acting_tenant(http_ctx_t *ctx, const config_apikey_t *key)
     return q;
 }
 
+/* What a tenant-scoped write starts with: a key of scope, the tenant it acts for, and a
+ * JSON object body. Answers the request itself on failure. Returns 0 with a new
+ * tenant string and body reference, or -1. */
+static int tenant_request(http_ctx_t *ctx, unsigned scope, char **tenant, json_t **body)
+{
+    const config_apikey_t *key = api_require_key(ctx, scope);
+    if (!key || !(*tenant = acting_tenant(ctx, key)))
+        return -1;
+    if (!(*body = api_json_body(ctx))) {
+        free(*tenant);
+        return -1;
+    }
+    return 0;
+}
+
 void api_stream_config_get(http_ctx_t *ctx)
 {
     const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_ADMIN);
@@ -56,17 +71,10 @@ void api_stream_config_get(http_ctx_t *ctx)
 
 void api_stream_config_patch(http_ctx_t *ctx)
 {
-    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_ADMIN);
-    if (!key)
+    char *tenant;
+    json_t *req;
+    if (tenant_request(ctx, CONFIG_SCOPE_ADMIN, &tenant, &req) < 0)
         return;
-    char *tenant = acting_tenant(ctx, key);
-    if (!tenant)
-        return;
-    json_t *req = api_json_body(ctx);
-    if (!req) {
-        free(tenant);
-        return;
-    }
     char err[512];
     int r = streams_apply(tenant, req, err, sizeof(err));
     if (r == 0) {
@@ -88,12 +96,11 @@ static int publish_to_stream(http_ctx_t *ctx, const char *tenant, const char *id
 {
     json_t *projected = event_project(json_object_get(entry, "map"), ev);
     push_t *p = push_new();
-    char *topic = malloc(strlen(tenant) + strlen(id) + 16);
+    char *topic = topics_stream(tenant, id);
     char *event = malloc(json_string_length(json_object_get(ev, "namespace")) +
                          json_string_length(json_object_get(ev, "name")) + 2);
     int r = projected && p && topic && event ? 0 : -ENOMEM;
     if (r == 0) {
-        sprintf(topic, "stream:%s:%s", tenant, id);
         sprintf(event, "%s:%s", json_string_value(json_object_get(ev, "namespace")),
                 json_string_value(json_object_get(ev, "name")));
         p->kind = PUSH_KIND_STREAM;
@@ -119,17 +126,10 @@ static int publish_to_stream(http_ctx_t *ctx, const char *tenant, const char *id
 
 void api_events(http_ctx_t *ctx)
 {
-    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_PUBLISH);
-    if (!key)
+    char *tenant;
+    json_t *ev;
+    if (tenant_request(ctx, CONFIG_SCOPE_PUBLISH, &tenant, &ev) < 0)
         return;
-    char *tenant = acting_tenant(ctx, key);
-    if (!tenant)
-        return;
-    json_t *ev = api_json_body(ctx);
-    if (!ev) {
-        free(tenant);
-        return;
-    }
     char err[256];
     if (event_validate(ev, err, sizeof(err)) < 0) {
         http_respond_error(ctx, 422, err);
@@ -234,12 +234,11 @@ void api_stream_sse(http_ctx_t *ctx)
         last = strdup(hdr);
     else if (url_query_get(ctx->req->query, "lastEventId", &last) < 0)
         last = NULL;
-    char *topic = malloc(strlen(tenant) + strlen(sid) + 16);
+    char *topic = topics_stream(tenant, sid);
     if (!topic) {
         http_respond_error(ctx, 500, "out of memory");
         auth_identity_free(id);
     } else {
-        sprintf(topic, "stream:%s:%s", tenant, sid);
         const char *extra;
         size_t extra_len;
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);

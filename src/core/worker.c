@@ -214,6 +214,28 @@ static void worker_free(worker_t *w)
     free(w);
 }
 
+/* Asks w to stop (on_stop_msg on its thread). */
+static void post_stop(worker_t *w)
+{
+    worker_msg_t *m = malloc(sizeof(*m));
+    if (!m)
+        return;
+    m->fn = on_stop_msg;
+    worker_post(w, m);
+}
+
+/* Frees workers [from, to) whose threads never ran, then the pool's array. */
+static void discard(worker_pool_t *pool, int from, int to)
+{
+    for (int j = from; j < to; j++) {
+        uv_walk(&pool->workers[j]->loop, close_walk, NULL);
+        uv_run(&pool->workers[j]->loop, UV_RUN_DEFAULT);
+        worker_free(pool->workers[j]);
+    }
+    free(pool->workers);
+    pool->workers = NULL;
+}
+
 int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
 {
     memset(pool, 0, sizeof(*pool));
@@ -244,44 +266,23 @@ int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
             goto fail_thread;
     return 0;
 fail_thread:
-    /* threads already running are stopped and joined; the rest are freed here */
+    /* threads already running are stopped and joined; the rest are freed below */
     for (int j = 0; j < i; j++) {
-        worker_msg_t *m = malloc(sizeof(*m));
-        if (m) {
-            m->fn = on_stop_msg;
-            worker_post(pool->workers[j], m);
-        }
+        post_stop(pool->workers[j]);
         uv_thread_join(&pool->workers[j]->thread);
         worker_free(pool->workers[j]);
     }
-    for (int j = i; j < cfg->n; j++) {
-        uv_walk(&pool->workers[j]->loop, close_walk, NULL);
-        uv_run(&pool->workers[j]->loop, UV_RUN_DEFAULT);
-        worker_free(pool->workers[j]);
-    }
-    free(pool->workers);
-    pool->workers = NULL;
+    discard(pool, i, cfg->n);
     return r;
 fail_init:
-    for (int j = 0; j < i; j++) {
-        uv_walk(&pool->workers[j]->loop, close_walk, NULL);
-        uv_run(&pool->workers[j]->loop, UV_RUN_DEFAULT);
-        worker_free(pool->workers[j]);
-    }
-    free(pool->workers);
-    pool->workers = NULL;
+    discard(pool, 0, i);
     return r;
 }
 
 void worker_pool_stop(worker_pool_t *pool)
 {
-    for (int i = 0; i < pool->n; i++) {
-        worker_msg_t *m = malloc(sizeof(*m));
-        if (!m)
-            continue;
-        m->fn = on_stop_msg;
-        worker_post(pool->workers[i], m);
-    }
+    for (int i = 0; i < pool->n; i++)
+        post_stop(pool->workers[i]);
 }
 
 void worker_pool_join(worker_pool_t *pool)

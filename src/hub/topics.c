@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,18 @@ static uint64_t hash(const char *s)
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h;
+}
+
+char *topics_channel(const char *name)
+{
+    char *s;
+    return asprintf(&s, "chan:%s", name) < 0 ? NULL : s;
+}
+
+char *topics_stream(const char *tenant, const char *id)
+{
+    char *s;
+    return asprintf(&s, "stream:%s:%s", tenant, id) < 0 ? NULL : s;
 }
 
 int topics_init(topic_table_t *t)

@@ -30,6 +30,12 @@ typedef struct topic_table_s {
     size_t n_topics;
 } topic_table_t;
 
+/* The topic names of DESIGN §2: "chan:<name>" and "stream:<tenant>:<id>". One place
+ * spells them, so publishers and subscribers always meet. Return a new string (free
+ * it), or NULL when out of memory. */
+char *topics_channel(const char *name);
+char *topics_stream(const char *tenant, const char *id);
+
 /* Returns 0 or -ENOMEM. */
 int topics_init(topic_table_t *t);
 

@@ -127,9 +127,11 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
               : -ENOMEM;
     json_array_foreach(chans, i, c)
     {
-        char topic[CHANNEL_NAME_MAX + 8];
-        snprintf(topic, sizeof(topic), "chan:%s", json_string_value(c));
-        int tr = subscribe ? hub_topic_add(&cl->sub, topic) : hub_topic_remove(&cl->sub, topic);
+        char *topic = topics_channel(json_string_value(c));
+        int tr = !topic      ? -ENOMEM
+                 : subscribe ? hub_topic_add(&cl->sub, topic)
+                             : hub_topic_remove(&cl->sub, topic);
+        free(topic);
         if (tr == -ENOMEM)
             r = -ENOMEM;
         if (b && r == 0) {
