@@ -22,7 +22,7 @@ endif
 CC ?= cc
 LLHTTP_DIR ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
-PKGS = libuv jansson libpcre2-8 libjwt openssl sqlite3 hiredis
+PKGS = libuv jansson libpcre2-8 libjwt openssl sqlite3 hiredis libnghttp2 zlib libnats
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
