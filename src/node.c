@@ -14,6 +14,7 @@
 #include "cluster/codec.h"
 #include "core/ids.h"
 #include "core/log.h"
+#include "core/tls.h"
 #include "core/worker.h"
 #include "http/server.h"
 #include "auth/channels.h"
@@ -26,7 +27,8 @@ typedef struct node_s {
     app_t app;
     worker_pool_t pool;
     http_server_cfg_t http;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
+    tls_server_t *tls; /* NULL: the listener speaks plain TCP */
     bus_t *bus;
     int stopping;
     /* clustered: where the device queue lives in Redis */
@@ -52,8 +54,7 @@ static int bus_up(void *arg)
 static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
 {
     char err[256];
-    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0)
-        return -EINVAL;
+    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0) return -EINVAL;
     snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
     n->devices_redis = (devices_redis_cfg_t){
         .host = n->redis.host,
@@ -95,47 +96,57 @@ static void on_worker_stopping(worker_t *w, void *arg)
 static void on_signal(uv_signal_t *s, int signum)
 {
     node_t *n = s->data;
-    if (n->stopping)
-        return;
+    if (n->stopping) return;
     n->stopping = 1;
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
     if (n->app.devices_redis && bus_healthy(n->bus))
         __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
-    if (n->bus && n->bus->ops->close)
-        n->bus->ops->close(n->bus);
+    if (n->bus && n->bus->ops->close) n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->sighup, NULL);
+}
+
+/* SIGHUP: the TLS certificate and key are read again; new handshakes use them, open
+ * connections keep theirs. A pair that does not load leaves the old one in place. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    node_t *n = s->data;
+    if (!n->tls) {
+        log_info("SIGHUP: nothing to reload (no TLS configured)", NULL);
+        return;
+    }
+    char err[512];
+    if (tls_server_reload(n->tls, err, sizeof(err)) < 0)
+        log_error("TLS reload refused; the previous certificate stays", "error=\"%s\"", err);
+    else
+        log_info("TLS certificate reloaded", "cert=%s key=%s", n->app.cfg->tls_cert,
+                 n->app.cfg->tls_key);
 }
 
 static int make_dir(const char *path)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
+        if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
     return 0;
 }
 
 static enum log_level parse_level(const char *s)
 {
-    if (strcmp(s, "debug") == 0)
-        return LOG_DEBUG;
-    if (strcmp(s, "warn") == 0)
-        return LOG_WARN;
-    if (strcmp(s, "error") == 0)
-        return LOG_ERROR;
+    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
+    if (strcmp(s, "warn") == 0) return LOG_WARN;
+    if (strcmp(s, "error") == 0) return LOG_ERROR;
     return LOG_INFO;
 }
 
@@ -152,21 +163,28 @@ int node_run(config_t *cfg)
                   strerror(-r));
         return 1;
     }
+    if (cfg->tls_cert) {
+        tls_server_cfg_t tc = {cfg->tls_cert, cfg->tls_key, cfg->tls_min_version};
+        if (tls_server_new(&tc, &n.tls, err, sizeof(err)) < 0) {
+            log_error("cannot load the TLS certificate", "error=\"%s\"", err);
+            return 1;
+        }
+    }
     if (auth_init(cfg, err, sizeof(err)) < 0) {
         log_error("bad config", "error=\"%s\"", err);
-        return 1;
+        goto fail_auth;
     }
     if (store_open(&n.app.store, cfg->data_dir, err, sizeof(err)) < 0) {
         log_error("cannot open the store", "error=\"%s\"", err);
         auth_shutdown();
-        return 1;
+        goto fail_auth;
     }
     if (channel_rules_validate(cfg->channels, err, sizeof(err)) < 0 ||
         streams_init(cfg->streams, &n.app.store, err, sizeof(err)) < 0) {
         log_error("bad config", "error=\"%s\"", err);
         store_close(&n.app.store);
         auth_shutdown();
-        return 1;
+        goto fail_auth;
     }
     n.app.cfg = cfg;
     n.app.pool = &n.pool;
@@ -176,23 +194,19 @@ int node_run(config_t *cfg)
         .ping_interval_ms = cfg->limits.ws_ping_interval_ms,
         .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
     };
-    if (!(n.app.hub = hub_new(cfg)))
-        goto fail_hub;
+    if (!(n.app.hub = hub_new(cfg))) goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
-    bus_t *bus = cfg->redis_url ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
-                                                sizeof(err))
-                                : bus_local_new(n.app.hub, cfg->node_id);
+    bus_t *bus = cfg->redis_url
+                     ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err, sizeof(err))
+                     : bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (cfg->redis_url)
-            log_error("bad config", "error=\"%s\"", err);
+        if (cfg->redis_url) log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
     n.bus = bus;
     hub_set_bus(n.app.hub, bus);
-    if (api_socketio_init(&n.app) < 0)
-        goto fail_pool;
-    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0)
-        goto fail_pool;
+    if (api_socketio_init(&n.app) < 0) goto fail_pool;
+    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0) goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -211,6 +225,7 @@ int node_run(config_t *cfg)
         .port = cfg->listen_port,
         .n = cfg->workers,
         .accept_proto = &http_proto,
+        .tls = n.tls,
         .max_connections = cfg->limits.max_connections,
         .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
         .on_start = on_worker_start,
@@ -224,15 +239,17 @@ int node_run(config_t *cfg)
     n.sigterm.data = n.sigint.data = &n;
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     uv_signal_start(&n.sigint, on_signal, SIGINT);
+    uv_signal_init(loop, &n.sighup);
+    n.sighup.data = &n;
+    uv_signal_start(&n.sighup, on_sighup, SIGHUP);
     if ((r = worker_pool_start(&n.pool, &pc)) < 0) {
         log_error("cannot listen", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
                   uv_strerror(r));
         goto fail_pool;
     }
-    if (n.stopping)
-        worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
-    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
-             n.pool.cfg.port, cfg->workers, cfg->application_id);
+    if (n.stopping) worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
+    log_info("listening", "addr=%s:%d workers=%d application=%s tls=%s", cfg->listen_host,
+             n.pool.cfg.port, cfg->workers, cfg->application_id, n.tls ? "on" : "off");
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
@@ -242,15 +259,16 @@ int node_run(config_t *cfg)
     streams_shutdown();
     store_close(&n.app.store);
     auth_shutdown();
+    tls_server_free(n.tls);
     log_info("stopped", NULL);
     return 0;
 fail_pool:
     uv_close((uv_handle_t *)&n.sigterm, NULL);
     uv_close((uv_handle_t *)&n.sigint, NULL);
+    uv_close((uv_handle_t *)&n.sighup, NULL);
     api_devices_free(&n.app);
 fail_devices:
-    if (bus->ops->close)
-        bus->ops->close(bus);
+    if (bus->ops->close) bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:
@@ -259,5 +277,7 @@ fail_hub:
     streams_shutdown();
     store_close(&n.app.store);
     auth_shutdown();
+fail_auth:
+    tls_server_free(n.tls);
     return 1;
 }

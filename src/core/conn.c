@@ -9,10 +9,17 @@
 #include <string.h>
 
 #include "core/metrics.h"
+#include "core/tls.h"
 #include "core/worker.h"
 
 #define CONN_IOV_MAX 64
 #define CONN_LINGER_MS 2000
+/* records encrypted ahead of the socket, per TLS connection, before waiting for it */
+#define CONN_TLS_OUT_MAX (64 * 1024)
+
+/* plaintext scratch of the worker's thread: decrypted input, gathered output */
+static __thread char tls_plain_in[TLS_RECORD_MAX];
+static __thread char tls_plain_out[TLS_RECORD_MAX];
 
 typedef struct conn_write_s {
     uv_write_t req;
@@ -23,27 +30,23 @@ typedef struct conn_write_s {
 
 static void flush_list_add(conn_t *c)
 {
-    if (c->flags & (CONN_PENDING | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_PENDING | CONN_CLOSING)) return;
     worker_t *w = c->w;
     c->flags |= CONN_PENDING;
     c->pprev = NULL;
     c->pnext = w->flush_head;
-    if (w->flush_head)
-        w->flush_head->pprev = c;
+    if (w->flush_head) w->flush_head->pprev = c;
     w->flush_head = c;
 }
 
 static void flush_list_remove(conn_t *c)
 {
-    if (!(c->flags & CONN_PENDING))
-        return;
+    if (!(c->flags & CONN_PENDING)) return;
     if (c->pprev)
         c->pprev->pnext = c->pnext;
     else
         c->w->flush_head = c->pnext;
-    if (c->pnext)
-        c->pnext->pprev = c->pprev;
+    if (c->pnext) c->pnext->pprev = c->pprev;
     c->pprev = c->pnext = NULL;
     c->flags &= ~(unsigned)CONN_PENDING;
 }
@@ -52,8 +55,7 @@ static int queue_grow(conn_t *c)
 {
     uint32_t cap = c->qcap ? c->qcap * 2 : 4;
     conn_out_t *q = malloc(sizeof(*q) * cap);
-    if (!q)
-        return -ENOMEM;
+    if (!q) return -ENOMEM;
     for (uint32_t i = 0; i < c->qcount; i++)
         q[i] = c->q[(c->qhead + i) % c->qcap];
     free(c->q);
@@ -65,14 +67,10 @@ static int queue_grow(conn_t *c)
 
 int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT))
-        return -EPIPE;
-    if (len == 0)
-        return 0;
-    if (c->limit && c->pending + len > c->limit)
-        return -ENOBUFS;
-    if (c->qcount == c->qcap && queue_grow(c) < 0)
-        return -ENOMEM;
+    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)) return -EPIPE;
+    if (len == 0) return 0;
+    if (c->limit && c->pending + len > c->limit) return -ENOBUFS;
+    if (c->qcount == c->qcap && queue_grow(c) < 0) return -ENOMEM;
     c->q[(c->qhead + c->qcount) % c->qcap] = (conn_out_t){buf_ref(b), off, len};
     c->qcount++;
     c->pending += len;
@@ -83,8 +81,7 @@ int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 int conn_send_copy(conn_t *c, const void *data, size_t len)
 {
     buf_t *b = buf_new(len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     buf_append(&b, data, len);
     int r = conn_send(c, b, 0, len);
     buf_unref(b);
@@ -93,8 +90,7 @@ int conn_send_copy(conn_t *c, const void *data, size_t len)
 
 int conn_send_owned(conn_t *c, buf_t *b)
 {
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     int r = conn_send(c, b, 0, b->len);
     buf_unref(b);
     return r;
@@ -113,15 +109,14 @@ static void on_close_cb(uv_handle_t *h)
 {
     conn_t *c = h->data;
     worker_t *w = c->w;
-    if (c->proto->on_close)
-        c->proto->on_close(c);
+    if (c->proto->on_close) c->proto->on_close(c);
     queue_release(c);
+    tls_conn_free(c->tls);
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
     free(c);
@@ -129,8 +124,7 @@ static void on_close_cb(uv_handle_t *h)
 
 void conn_close(conn_t *c)
 {
-    if (c->flags & CONN_CLOSING)
-        return;
+    if (c->flags & CONN_CLOSING) return;
     flush_list_remove(c);
     c->flags |= CONN_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, on_close_cb);
@@ -146,14 +140,12 @@ static void on_shutdown_cb(uv_shutdown_t *req, int status)
     }
     /* keep reading (and discarding) so the peer sees our response, not a reset */
     c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
-    if (c->flags & CONN_READ_PAUSED)
-        conn_resume_read(c);
+    if (c->flags & CONN_READ_PAUSED) conn_resume_read(c);
 }
 
 static void start_shutdown(conn_t *c)
 {
-    if (c->flags & (CONN_SHUT | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_SHUT | CONN_CLOSING)) return;
     c->flags |= CONN_SHUT;
     /* allocated only now: an open connection does not carry a shutdown request */
     uv_shutdown_t *req = malloc(sizeof(*req));
@@ -170,16 +162,17 @@ static void start_shutdown(conn_t *c)
 
 void conn_end(conn_t *c)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END))
-        return;
+    if (c->flags & (CONN_CLOSING | CONN_END)) return;
     c->flags |= CONN_END;
-    if (c->qcount == 0 && !c->inflight)
+    if (c->tls)
+        flush_list_add(c); /* the flush sends close_notify, then the FIN */
+    else if (c->qcount == 0 && !c->inflight)
         start_shutdown(c);
 }
 
-static void consume(conn_t *c, size_t n)
+/* Drops n bytes from the head of the queue. */
+static void drop(conn_t *c, size_t n)
 {
-    METRICS_ADD(bytes_out, n);
     c->pending -= n;
     while (n > 0) {
         conn_out_t *it = &c->q[c->qhead];
@@ -195,6 +188,13 @@ static void consume(conn_t *c, size_t n)
     }
 }
 
+/* Drops n bytes that reached the kernel. */
+static void consume(conn_t *c, size_t n)
+{
+    METRICS_ADD(bytes_out, n);
+    drop(c, n);
+}
+
 static void conn_flush(conn_t *c);
 
 static void on_write_cb(uv_write_t *req, int status)
@@ -208,8 +208,7 @@ static void on_write_cb(uv_write_t *req, int status)
     }
     free(wr);
     c->inflight = NULL;
-    if (c->flags & CONN_CLOSING)
-        return;
+    if (c->flags & CONN_CLOSING) return;
     if (status < 0) {
         conn_close(c);
         return;
@@ -219,10 +218,134 @@ static void on_write_cb(uv_write_t *req, int status)
     conn_flush(c);
 }
 
+/* Nothing left to write: an idle conn keeps no queue; a closing one sends its FIN. */
+static void flushed(conn_t *c)
+{
+    if (c->qcap) {
+        /* an idle connection keeps no queue at all: the next send allocates one */
+        free(c->q);
+        c->q = NULL;
+        c->qcap = c->qhead = 0;
+    }
+    if (c->flags & CONN_END) {
+        start_shutdown(c);
+        return;
+    }
+    if (c->proto->on_drain) c->proto->on_drain(c);
+}
+
+/* Copies the head of the queue, up to cap bytes, into dst. Returns the bytes copied. */
+static size_t gather(const conn_t *c, char *dst, size_t cap)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->qcount && n < cap; i++) {
+        const conn_out_t *it = &c->q[(c->qhead + i) % c->qcap];
+        size_t k = it->len < cap - n ? it->len : cap - n;
+        memcpy(dst + n, it->b->data + it->off, k);
+        n += k;
+    }
+    return n;
+}
+
+/* Encrypts queued plaintext into records while the records not yet sent stay under
+ * CONN_TLS_OUT_MAX. Returns 0, or a negative errno (the session failed). */
+static int tls_encrypt(conn_t *c)
+{
+    tls_conn_t *t = c->tls;
+    if (!tls_conn_ready(t)) return 0; /* the plaintext waits for the handshake */
+    while (c->qcount > 0) {
+        size_t off;
+        buf_t *ob = tls_conn_out(t, &off);
+        if (ob && ob->len - off >= CONN_TLS_OUT_MAX) return 0;
+        const conn_out_t *it = &c->q[c->qhead];
+        const char *src = it->b->data + it->off;
+        size_t n = TLS_RECORD_MAX;
+        if (it->len < TLS_RECORD_MAX) {
+            /* small slices (frames, events) share records */
+            n = gather(c, tls_plain_out, TLS_RECORD_MAX);
+            src = tls_plain_out;
+        }
+        int r = tls_conn_write(t, src, n);
+        if (r < 0) return r;
+        drop(c, n);
+    }
+    return 0;
+}
+
+/* Writes the records waiting in c->tls: what the kernel does not take at once goes to
+ * a uv_write that owns the buffer until its callback. Returns 1 when all went out,
+ * 0 when a write is in flight, a negative errno (c is closed). */
+static int tls_send(conn_t *c)
+{
+    tls_conn_t *t = c->tls;
+    size_t off;
+    buf_t *b = tls_conn_out(t, &off);
+    if (!b) return 1;
+    size_t len = b->len - off;
+    uv_buf_t iov = uv_buf_init(b->data + off, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r < 0) {
+        conn_close(c);
+        return r;
+    }
+    METRICS_ADD(bytes_out, (size_t)r);
+    tls_conn_out_consume(t, (size_t)r);
+    if ((size_t)r == len) return 1;
+    conn_write_t *wr = malloc(sizeof(*wr));
+    if (!wr) {
+        conn_close(c);
+        return -ENOMEM;
+    }
+    b = tls_conn_out_take(t, &off);
+    len = b->len - off;
+    wr->items[0] = (conn_out_t){b, off, len};
+    wr->n = 1;
+    wr->c = c;
+    iov = uv_buf_init(b->data + off, (unsigned)len);
+    if ((r = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &iov, 1, on_write_cb)) < 0) {
+        buf_unref(b);
+        free(wr);
+        conn_close(c);
+        return r;
+    }
+    c->pending += len; /* on_write_cb takes it off */
+    c->inflight = wr;
+    return 0;
+}
+
+/* conn_flush for a TLS connection: encrypt, write, and once everything is out and the
+ * conn is ending, a close_notify before the FIN. */
+static void conn_flush_tls(conn_t *c)
+{
+    for (;;) {
+        int r = tls_encrypt(c);
+        if (r < 0) {
+            conn_close(c);
+            return;
+        }
+        if ((r = tls_send(c)) <= 0) return;
+        if (c->qcount > 0 && tls_conn_ready(c->tls))
+            continue; /* the records were over CONN_TLS_OUT_MAX: more to encrypt */
+        if ((c->flags & CONN_END) && tls_conn_ready(c->tls) && tls_conn_close_notify(c->tls) > 0)
+            continue;
+        break;
+    }
+    if (c->qcount > 0) {
+        if (!(c->flags & CONN_END)) return; /* queued before the handshake completed */
+        queue_release(c);                   /* ending before the handshake: nothing can be sent */
+        c->pending = 0;
+    }
+    flushed(c);
+}
+
 static void conn_flush(conn_t *c)
 {
-    if (c->inflight || (c->flags & CONN_CLOSING))
+    if (c->inflight || (c->flags & CONN_CLOSING)) return;
+    if (c->tls) {
+        conn_flush_tls(c);
         return;
+    }
     uv_buf_t iov[CONN_IOV_MAX];
     while (c->qcount > 0) {
         unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
@@ -233,15 +356,13 @@ static void conn_flush(conn_t *c)
             total += it->len;
         }
         int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (r == UV_EAGAIN || r == UV_ENOSYS)
-            r = 0;
+        if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
         if (r < 0) {
             conn_close(c);
             return;
         }
         consume(c, (size_t)r);
-        if ((size_t)r < total)
-            break;
+        if ((size_t)r < total) break;
     }
     if (c->qcount > 0) {
         /* the kernel is full: hand the next slices to uv_write and wait for it */
@@ -253,8 +374,8 @@ static void conn_flush(conn_t *c)
         unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
         for (unsigned i = 0; i < n; i++) {
             wr->items[i] = c->q[c->qhead];
-            iov[i] = uv_buf_init(wr->items[i].b->data + wr->items[i].off,
-                                 (unsigned)wr->items[i].len);
+            iov[i] =
+                uv_buf_init(wr->items[i].b->data + wr->items[i].off, (unsigned)wr->items[i].len);
             c->qhead = (c->qhead + 1) % c->qcap;
             c->qcount--;
         }
@@ -270,18 +391,51 @@ static void conn_flush(conn_t *c)
         c->inflight = wr;
         return;
     }
-    if (c->qcap) {
-        /* an idle connection keeps no queue at all: the next send allocates one */
-        free(c->q);
-        c->q = NULL;
-        c->qcap = c->qhead = 0;
-    }
-    if (c->flags & CONN_END) {
-        start_shutdown(c);
+    flushed(c);
+}
+
+/* Decrypts the TLS input (stashed, then data) and hands the plaintext to the protocol
+ * until the input runs out, the protocol pauses reading, or c closes or moves away. */
+static void tls_deliver(conn_t *c, const char *data, size_t len)
+{
+    tls_conn_t *t = c->tls;
+    if (tls_conn_input(t, data, len) < 0) {
+        conn_close(c);
         return;
     }
-    if (c->proto->on_drain)
-        c->proto->on_drain(c);
+    while (!(c->flags & (CONN_CLOSING | CONN_READ_PAUSED | CONN_SHUT))) {
+        ssize_t n = tls_conn_read(t, tls_plain_in, sizeof(tls_plain_in));
+        if (n == 0) break;
+        if (n == -EPIPE) {
+            /* close_notify: the peer is done sending, as a TCP EOF says */
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            if (c->proto->on_eof)
+                c->proto->on_eof(c);
+            else
+                conn_close(c);
+            return;
+        }
+        if (n < 0) {
+            /* a handshake the peer got wrong (or plain HTTP): its alert, if any, then go */
+            size_t off;
+            buf_t *b = tls_conn_out(t, &off);
+            if (b) {
+                uv_buf_t iov = uv_buf_init(b->data + off, (unsigned)(b->len - off));
+                (void)uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
+            }
+            conn_close(c);
+            return;
+        }
+        c->proto->on_read(c, tls_plain_in, (size_t)n);
+    }
+    if (c->flags & CONN_CLOSING) return; /* closed, or moved to another worker with its session */
+    if (tls_conn_stash(t) < 0) {
+        conn_close(c);
+        return;
+    }
+    size_t off;
+    if (tls_conn_out(t, &off) || (c->qcount && tls_conn_ready(t)))
+        flush_list_add(c); /* handshake records, or output the handshake held back */
 }
 
 void conn_flush_pending(worker_t *w)
@@ -289,6 +443,12 @@ void conn_flush_pending(worker_t *w)
     while (w->flush_head) {
         conn_t *c = w->flush_head;
         flush_list_remove(c);
+        if (c->tls && tls_conn_has_stash(c->tls) && !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
+            /* input held back while reading was paused, or brought along by a migration */
+            tls_deliver(c, NULL, 0);
+            flush_list_remove(c);
+            if (c->flags & CONN_CLOSING) continue;
+        }
         conn_flush(c);
     }
 }
@@ -304,16 +464,16 @@ static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     conn_t *c = s->data;
-    if (c->flags & CONN_CLOSING)
-        return;
+    if (c->flags & CONN_CLOSING) return;
     if (nread > 0) {
-        if (c->flags & CONN_SHUT)
-            return;
-        c->proto->on_read(c, buf->base, (size_t)nread);
+        if (c->flags & CONN_SHUT) return;
+        if (c->tls)
+            tls_deliver(c, buf->base, (size_t)nread);
+        else
+            c->proto->on_read(c, buf->base, (size_t)nread);
         return;
     }
-    if (nread == 0)
-        return;
+    if (nread == 0) return;
     if (c->flags & CONN_SHUT) {
         conn_close(c);
         return;
@@ -327,19 +487,21 @@ static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void conn_pause_read(conn_t *c)
 {
-    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING)) return;
     c->flags |= CONN_READ_PAUSED;
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void conn_resume_read(conn_t *c)
 {
-    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING))
-        return;
+    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING)) return;
     c->flags &= ~(unsigned)CONN_READ_PAUSED;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0) {
         conn_close(c);
+        return;
+    }
+    if (c->tls && tls_conn_has_stash(c->tls))
+        flush_list_add(c); /* decrypted before the next read, never inside the caller */
 }
 
 void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *ud)
@@ -376,8 +538,7 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
     c->w = w;
     c->proto = proto;
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) < 0) {
@@ -389,10 +550,12 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         return UV_EMFILE;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (proto->on_open)
-        proto->on_open(c);
-    if (c->flags & CONN_CLOSING)
-        return 0;
+    if (w->pool->cfg.tls && (r = tls_conn_new(w->pool->cfg.tls, &c->tls)) < 0) {
+        conn_close(c);
+        return UV_ENOMEM;
+    }
+    if (proto->on_open) proto->on_open(c);
+    if (c->flags & CONN_CLOSING) return 0;
     if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb)) < 0) {
         conn_close(c);
         return r;
@@ -405,6 +568,7 @@ typedef struct migrate_msg_s {
     int fd;
     const conn_proto_t *proto;
     buf_t *first;
+    tls_conn_t *tls;
 } migrate_msg_t;
 
 static void on_migrated(worker_t *w, worker_msg_t *m)
@@ -414,6 +578,7 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     if (!c || uv_tcp_init(&w->loop, &c->tcp) < 0) {
         close(mm->fd);
         free(c);
+        tls_conn_free(mm->tls);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
         buf_unref(mm->first);
         free(mm);
@@ -422,22 +587,25 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     c->tcp.data = c;
     c->w = w;
     c->proto = mm->proto;
+    c->tls = mm->tls;
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     if (uv_tcp_open(&c->tcp, mm->fd) < 0) {
         close(mm->fd);
         conn_close(c); /* the protocol never opened: its on_close sees no state */
     } else {
-        if (mm->proto->on_open)
-            mm->proto->on_open(c);
+        if (mm->proto->on_open) mm->proto->on_open(c);
         if (!(c->flags & CONN_CLOSING) &&
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
             conn_close(c);
         if (!(c->flags & CONN_CLOSING) && mm->first && mm->first->len)
             c->proto->on_read(c, mm->first->data, mm->first->len);
+        size_t off;
+        if (!(c->flags & CONN_CLOSING) && c->tls &&
+            (tls_conn_has_stash(c->tls) || tls_conn_out(c->tls, &off)))
+            flush_list_add(c); /* input that followed the request, records not yet sent */
     }
     buf_unref(mm->first);
     free(mm);
@@ -448,20 +616,17 @@ static void migrated_away_close(conn_t *c)
     (void)c; /* the socket lives on elsewhere; nothing of it is ours */
 }
 
-static const conn_proto_t migrated_proto = {.name = "migrated",
-                                            .on_read = NULL,
-                                            .on_close = migrated_away_close};
+static const conn_proto_t migrated_proto = {
+    .name = "migrated", .on_read = NULL, .on_close = migrated_away_close};
 
 int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
 {
     if (c->qcount || c->inflight || (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)))
         return -EBUSY;
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
-        return -EBADF;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) return -EBADF;
     int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (nfd < 0)
-        return -errno;
+    if (nfd < 0) return -errno;
     migrate_msg_t *mm = calloc(1, sizeof(*mm));
     if (!mm) {
         close(nfd);
@@ -471,6 +636,13 @@ int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *firs
     mm->fd = nfd;
     mm->proto = proto;
     mm->first = first;
+    if (c->tls && tls_conn_stash(c->tls) < 0) {
+        close(nfd);
+        free(mm);
+        return -ENOMEM;
+    }
+    mm->tls = c->tls; /* the session goes with the socket: this close must not free it */
+    c->tls = NULL;
     /* the count moves with the socket: this close subtracts, the adoption added */
     __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
     uv_read_stop((uv_stream_t *)&c->tcp);

@@ -38,8 +38,8 @@ struct worker_s {
     conn_t *flush_head;
     int stopping;
     uint64_t stop_deadline;
-    void *hub; /* hub_worker_t: the subscribers and topics this worker owns */
-    void *app; /* the node's per-worker state (pending requests) */
+    void *hub;        /* hub_worker_t: the subscribers and topics this worker owns */
+    void *app;        /* the node's per-worker state (pending requests) */
     char rbuf[65536]; /* every read lands here; protocols copy only partial frames */
 };
 
@@ -48,6 +48,7 @@ typedef struct worker_pool_cfg_s {
     int port;
     int n;
     const conn_proto_t *accept_proto; /* what new connections speak */
+    struct tls_server_s *tls;         /* set: every accepted connection speaks TLS */
     uint32_t max_connections;         /* across the pool; 0 = unlimited */
     unsigned shutdown_timeout_ms;
     /* on_start runs for each worker on the starting thread before any worker runs;

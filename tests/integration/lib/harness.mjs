@@ -85,7 +85,7 @@ function tail(s, n) {
  * Start a pushgate node. Returns
  * {port, url, wsUrl, dir, proc, logs(), stop(signal) -> Promise<{code, signal}>, exited}.
  */
-export async function startNode({ workers = 1, config = baseConfig(), extraArgs = [], readyTimeoutMs = 10000 * SLOW } = {}) {
+export async function startNode({ workers = 1, config = baseConfig(), extraArgs = [], readyTimeoutMs = 10000 * SLOW, tls = null } = {}) {
   if (!existsSync(BIN)) {
     throw new Error(`pushgate binary not found at ${BIN} (build it with make, or set PUSHGATE_BIN)`);
   }
@@ -120,10 +120,12 @@ export async function startNode({ workers = 1, config = baseConfig(), extraArgs 
     });
   });
 
+  // tls: {fetch} (lib/tls.mjs): the node speaks https/wss; api() and readiness use that fetch
   const node = {
     port,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    wsUrl: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
+    fetch: tls ? tls.fetch : fetch,
     dir,
     proc,
     args,
@@ -155,7 +157,7 @@ export async function startNode({ workers = 1, config = baseConfig(), extraArgs 
       throw new Error(`pushgate exited before ready (${JSON.stringify(exitInfo)}); args: ${args.join(' ')}\nstderr:\n${tail(stderr, 4000)}`);
     }
     try {
-      const r = await fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(1000) });
+      const r = await node.fetch(`${node.url}/readyz`, { signal: AbortSignal.timeout(1000) });
       await r.arrayBuffer();
       if (r.status === 200) return node;
       lastErr = `status ${r.status}`;
@@ -242,7 +244,7 @@ export async function api(node, method, path, { key, body, headers = {}, content
     init.body = typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body);
     if (contentType && !Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = contentType;
   }
-  const r = await fetch(node.url + path, init);
+  const r = await (node.fetch || fetch)(node.url + path, init);
   return readBody(r);
 }
 

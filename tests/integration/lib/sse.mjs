@@ -295,14 +295,16 @@ export const jsonData = (ev) => JSON.parse(ev.data);
 
 /**
  * new EventSource(url) from the `eventsource` package, with optional extra request
- * headers (through its `fetch` option). Returns
+ * headers and another fetch (through its `fetch` option). Returns
  *   {es, events: Queue of {type: 'message'|'gap'|…, data, lastEventId, origin},
  *    next(), nextN(), expectNone(), opened: Promise, errors: [], opens: count, close()}
  */
-export function openEventSource(url, { headers, eventTypes = ['gap'] } = {}) {
+export function openEventSource(url, { headers, eventTypes = ['gap'], fetchImpl } = {}) {
   const init = {};
-  if (headers) {
-    init.fetch = (input, i) => fetch(input, { ...i, headers: { ...i.headers, ...headers } });
+  if (headers || fetchImpl) {
+    // fetchImpl: another fetch (lib/tls.mjs httpsFetch for a test CA)
+    const f = fetchImpl || fetch;
+    init.fetch = (input, i) => f(input, { ...i, headers: { ...i.headers, ...headers } });
   }
   const es = new EventSource(url, init);
   const events = new Queue(`EventSource ${url}`);
