@@ -30,23 +30,27 @@ typedef struct conn_write_s {
 
 static void flush_list_add(conn_t *c)
 {
-    if (c->flags & (CONN_PENDING | CONN_CLOSING)) return;
+    if (c->flags & (CONN_PENDING | CONN_CLOSING))
+        return;
     worker_t *w = c->w;
     c->flags |= CONN_PENDING;
     c->pprev = NULL;
     c->pnext = w->flush_head;
-    if (w->flush_head) w->flush_head->pprev = c;
+    if (w->flush_head)
+        w->flush_head->pprev = c;
     w->flush_head = c;
 }
 
 static void flush_list_remove(conn_t *c)
 {
-    if (!(c->flags & CONN_PENDING)) return;
+    if (!(c->flags & CONN_PENDING))
+        return;
     if (c->pprev)
         c->pprev->pnext = c->pnext;
     else
         c->w->flush_head = c->pnext;
-    if (c->pnext) c->pnext->pprev = c->pprev;
+    if (c->pnext)
+        c->pnext->pprev = c->pprev;
     c->pprev = c->pnext = NULL;
     c->flags &= ~(unsigned)CONN_PENDING;
 }
@@ -55,7 +59,8 @@ static int queue_grow(conn_t *c)
 {
     uint32_t cap = c->qcap ? c->qcap * 2 : 4;
     conn_out_t *q = malloc(sizeof(*q) * cap);
-    if (!q) return -ENOMEM;
+    if (!q)
+        return -ENOMEM;
     for (uint32_t i = 0; i < c->qcount; i++)
         q[i] = c->q[(c->qhead + i) % c->qcap];
     free(c->q);
@@ -67,10 +72,14 @@ static int queue_grow(conn_t *c)
 
 int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)) return -EPIPE;
-    if (len == 0) return 0;
-    if (c->limit && c->pending + len > c->limit) return -ENOBUFS;
-    if (c->qcount == c->qcap && queue_grow(c) < 0) return -ENOMEM;
+    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT))
+        return -EPIPE;
+    if (len == 0)
+        return 0;
+    if (c->limit && c->pending + len > c->limit)
+        return -ENOBUFS;
+    if (c->qcount == c->qcap && queue_grow(c) < 0)
+        return -ENOMEM;
     c->q[(c->qhead + c->qcount) % c->qcap] = (conn_out_t){buf_ref(b), off, len};
     c->qcount++;
     c->pending += len;
@@ -81,7 +90,8 @@ int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 int conn_send_copy(conn_t *c, const void *data, size_t len)
 {
     buf_t *b = buf_new(len);
-    if (!b) return -ENOMEM;
+    if (!b)
+        return -ENOMEM;
     buf_append(&b, data, len);
     int r = conn_send(c, b, 0, len);
     buf_unref(b);
@@ -90,7 +100,8 @@ int conn_send_copy(conn_t *c, const void *data, size_t len)
 
 int conn_send_owned(conn_t *c, buf_t *b)
 {
-    if (!b) return -ENOMEM;
+    if (!b)
+        return -ENOMEM;
     int r = conn_send(c, b, 0, b->len);
     buf_unref(b);
     return r;
@@ -109,14 +120,16 @@ static void on_close_cb(uv_handle_t *h)
 {
     conn_t *c = h->data;
     worker_t *w = c->w;
-    if (c->proto->on_close) c->proto->on_close(c);
+    if (c->proto->on_close)
+        c->proto->on_close(c);
     queue_release(c);
     tls_conn_free(c->tls);
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    if (c->next)
+        c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
     free(c);
@@ -124,7 +137,8 @@ static void on_close_cb(uv_handle_t *h)
 
 void conn_close(conn_t *c)
 {
-    if (c->flags & CONN_CLOSING) return;
+    if (c->flags & CONN_CLOSING)
+        return;
     flush_list_remove(c);
     c->flags |= CONN_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, on_close_cb);
@@ -140,12 +154,14 @@ static void on_shutdown_cb(uv_shutdown_t *req, int status)
     }
     /* keep reading (and discarding) so the peer sees our response, not a reset */
     c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
-    if (c->flags & CONN_READ_PAUSED) conn_resume_read(c);
+    if (c->flags & CONN_READ_PAUSED)
+        conn_resume_read(c);
 }
 
 static void start_shutdown(conn_t *c)
 {
-    if (c->flags & (CONN_SHUT | CONN_CLOSING)) return;
+    if (c->flags & (CONN_SHUT | CONN_CLOSING))
+        return;
     c->flags |= CONN_SHUT;
     /* allocated only now: an open connection does not carry a shutdown request */
     uv_shutdown_t *req = malloc(sizeof(*req));
@@ -162,7 +178,8 @@ static void start_shutdown(conn_t *c)
 
 void conn_end(conn_t *c)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END)) return;
+    if (c->flags & (CONN_CLOSING | CONN_END))
+        return;
     c->flags |= CONN_END;
     if (c->tls)
         flush_list_add(c); /* the flush sends close_notify, then the FIN */
@@ -208,7 +225,8 @@ static void on_write_cb(uv_write_t *req, int status)
     }
     free(wr);
     c->inflight = NULL;
-    if (c->flags & CONN_CLOSING) return;
+    if (c->flags & CONN_CLOSING)
+        return;
     if (status < 0) {
         conn_close(c);
         return;
@@ -231,7 +249,8 @@ static void flushed(conn_t *c)
         start_shutdown(c);
         return;
     }
-    if (c->proto->on_drain) c->proto->on_drain(c);
+    if (c->proto->on_drain)
+        c->proto->on_drain(c);
 }
 
 /* Copies the head of the queue, up to cap bytes, into dst. Returns the bytes copied. */
@@ -252,11 +271,13 @@ static size_t gather(const conn_t *c, char *dst, size_t cap)
 static int tls_encrypt(conn_t *c)
 {
     tls_conn_t *t = c->tls;
-    if (!tls_conn_ready(t)) return 0; /* the plaintext waits for the handshake */
+    if (!tls_conn_ready(t))
+        return 0; /* the plaintext waits for the handshake */
     while (c->qcount > 0) {
         size_t off;
         buf_t *ob = tls_conn_out(t, &off);
-        if (ob && ob->len - off >= CONN_TLS_OUT_MAX) return 0;
+        if (ob && ob->len - off >= CONN_TLS_OUT_MAX)
+            return 0;
         const conn_out_t *it = &c->q[c->qhead];
         const char *src = it->b->data + it->off;
         size_t n = TLS_RECORD_MAX;
@@ -266,7 +287,8 @@ static int tls_encrypt(conn_t *c)
             src = tls_plain_out;
         }
         int r = tls_conn_write(t, src, n);
-        if (r < 0) return r;
+        if (r < 0)
+            return r;
         drop(c, n);
     }
     return 0;
@@ -280,18 +302,21 @@ static int tls_send(conn_t *c)
     tls_conn_t *t = c->tls;
     size_t off;
     buf_t *b = tls_conn_out(t, &off);
-    if (!b) return 1;
+    if (!b)
+        return 1;
     size_t len = b->len - off;
     uv_buf_t iov = uv_buf_init(b->data + off, (unsigned)len);
     int r = uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        r = 0;
     if (r < 0) {
         conn_close(c);
         return r;
     }
     METRICS_ADD(bytes_out, (size_t)r);
     tls_conn_out_consume(t, (size_t)r);
-    if ((size_t)r == len) return 1;
+    if ((size_t)r == len)
+        return 1;
     conn_write_t *wr = malloc(sizeof(*wr));
     if (!wr) {
         conn_close(c);
@@ -324,7 +349,8 @@ static void conn_flush_tls(conn_t *c)
             conn_close(c);
             return;
         }
-        if ((r = tls_send(c)) <= 0) return;
+        if ((r = tls_send(c)) <= 0)
+            return;
         if (c->qcount > 0 && tls_conn_ready(c->tls))
             continue; /* the records were over CONN_TLS_OUT_MAX: more to encrypt */
         if ((c->flags & CONN_END) && tls_conn_ready(c->tls) && tls_conn_close_notify(c->tls) > 0)
@@ -332,8 +358,9 @@ static void conn_flush_tls(conn_t *c)
         break;
     }
     if (c->qcount > 0) {
-        if (!(c->flags & CONN_END)) return; /* queued before the handshake completed */
-        queue_release(c);                   /* ending before the handshake: nothing can be sent */
+        if (!(c->flags & CONN_END))
+            return; /* queued before the handshake completed */
+        queue_release(c); /* ending before the handshake: nothing can be sent */
         c->pending = 0;
     }
     flushed(c);
@@ -341,7 +368,8 @@ static void conn_flush_tls(conn_t *c)
 
 static void conn_flush(conn_t *c)
 {
-    if (c->inflight || (c->flags & CONN_CLOSING)) return;
+    if (c->inflight || (c->flags & CONN_CLOSING))
+        return;
     if (c->tls) {
         conn_flush_tls(c);
         return;
@@ -356,13 +384,15 @@ static void conn_flush(conn_t *c)
             total += it->len;
         }
         int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+        if (r == UV_EAGAIN || r == UV_ENOSYS)
+            r = 0;
         if (r < 0) {
             conn_close(c);
             return;
         }
         consume(c, (size_t)r);
-        if ((size_t)r < total) break;
+        if ((size_t)r < total)
+            break;
     }
     if (c->qcount > 0) {
         /* the kernel is full: hand the next slices to uv_write and wait for it */
@@ -374,8 +404,8 @@ static void conn_flush(conn_t *c)
         unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
         for (unsigned i = 0; i < n; i++) {
             wr->items[i] = c->q[c->qhead];
-            iov[i] =
-                uv_buf_init(wr->items[i].b->data + wr->items[i].off, (unsigned)wr->items[i].len);
+            iov[i] = uv_buf_init(wr->items[i].b->data + wr->items[i].off,
+                                 (unsigned)wr->items[i].len);
             c->qhead = (c->qhead + 1) % c->qcap;
             c->qcount--;
         }
@@ -405,7 +435,8 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
     }
     while (!(c->flags & (CONN_CLOSING | CONN_READ_PAUSED | CONN_SHUT))) {
         ssize_t n = tls_conn_read(t, tls_plain_in, sizeof(tls_plain_in));
-        if (n == 0) break;
+        if (n == 0)
+            break;
         if (n == -EPIPE) {
             /* close_notify: the peer is done sending, as a TCP EOF says */
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -428,7 +459,8 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
         }
         c->proto->on_read(c, tls_plain_in, (size_t)n);
     }
-    if (c->flags & CONN_CLOSING) return; /* closed, or moved to another worker with its session */
+    if (c->flags & CONN_CLOSING)
+        return; /* closed, or moved to another worker with its session */
     if (tls_conn_stash(t) < 0) {
         conn_close(c);
         return;
@@ -443,11 +475,13 @@ void conn_flush_pending(worker_t *w)
     while (w->flush_head) {
         conn_t *c = w->flush_head;
         flush_list_remove(c);
-        if (c->tls && tls_conn_has_stash(c->tls) && !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
+        if (c->tls && tls_conn_has_stash(c->tls) &&
+            !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
             /* input held back while reading was paused, or brought along by a migration */
             tls_deliver(c, NULL, 0);
             flush_list_remove(c);
-            if (c->flags & CONN_CLOSING) continue;
+            if (c->flags & CONN_CLOSING)
+                continue;
         }
         conn_flush(c);
     }
@@ -464,16 +498,19 @@ static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     conn_t *c = s->data;
-    if (c->flags & CONN_CLOSING) return;
+    if (c->flags & CONN_CLOSING)
+        return;
     if (nread > 0) {
-        if (c->flags & CONN_SHUT) return;
+        if (c->flags & CONN_SHUT)
+            return;
         if (c->tls)
             tls_deliver(c, buf->base, (size_t)nread);
         else
             c->proto->on_read(c, buf->base, (size_t)nread);
         return;
     }
-    if (nread == 0) return;
+    if (nread == 0)
+        return;
     if (c->flags & CONN_SHUT) {
         conn_close(c);
         return;
@@ -487,14 +524,16 @@ static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 void conn_pause_read(conn_t *c)
 {
-    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING)) return;
+    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING))
+        return;
     c->flags |= CONN_READ_PAUSED;
     uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 void conn_resume_read(conn_t *c)
 {
-    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING)) return;
+    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING))
+        return;
     c->flags &= ~(unsigned)CONN_READ_PAUSED;
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0) {
         conn_close(c);
@@ -538,7 +577,8 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
     c->w = w;
     c->proto = proto;
     c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
+    if (w->conns)
+        w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) < 0) {
@@ -554,8 +594,10 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         conn_close(c);
         return UV_ENOMEM;
     }
-    if (proto->on_open) proto->on_open(c);
-    if (c->flags & CONN_CLOSING) return 0;
+    if (proto->on_open)
+        proto->on_open(c);
+    if (c->flags & CONN_CLOSING)
+        return 0;
     if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb)) < 0) {
         conn_close(c);
         return r;
@@ -589,14 +631,16 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     c->proto = mm->proto;
     c->tls = mm->tls;
     c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
+    if (w->conns)
+        w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     if (uv_tcp_open(&c->tcp, mm->fd) < 0) {
         close(mm->fd);
         conn_close(c); /* the protocol never opened: its on_close sees no state */
     } else {
-        if (mm->proto->on_open) mm->proto->on_open(c);
+        if (mm->proto->on_open)
+            mm->proto->on_open(c);
         if (!(c->flags & CONN_CLOSING) &&
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
             conn_close(c);
@@ -616,17 +660,20 @@ static void migrated_away_close(conn_t *c)
     (void)c; /* the socket lives on elsewhere; nothing of it is ours */
 }
 
-static const conn_proto_t migrated_proto = {
-    .name = "migrated", .on_read = NULL, .on_close = migrated_away_close};
+static const conn_proto_t migrated_proto = {.name = "migrated",
+                                            .on_read = NULL,
+                                            .on_close = migrated_away_close};
 
 int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
 {
     if (c->qcount || c->inflight || (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)))
         return -EBUSY;
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) return -EBADF;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
+        return -EBADF;
     int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (nfd < 0) return -errno;
+    if (nfd < 0)
+        return -errno;
     migrate_msg_t *mm = calloc(1, sizeof(*mm));
     if (!mm) {
         close(nfd);

@@ -56,12 +56,12 @@ struct conn_s {
     conn_out_t *q;
     uint32_t qhead, qcount, qcap;
     unsigned flags;
-    size_t pending;         /* bytes queued or in flight */
-    size_t limit;           /* most pending bytes accepted; 0: unbounded */
-    void *inflight;         /* the uv_write in progress */
-    conn_t *pprev, *pnext;  /* flush list */
-    conn_t *prev, *next;    /* the worker's connections */
-    uint64_t deadline;      /* protocol-defined, checked on tick */
+    size_t pending;      /* bytes queued or in flight */
+    size_t limit;        /* most pending bytes accepted; 0: unbounded */
+    void *inflight;      /* the uv_write in progress */
+    conn_t *pprev, *pnext; /* flush list */
+    conn_t *prev, *next;   /* the worker's connections */
+    uint64_t deadline;     /* protocol-defined, checked on tick */
     struct tls_conn_s *tls; /* NULL: plain TCP; else every byte goes through it */
 };
 
@@ -85,8 +85,8 @@ int conn_send_owned(conn_t *c, buf_t *b);
  * callback, after proto->on_close. */
 void conn_close(conn_t *c);
 
-/* Closes gracefully: flush output (then a TLS close_notify), send FIN, discard input until EOF
- * (bounded by a 2 s deadline), then close. Idempotent. */
+/* Closes gracefully: flush output (then a TLS close_notify), send FIN, discard input until EOF (bounded by a
+ * 2 s deadline), then close. Idempotent. */
 void conn_end(conn_t *c);
 
 /* Stops or resumes reading (backpressure while a request is being answered). */
@@ -103,8 +103,8 @@ void conn_flush_pending(struct worker_s *w);
 /* Moves c's socket to worker to: c is closed here (its output must be flushed: no
  * pending bytes), and to adopts the socket as a new conn speaking proto, which is fed
  * first bytes (taken, plaintext) as if it had read them. A TLS session moves with the
- * socket: its records not yet sent and its input not yet decrypted go along. Returns 0, -EBUSY when
- * output is still pending, or a negative errno (c is left as it was). */
+ * socket: its records not yet sent and its input not yet decrypted go along. Returns 0, -EBUSY when output is still
+ * pending, or a negative errno (c is left as it was). */
 int conn_migrate(conn_t *c, struct worker_s *to, const conn_proto_t *proto, buf_t *first);
 
 /* Gives c a new protocol (HTTP → WebSocket upgrade). */

@@ -38,8 +38,8 @@ struct worker_s {
     conn_t *flush_head;
     int stopping;
     uint64_t stop_deadline;
-    void *hub;        /* hub_worker_t: the subscribers and topics this worker owns */
-    void *app;        /* the node's per-worker state (pending requests) */
+    void *hub; /* hub_worker_t: the subscribers and topics this worker owns */
+    void *app; /* the node's per-worker state (pending requests) */
     char rbuf[65536]; /* every read lands here; protocols copy only partial frames */
 };
 
