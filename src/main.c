@@ -81,6 +81,7 @@ static int cmd_serve(int argc, char **argv)
         }
         if (c == O_CONFIG && config_load_file(&cfg, optarg, err, sizeof(err)) < 0) {
             fprintf(stderr, "pushgate: config: %s\n", err);
+            config_free(&cfg);
             return 2;
         }
     }
