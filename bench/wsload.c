@@ -1,7 +1,8 @@
 /* wsload: load generator for pushgate. Opens N WebSocket clients on /websocket,
  * optionally holds them idle, then publishes M push requests over P keep-alive
  * HTTP connections and measures publish-to-deliver latency from the timestamp
- * each push carries in its payload. Loopback only. */
+ * each push carries in its payload. Loopback only. With an https:// URL every
+ * connection (clients and publishers) speaks TLS: wss:// against a TLS node. */
 #define _GNU_SOURCE
 #include "bench_util.h"
 
@@ -9,6 +10,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -46,6 +49,7 @@ typedef struct {
     double rate;
     const char *report;
     long server_pid;
+    int tls; /* https:// URL */
 } wsl_options_t;
 
 typedef enum { WSL_CONNECTING, WSL_HANDSHAKE, WSL_OPEN, WSL_DONE } wsl_state_t;
@@ -64,6 +68,7 @@ typedef struct {
     uint32_t msg_len;
     uint32_t msg_cap;
     uint8_t *msg;
+    SSL *ssl; /* NULL: plain TCP */
 } wsl_client_t;
 
 typedef struct {
@@ -97,6 +102,7 @@ typedef enum {
 /* One keep-alive HTTP connection that publishes one request at a time. */
 typedef struct {
     int fd;
+    SSL *ssl; /* NULL: plain TCP */
     wsl_pub_state_t state;
     char *req;
     size_t req_cap;
@@ -294,9 +300,63 @@ static int wsl_json_u64(const uint8_t *p, const uint8_t *end, uint64_t *out)
 
 static void wsl_thread_start_connects(wsl_thread_t *t);
 
+/* ---- TLS (--url https://) ---------------------------------------------------- */
+
+static SSL_CTX *wsl_tls_ctx;
+
+/* Completes a TLS handshake on a connected non-blocking socket, waiting in poll():
+ * the connect phase is not what wsload measures, so a thread does one at a time.
+ * The server's certificate is not verified (a benchmark on loopback).
+ * Returns the session or NULL. */
+static SSL *wsl_tls_connect(int fd)
+{
+    SSL *s = SSL_new(wsl_tls_ctx);
+    if (s == NULL || SSL_set_fd(s, fd) != 1) {
+        SSL_free(s);
+        return NULL;
+    }
+    SSL_set_connect_state(s);
+    for (int i = 0; i < 1000; i++) {
+        int r = SSL_connect(s);
+        if (r == 1) return s;
+        int e = SSL_get_error(s, r);
+        struct pollfd pfd = {fd, 0, 0};
+        if (e == SSL_ERROR_WANT_READ) pfd.events = POLLIN;
+        if (e == SSL_ERROR_WANT_WRITE) pfd.events = POLLOUT;
+        if (pfd.events == 0 || poll(&pfd, 1, 10000) <= 0) break;
+    }
+    SSL_free(s);
+    return NULL;
+}
+
+/* send()/recv() over TLS when ssl is set: -1 with errno EAGAIN when the session
+ * wants the socket, 0 on close_notify. */
+static ssize_t wsl_send(int fd, SSL *ssl, const void *data, size_t len)
+{
+    if (ssl == NULL) return send(fd, data, len, MSG_NOSIGNAL);
+    int r = SSL_write(ssl, data, (int)len);
+    if (r > 0) return r;
+    int e = SSL_get_error(ssl, r);
+    errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EPIPE;
+    return -1;
+}
+
+static ssize_t wsl_recv(int fd, SSL *ssl, void *data, size_t len)
+{
+    if (ssl == NULL) return recv(fd, data, len, 0);
+    int r = SSL_read(ssl, data, (int)(len > INT32_MAX ? INT32_MAX : len));
+    if (r > 0) return r;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN) return 0;
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : ECONNRESET;
+    return -1;
+}
+
 static void wsl_client_close(wsl_thread_t *t, wsl_client_t *c)
 {
     if (c->state == WSL_DONE) return;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
     close(c->fd);
     c->fd = -1;
     free(c->rx);
@@ -333,7 +393,7 @@ static void wsl_client_send_control(wsl_thread_t *t, wsl_client_t *c, uint8_t op
     memcpy(frame + 2, &mask, 4);
     for (i = 0; i < len; i++)
         frame[6 + i] = payload[i] ^ frame[2 + (i & 3)];
-    if (send(c->fd, frame, 6 + len, MSG_NOSIGNAL) != (ssize_t)(6 + len)) t->pong_drops++;
+    if (wsl_send(c->fd, c->ssl, frame, 6 + len) != (ssize_t)(6 + len)) t->pong_drops++;
 }
 
 static void wsl_client_on_message(wsl_thread_t *t, const uint8_t *m, size_t len, size_t frame_bytes,
@@ -538,7 +598,7 @@ static void wsl_client_on_handshake_readable(wsl_thread_t *t, wsl_client_t *c)
     ssize_t hlen;
     size_t rest;
 
-    n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
+    n = wsl_recv(c->fd, c->ssl, c->rx + c->rx_len, c->rx_cap - c->rx_len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {
         if (n == 0)
@@ -584,6 +644,11 @@ static void wsl_client_on_connected(wsl_thread_t *t, wsl_client_t *c)
         wsl_client_close(t, c);
         return;
     }
+    if (wsl_opts.tls && (c->ssl = wsl_tls_connect(c->fd)) == NULL) {
+        wsl_warn_once(&wsl_said_connect, "TLS handshake failed", "", 0);
+        wsl_client_close(t, c);
+        return;
+    }
     wsl_handshake_key(c->index, key);
     n = snprintf((char *)t->buf, WSL_HANDSHAKE_MAX,
                  "GET /websocket?sessionId=%s&clientId=%s%" PRIu32 " HTTP/1.1\r\n"
@@ -594,7 +659,7 @@ static void wsl_client_on_connected(wsl_thread_t *t, wsl_client_t *c)
                  "Sec-WebSocket-Version: 13\r\n\r\n",
                  wsl_opts.session_id, wsl_opts.client_id_prefix, c->index, wsl_opts.host, key);
     /* A fresh socket's send buffer takes a few hundred bytes whole. */
-    if (send(c->fd, t->buf, (size_t)n, MSG_NOSIGNAL) != n) {
+    if (wsl_send(c->fd, c->ssl, t->buf, (size_t)n) != n) {
         wsl_client_close(t, c);
         return;
     }
@@ -616,7 +681,7 @@ static void wsl_client_on_readable(wsl_thread_t *t, wsl_client_t *c)
     int err;
 
     for (;;) {
-        n = recv(c->fd, t->buf, sizeof(t->buf), 0);
+        n = wsl_recv(c->fd, c->ssl, t->buf, sizeof(t->buf));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) break;
         if (n <= 0) {
@@ -629,7 +694,8 @@ static void wsl_client_on_readable(wsl_thread_t *t, wsl_client_t *c)
             wsl_client_close(t, c);
             break;
         }
-        if ((size_t)n < sizeof(t->buf)) break;
+        /* a TLS read returns one record: go on until the session wants the socket */
+        if (c->ssl == NULL && (size_t)n < sizeof(t->buf)) break;
     }
 }
 
@@ -752,6 +818,8 @@ static int wsl_pub_connect(wsl_pub_t *p, int epfd)
 static void wsl_pub_close(wsl_pub_t *p, wsl_pub_stats_t *st)
 {
     if (p->state == WSL_PUB_CLOSED) return;
+    SSL_free(p->ssl);
+    p->ssl = NULL;
     close(p->fd);
     if (p->state == WSL_PUB_SENDING || p->state == WSL_PUB_WAITING) {
         st->answered++; /* the request is lost; it counts as an error */
@@ -775,7 +843,7 @@ static int wsl_pub_flush(wsl_pub_t *p, int epfd)
     ssize_t n;
 
     while (p->req_off < p->req_len) {
-        n = send(p->fd, p->req + p->req_off, p->req_len - p->req_off, MSG_NOSIGNAL);
+        n = wsl_send(p->fd, p->ssl, p->req + p->req_off, p->req_len - p->req_off);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) {
             if (p->state != WSL_PUB_SENDING) wsl_pub_want(p, epfd, EPOLLOUT);
@@ -889,6 +957,10 @@ static void wsl_pub_on_event(wsl_pub_t *p, int epfd, wsl_pub_stats_t *st)
             wsl_pub_close(p, st);
             return;
         }
+        if (wsl_opts.tls && (p->ssl = wsl_tls_connect(p->fd)) == NULL) {
+            wsl_pub_close(p, st);
+            return;
+        }
         wsl_pub_want(p, epfd, EPOLLIN);
         p->state = WSL_PUB_IDLE;
         return;
@@ -897,7 +969,7 @@ static void wsl_pub_on_event(wsl_pub_t *p, int epfd, wsl_pub_stats_t *st)
         return;
     case WSL_PUB_WAITING:
     case WSL_PUB_IDLE:
-        n = recv(p->fd, p->in + p->in_len, sizeof(p->in) - p->in_len, 0);
+        n = wsl_recv(p->fd, p->ssl, p->in + p->in_len, sizeof(p->in) - p->in_len);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (n <= 0) {
             wsl_pub_close(p, st);
@@ -990,7 +1062,10 @@ static int wsl_publish(wsl_pub_stats_t *st)
 done:
     if (pubs != NULL) {
         for (i = 0; i < wsl_opts.publishers; i++) {
-            if (pubs[i].state != WSL_PUB_CLOSED) close(pubs[i].fd);
+            if (pubs[i].state != WSL_PUB_CLOSED) {
+                SSL_free(pubs[i].ssl);
+                close(pubs[i].fd);
+            }
             free(pubs[i].req);
         }
     }
@@ -1006,7 +1081,8 @@ done:
 static void wsl_usage(FILE *f)
 {
     fputs("usage: wsload [options]\n"
-          "  --url URL                 server, http://127.0.0.1:8080 (loopback only)\n"
+          "  --url URL                 server, http://127.0.0.1:8080 (loopback only);\n"
+          "                            https://... speaks TLS (wss://) on every connection\n"
           "  --clients N               WebSocket clients to open (1000)\n"
           "  --session-id S            sessionId of every client (bench)\n"
           "  --client-id-prefix P      clientId is P<index> (bench-)\n"
@@ -1164,9 +1240,22 @@ static int wsl_parse_args(int argc, char **argv)
         wsl_usage(stderr);
         return -EINVAL;
     }
+    char plain_url[256];
+    if (strncmp(url, "https://", 8) == 0) {
+        /* the same address, TLS on top */
+        wsl_opts.tls = 1;
+        snprintf(plain_url, sizeof(plain_url), "http://%s", url + 8);
+        url = plain_url;
+        wsl_tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (wsl_tls_ctx == NULL) return -ENOMEM;
+        SSL_CTX_set_verify(wsl_tls_ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(wsl_tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                          SSL_MODE_RELEASE_BUFFERS);
+    }
     err = bench_parse_url(url, &wsl_opts.server);
     if (err != 0) {
-        fprintf(stderr, "wsload: --url must be http://<127.x.y.z>:<port>, got %s\n", url);
+        fprintf(stderr, "wsload: --url must be http(s)://<127.x.y.z>:<port>, got %s\n", url);
         return err;
     }
     snprintf(wsl_opts.host, sizeof(wsl_opts.host), "%.*s", (int)strcspn(url + 7, "/"), url + 7);
