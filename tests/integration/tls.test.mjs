@@ -15,6 +15,8 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
 import { io } from 'socket.io-client';
 import {
   startNode, cleanup, withLogs, api, baseConfig, connectClient, pushRequest, pushFrame,
@@ -131,6 +133,50 @@ describe('a TLS node (2 workers): every protocol over TLS', () => {
     assert.ok(Date.now() - t0 < 5000 * SLOW);
     const info = await n2.stop('SIGTERM');
     assert.deepEqual(info, { code: 0, signal: null });
+  }));
+
+  test('pipelined requests in separate records behind a held long poll are answered in order', withLogs(async () => {
+    const n2 = await startNode({ workers: 1, config: tlsConfig({ device: { holdMs: 20000 } }), tls: tlsOpts() });
+    // the client's records go through a gate, so three records leave in one TCP write
+    const raw = net.connect(n2.port, '127.0.0.1');
+    let held = null;
+    const gate = new Duplex({
+      read() {},
+      write(chunk, enc, cb) { if (held) held.push(chunk); else raw.write(chunk); cb(); },
+      final(cb) { raw.end(); cb(); },
+      destroy(err, cb) { raw.destroy(); cb(err); },
+    });
+    raw.on('data', (c) => gate.push(c));
+    raw.on('end', () => gate.push(null));
+    raw.on('error', (e) => gate.destroy(e));
+    const socket = tls.connect({ socket: gate, ca: ca.cert, servername: 'localhost' });
+    await new Promise((res, rej) => { socket.once('secureConnect', res); socket.once('error', rej); });
+    let got = '';
+    socket.on('data', (d) => { got += d.toString('latin1'); });
+    socket.on('error', () => {});
+    await sleep(100); // the session ticket, so nothing else is in flight
+    held = [];
+    for (const path of ['/push?deviceId=77', '/healthz', '/readyz']) {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await sleep(20); // one record each
+    }
+    assert.equal(held.length, 3, 'three records');
+    const all = Buffer.concat(held);
+    held = null;
+    raw.write(all);
+    // the server reads them at once, holds the first request (reading pauses) and must
+    // keep the other two records, still encrypted, for later
+    await sleep(300);
+    assert.equal(got, '', 'the long poll is held, nothing answered yet');
+    const e = await api(n2, 'POST', '/api/devices/77/commands', { key: PUB_KEY, body: { endpoint: 'pipelined' } });
+    assert.equal(e.status, 201, e.text);
+    await until(() => (got.match(/HTTP\/1\.1 /g) || []).length >= 3, 3000 * SLOW);
+    const parts = got.split(/(?=HTTP\/1\.1 )/);
+    assert.match(parts[0], /^HTTP\/1\.1 200[\s\S]*"endpoint":"pipelined"/);
+    assert.match(parts[1], /^HTTP\/1\.1 200[\s\S]*\{"status":"ok"\}/);
+    assert.match(parts[2], /^HTTP\/1\.1 200[\s\S]*\{"status":"ready"\}/);
+    socket.destroy();
+    assert.deepEqual(await n2.stop('SIGTERM'), { code: 0, signal: null });
   }));
 
   test('TLS 1.2 and 1.3 both handshake; ALPN selects http/1.1 and refuses h2-only', withLogs(async () => {
