@@ -12,6 +12,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -20,7 +21,7 @@ import { Duplex } from 'node:stream';
 import { io } from 'socket.io-client';
 import {
   startNode, cleanup, withLogs, api, baseConfig, connectClient, pushRequest, pushFrame,
-  sleep, runCli, PUB_KEY, SLOW,
+  sleep, runCli, PUB_KEY, SLOW, BIN,
 } from './lib/harness.mjs';
 import { openEventSource, closeAllSse, until } from './lib/sse.mjs';
 import { makeCa, makeServerCert, httpsFetch, tlsConnect } from './lib/tls.mjs';
@@ -177,6 +178,28 @@ describe('a TLS node (2 workers): every protocol over TLS', () => {
     assert.match(parts[2], /^HTTP\/1\.1 200[\s\S]*\{"status":"ready"\}/);
     socket.destroy();
     assert.deepEqual(await n2.stop('SIGTERM'), { code: 0, signal: null });
+  }));
+
+  test('pushgate push / push-request over https (trust from SSL_CERT_FILE); an untrusted server is refused', withLogs(async () => {
+    const cli = (args, env) => new Promise((res) => {
+      execFile(BIN, args, { env: { ...process.env, ...env }, timeout: 15000 }, (err, stdout, stderr) => res({ code: err ? err.code : 0, stdout, stderr }));
+    });
+    const es = openEventSource(`${node.url}/sse?channel=public.cli`, { fetchImpl: node.fetch });
+    await es.opened;
+    let r = await cli(['push', '--url', node.url, '--key', PUB_KEY, '--channel', 'public.cli', '--event', 'cli-ev', '--data', '{"x":1}'], { SSL_CERT_FILE: ca.certPath });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '{"channel":["public.cli"],"data":{"x":1},"event":"cli-ev"}');
+    assert.deepEqual(JSON.parse((await es.next(3000 * SLOW)).data).data, { x: 1 });
+    const c = await connectClient(node, { clientId: 'tls.cli' }, { wsOptions: { ca: ca.cert } });
+    r = await cli(['push-request', '--url', `https://localhost:${node.port}`, '--key', PUB_KEY, '--client-id-pattern', 'tls\\.cli', '--payload', '{"a":2}'], { SSL_CERT_FILE: ca.certPath });
+    assert.equal(r.code, 0, r.stderr);
+    const pushId = JSON.parse(r.stdout).pushId;
+    assert.deepEqual(await c.next(3000 * SLOW), pushFrame(pushId, { a: 2 }));
+    r = await cli(['push', '--url', node.url, '--key', PUB_KEY, '--channel', 'public.cli', '--event', 'e', '--data', '1'], { SSL_CERT_FILE: join(dir, 'nope.pem') });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /TLS handshake with 127\.0\.0\.1 failed/);
+    es.close();
+    await c.close();
   }));
 
   test('TLS 1.2 and 1.3 both handshake; ALPN selects http/1.1 and refuses h2-only', withLogs(async () => {
