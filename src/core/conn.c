@@ -349,7 +349,7 @@ static void conn_flush_tls(conn_t *c)
             conn_close(c);
             return;
         }
-        if ((r = tls_send(c)) <= 0)
+        if (tls_send(c) <= 0)
             return;
         if (c->qcount > 0 && tls_conn_ready(c->tls))
             continue; /* the records were over CONN_TLS_OUT_MAX: more to encrypt */
@@ -590,7 +590,7 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         return UV_EMFILE;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    if (w->pool->cfg.tls && (r = tls_conn_new(w->pool->cfg.tls, &c->tls)) < 0) {
+    if (w->pool->cfg.tls && tls_conn_new(w->pool->cfg.tls, &c->tls) < 0) {
         conn_close(c);
         return UV_ENOMEM;
     }

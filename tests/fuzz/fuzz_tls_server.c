@@ -23,21 +23,18 @@ static int write_pair(const char *cert_path, const char *key_path)
     EVP_PKEY *pk = EVP_EC_gen("P-256");
     X509 *x = X509_new();
     int ok = 0;
-    if (!pk || !x)
-        goto done;
+    if (!pk || !x) goto done;
     ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
     X509_gmtime_adj(X509_getm_notBefore(x), 0);
     X509_gmtime_adj(X509_getm_notAfter(x), 86400);
     X509_set_pubkey(x, pk);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1,
+                               0);
     X509_set_issuer_name(x, name);
-    if (!X509_sign(x, pk, EVP_sha256()))
-        goto done;
+    if (!X509_sign(x, pk, EVP_sha256())) goto done;
     FILE *f = fopen(cert_path, "w");
-    if (!f)
-        goto done;
+    if (!f) goto done;
     ok = PEM_write_X509(f, x);
     fclose(f);
     f = fopen(key_path, "w");
@@ -58,13 +55,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     char dir[] = "/tmp/pushgate-fuzz-tls-XXXXXX";
-    if (!mkdtemp(dir))
-        abort();
+    if (!mkdtemp(dir)) abort();
     char cert[64], key[64], err[512];
     snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
     snprintf(key, sizeof(key), "%s/key.pem", dir);
-    if (write_pair(cert, key) < 0)
-        abort();
+    if (write_pair(cert, key) < 0) abort();
     tls_server_cfg_t cfg = {cert, key, 12};
     if (tls_server_new(&cfg, &server, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_tls_server: %s\n", err);
@@ -81,10 +76,8 @@ static ssize_t drain_input(tls_conn_t *t)
 {
     for (int i = 0; i < 4096; i++) {
         ssize_t n = tls_conn_read(t, plain, sizeof(plain));
-        if (n <= 0)
-            return n;
-        if (n > (ssize_t)sizeof(plain))
-            __builtin_trap();
+        if (n <= 0) return n;
+        if (n > (ssize_t)sizeof(plain)) __builtin_trap();
     }
     return -1; /* bounded: give up on this input */
 }
@@ -92,18 +85,13 @@ static ssize_t drain_input(tls_conn_t *t)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     tls_conn_t *t;
-    if (tls_conn_new(server, &t) < 0)
-        return 0;
+    if (tls_conn_new(server, &t) < 0) return 0;
     size_t half = size / 2;
     /* the first read is kept (stashed) before anything is decrypted */
-    if (tls_conn_input(t, (const char *)data, half) < 0 || tls_conn_stash(t) < 0)
-        goto done;
-    if (tls_conn_input(t, (const char *)data + half, size - half) < 0)
-        goto done;
-    if (drain_input(t) < 0)
-        goto done;
-    if (tls_conn_has_stash(t))
-        __builtin_trap(); /* read returned 0: every input byte was taken */
+    if (tls_conn_input(t, (const char *)data, half) < 0 || tls_conn_stash(t) < 0) goto done;
+    if (tls_conn_input(t, (const char *)data + half, size - half) < 0) goto done;
+    if (drain_input(t) < 0) goto done;
+    if (tls_conn_has_stash(t)) __builtin_trap(); /* read returned 0: every input byte was taken */
     if (tls_conn_ready(t)) {
         (void)tls_conn_write(t, "HTTP/1.1 200 OK\r\n\r\n", 19);
         (void)tls_conn_close_notify(t);
