@@ -13,8 +13,9 @@
 #include "core/config.h"
 #include "core/log.h"
 
-#define TRIES_MAX 8       /* redirects, reconnects and TRYAGAINs of one command */
-#define TRYAGAIN_MS 25    /* wait before retrying a TRYAGAIN (a slot being migrated) */
+#define TRIES_MAX 8     /* redirects and reconnects of one command */
+#define TRYAGAIN_MAX 40 /* TRYAGAINs of one command (a slot being migrated): 1 s */
+#define TRYAGAIN_MS 25  /* the wait before each retry */
 
 int redis_target_from_config(const config_t *cfg, redis_target_t *t, char *err, size_t errlen)
 {
@@ -218,7 +219,7 @@ static void nap(unsigned ms)
  * redirections. Returns the reply or NULL (see rcs_command_argv). */
 static redisReply *run(rcs_t *c, int slot, const char *cmd, size_t len)
 {
-    int asking = 0;
+    int asking = 0, waits = 0;
     rslots_node_t ask_to = {0};
     for (int attempt = 0; attempt < TRIES_MAX; attempt++) {
         if (!c->have_map && load_map(c) < 0) return NULL;
@@ -281,10 +282,12 @@ static redisReply *run(rcs_t *c, int slot, const char *cmd, size_t len)
             }
             continue;
         }
-        if (strncmp(r->str, "TRYAGAIN", 8) == 0 && attempt + 1 < TRIES_MAX) {
-            /* a multi-key command in a slot being migrated: soon one side has it all */
+        if (strncmp(r->str, "TRYAGAIN", 8) == 0 && ++waits < TRYAGAIN_MAX) {
+            /* a multi-key command in a slot being migrated (some keys moved, or some
+             * not there at all): it can run once the migration ends */
             freeReplyObject(r);
             nap(TRYAGAIN_MS);
+            attempt--;
             continue;
         }
         return r;
