@@ -479,8 +479,7 @@ static void lost(bus_redis_t *b)
     }
     if (b->was_up) {
         b->was_up = 0;
-        log_warn("cluster bus down: delivering locally until Redis is back", "redis=%s",
-                 b->where);
+        log_warn("cluster bus down: delivering locally until Redis is back", "redis=%s", b->where);
     }
     if (b->closing || uv_is_active((uv_handle_t *)&b->retry)) return;
     uv_timer_start(&b->retry, on_retry, b->backoff_ms, 0);
@@ -950,8 +949,8 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
     snprintf(node, sizeof(node), "node:%.250s", cfg->node_id);
     if (!b->prefix || !b->kprefix || !b->sprefix || !(b->ch_push = join(b->prefix, "push")) ||
         !(b->ch_reply = join(b->prefix, reply)) || !(b->ch_note = join(b->prefix, "config")) ||
-        !(b->ch_devices = join(b->prefix, "devices")) || !(b->node_key = join(b->kprefix, node)) || !(b->members = calloc(1, sizeof(char *))) ||
-        !(b->members[0] = strdup(cfg->node_id))) {
+        !(b->ch_devices = join(b->prefix, "devices")) || !(b->node_key = join(b->kprefix, node)) ||
+        !(b->members = calloc(1, sizeof(char *))) || !(b->members[0] = strdup(cfg->node_id))) {
         free(b->members);
         rcs_free(b->sync);
         free(b->kprefix);

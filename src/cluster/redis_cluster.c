@@ -296,8 +296,8 @@ static redisReply *run(rcs_t *c, int slot, const char *cmd, size_t len)
     return NULL;
 }
 
-redisReply *rcs_command_argv(rcs_t *c, const char *key, size_t keylen, int argc,
-                             const char **argv, const size_t *lens)
+redisReply *rcs_command_argv(rcs_t *c, const char *key, size_t keylen, int argc, const char **argv,
+                             const size_t *lens)
 {
     char *cmd = NULL;
     long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);

@@ -52,8 +52,8 @@ int rcs_check(rcs_t *c);
  * reply (free it; it may be an error reply other than a redirection), or NULL when no
  * master could be reached or the connection failed mid-command (the outcome is then
  * unknown; rcs_errstr says why). */
-redisReply *rcs_command_argv(rcs_t *c, const char *key, size_t keylen, int argc,
-                             const char **argv, const size_t *lens);
+redisReply *rcs_command_argv(rcs_t *c, const char *key, size_t keylen, int argc, const char **argv,
+                             const size_t *lens);
 
 /* The same with a hiredis format string. Returns as rcs_command_argv. */
 redisReply *rcs_command(rcs_t *c, const char *key, const char *fmt, ...);

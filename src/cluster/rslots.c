@@ -40,13 +40,10 @@ void rslots_map_clear(rslots_map_t *m)
 int rslots_map_node(rslots_map_t *m, const char *host, int port)
 {
     size_t hl = strlen(host);
-    if (hl >= RSLOTS_HOST_MAX || port < 1 || port > 65535)
-        return -EINVAL;
+    if (hl >= RSLOTS_HOST_MAX || port < 1 || port > 65535) return -EINVAL;
     for (int i = 0; i < m->n; i++)
-        if (m->node[i].port == port && strcmp(m->node[i].host, host) == 0)
-            return i;
-    if (m->n == RSLOTS_MAX_NODES)
-        return -ENOSPC;
+        if (m->node[i].port == port && strcmp(m->node[i].host, host) == 0) return i;
+    if (m->n == RSLOTS_MAX_NODES) return -ENOSPC;
     memcpy(m->node[m->n].host, host, hl + 1);
     m->node[m->n].port = port;
     return m->n++;
@@ -62,8 +59,7 @@ int rslots_parse_slots(const redisReply *r, const char *default_host, rslots_map
                        size_t errlen)
 {
     rslots_map_clear(m);
-    if (!r || r->type != REDIS_REPLY_ARRAY)
-        FAIL("CLUSTER SLOTS: not an array");
+    if (!r || r->type != REDIS_REPLY_ARRAY) FAIL("CLUSTER SLOTS: not an array");
     int covered = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
@@ -74,28 +70,23 @@ int rslots_parse_slots(const redisReply *r, const char *default_host, rslots_map
             t->integer >= RSLOTS_N || s->integer > t->integer)
             FAIL("CLUSTER SLOTS: entry %zu has a bad slot range", i);
         if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
-            n->element[0]->type != REDIS_REPLY_STRING ||
-            n->element[1]->type != REDIS_REPLY_INTEGER)
+            n->element[0]->type != REDIS_REPLY_STRING || n->element[1]->type != REDIS_REPLY_INTEGER)
             FAIL("CLUSTER SLOTS: entry %zu has a bad master", i);
         const redisReply *h = n->element[0];
         if (h->len && strlen(h->str) != h->len)
             FAIL("CLUSTER SLOTS: entry %zu has a NUL in its host", i);
         const char *host = h->len == 0 || strcmp(h->str, "?") == 0 ? default_host : h->str;
-        if (!host)
-            FAIL("CLUSTER SLOTS: entry %zu names no host", i);
+        if (!host) FAIL("CLUSTER SLOTS: entry %zu names no host", i);
         long long port = n->element[1]->integer;
-        if (port < 1 || port > 65535)
-            FAIL("CLUSTER SLOTS: entry %zu has a bad port", i);
+        if (port < 1 || port > 65535) FAIL("CLUSTER SLOTS: entry %zu has a bad port", i);
         int k = rslots_map_node(m, host, (int)port);
         if (k == -ENOSPC) {
             snprintf(err, errlen, "CLUSTER SLOTS: more than %d masters", RSLOTS_MAX_NODES);
             return k;
         }
-        if (k < 0)
-            FAIL("CLUSTER SLOTS: entry %zu has a bad host", i);
+        if (k < 0) FAIL("CLUSTER SLOTS: entry %zu has a bad host", i);
         for (long long x = s->integer; x <= t->integer; x++) {
-            if (m->owner[x] < 0)
-                covered++;
+            if (m->owner[x] < 0) covered++;
             m->owner[x] = (int16_t)k;
         }
     }
@@ -110,23 +101,20 @@ int rslots_parse_hostport(const char *s, size_t len, rslots_node_t *out)
             colon = s + i - 1;
             break;
         }
-    if (!colon || colon + 1 == s + len)
-        return -EINVAL;
+    if (!colon || colon + 1 == s + len) return -EINVAL;
     long port = 0;
     for (const char *p = colon + 1; p < s + len; p++) {
-        if (*p < '0' || *p > '9' || port > 65535)
-            return -EINVAL;
+        if (*p < '0' || *p > '9' || port > 65535) return -EINVAL;
         port = port * 10 + (*p - '0');
     }
-    if (port < 1 || port > 65535)
-        return -EINVAL;
+    if (port < 1 || port > 65535) return -EINVAL;
     const char *h = s;
     size_t hl = (size_t)(colon - s);
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
         h++;
         hl -= 2;
     }
-    if (hl >= RSLOTS_HOST_MAX || memchr(h, '\0', hl) || memchr(h, ' ', hl))
+    if (hl == 0 || hl >= RSLOTS_HOST_MAX || memchr(h, '\0', hl) || memchr(h, ' ', hl))
         return -EINVAL;
     memcpy(out->host, h, hl);
     out->host[hl] = '\0';
@@ -151,8 +139,7 @@ int rslots_parse_redirect(const char *s, size_t len, rslots_redirect_t *out)
     size_t digits = 0;
     for (; i < len && s[i] >= '0' && s[i] <= '9' && digits < 6; i++, digits++)
         slot = slot * 10 + (unsigned)(s[i] - '0');
-    if (!digits || slot >= RSLOTS_N || i >= len || s[i] != ' ')
-        return -EINVAL;
+    if (!digits || slot >= RSLOTS_N || i >= len || s[i] != ' ') return -EINVAL;
     i++;
     rslots_node_t to;
     if (len - i >= 1 && s[i] == ':') {
@@ -160,11 +147,9 @@ int rslots_parse_redirect(const char *s, size_t len, rslots_redirect_t *out)
         rslots_node_t tmp;
         char buf[16] = "x";
         size_t pl = len - i;
-        if (pl >= sizeof(buf) - 1)
-            return -EINVAL;
+        if (pl >= sizeof(buf) - 1) return -EINVAL;
         memcpy(buf + 1, s + i, pl);
-        if (rslots_parse_hostport(buf, pl + 1, &tmp) < 0)
-            return -EINVAL;
+        if (rslots_parse_hostport(buf, pl + 1, &tmp) < 0) return -EINVAL;
         to.host[0] = '\0';
         to.port = tmp.port;
     } else if (rslots_parse_hostport(s + i, len - i, &to) < 0) {

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RSLOTS_N 16384        /* the cluster's hash slots */
-#define RSLOTS_MAX_NODES 64   /* the most masters a map keeps */
+#define RSLOTS_N 16384      /* the cluster's hash slots */
+#define RSLOTS_MAX_NODES 64 /* the most masters a map keeps */
 #define RSLOTS_HOST_MAX 256
 
 typedef struct rslots_node_s {

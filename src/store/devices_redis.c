@@ -67,9 +67,9 @@ enum key_id {
     K_COUNT
 };
 
-static const char *const key_name[K_COUNT] = {
-    "q:", "all:", "dexp:", "orph:", "cmd", "orec", "exp", "sent", "devs", "done", "orphans",
-    "stats", "id", "oid"};
+static const char *const key_name[K_COUNT] = {"q:",      "all:",  "dexp:", "orph:", "cmd",
+                                              "orec",    "exp",   "sent",  "devs",  "done",
+                                              "orphans", "stats", "id",    "oid"};
 
 /* Every script starts with this: KEYS are the key_id list (the device's keys name
  * ARGV[6]'s device, or "-" in the bucket-wide scripts); ARGV[1..5] are the bucket, now,
@@ -365,9 +365,9 @@ static const char *const script_body[SC_COUNT] = {
                  "return {nq, redis.call('ZCARD', KS)}\n",
 };
 
-static const char *const script_name[SC_COUNT] = {
-    "enqueue", "next", "result", "cancel", "get",    "list",
-    "orphans", "depths", "depth", "sweep", "expire", "stats"};
+static const char *const script_name[SC_COUNT] = {"enqueue", "next",  "result",  "cancel",
+                                                  "get",     "list",  "orphans", "depths",
+                                                  "depth",   "sweep", "expire",  "stats"};
 
 /* ---- the queue ---- */
 
@@ -462,8 +462,8 @@ static void call_init_b(rq_t *q, call_t *c, int script, int64_t now, int b, cons
     arg_s(c, q->sha[script]);
     arg_s(c, "14");
     for (int k = 0; k < K_COUNT; k++) {
-        int n = snprintf(c->keys[k], sizeof(c->keys[k]), "{%s%d}:%s%s", q->kprefix, b,
-                         key_name[k], k <= K_ORPH ? dev : "");
+        int n = snprintf(c->keys[k], sizeof(c->keys[k]), "{%s%d}:%s%s", q->kprefix, b, key_name[k],
+                         k <= K_ORPH ? dev : "");
         arg(c, c->keys[k], n < (int)sizeof(c->keys[k]) ? (size_t)n : sizeof(c->keys[k]) - 1);
     }
     arg_i(c, b);
@@ -1010,8 +1010,7 @@ int devices_redis_open(devices_t **out, const devices_redis_cfg_t *cfg, const de
     if (b == DEVICES_REDIS_BUCKETS) set_gauges(nq, ns);
     char where[300];
     redis_target_describe(&q->target, where, sizeof(where));
-    log_info("device queue: redis", "redis=%s db=%d keys={%s*}", where, q->target.db,
-             q->kprefix);
+    log_info("device queue: redis", "redis=%s db=%d keys={%s*}", where, q->target.db, q->kprefix);
     *out = &q->base;
     return 0;
 nomem:
