@@ -53,7 +53,8 @@ static int bus_up(void *arg)
 static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
 {
     char err[256];
-    if (redis_target_from_config(cfg, &n->redis, err, sizeof(err)) <= 0) return -EINVAL;
+    if (redis_target_from_config(cfg, &n->redis, err, sizeof(err)) <= 0)
+        return -EINVAL;
     snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
     n->devices_redis = (devices_redis_cfg_t){
         .target = &n->redis,
@@ -93,14 +94,16 @@ static void on_worker_stopping(worker_t *w, void *arg)
 static void on_signal(uv_signal_t *s, int signum)
 {
     node_t *n = s->data;
-    if (n->stopping) return;
+    if (n->stopping)
+        return;
     n->stopping = 1;
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
     if (n->app.devices_redis && bus_healthy(n->bus))
         __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
-    if (n->bus && n->bus->ops->close) n->bus->ops->close(n->bus);
+    if (n->bus && n->bus->ops->close)
+        n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -109,22 +112,29 @@ static void on_signal(uv_signal_t *s, int signum)
 static int make_dir(const char *path)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) return -ENAMETOOLONG;
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
+        if (*p != '/')
+            continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -errno;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -errno;
     return 0;
 }
 
 static enum log_level parse_level(const char *s)
 {
-    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
-    if (strcmp(s, "warn") == 0) return LOG_WARN;
-    if (strcmp(s, "error") == 0) return LOG_ERROR;
+    if (strcmp(s, "debug") == 0)
+        return LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return LOG_WARN;
+    if (strcmp(s, "error") == 0)
+        return LOG_ERROR;
     return LOG_INFO;
 }
 
@@ -165,19 +175,24 @@ int node_run(config_t *cfg)
         .ping_interval_ms = cfg->limits.ws_ping_interval_ms,
         .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
     };
-    if (!(n.app.hub = hub_new(cfg))) goto fail_hub;
+    if (!(n.app.hub = hub_new(cfg)))
+        goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
     int redis = cfg->redis_url || cfg->redis_cluster;
-    bus_t *bus = redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err, sizeof(err))
-                       : bus_local_new(n.app.hub, cfg->node_id);
+    bus_t *bus = redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
+                                                sizeof(err))
+                                : bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (redis) log_error("bad config", "error=\"%s\"", err);
+        if (redis)
+            log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
     n.bus = bus;
     hub_set_bus(n.app.hub, bus);
-    if (api_socketio_init(&n.app) < 0) goto fail_pool;
-    if (redis && devices_in_redis(&n, cfg, bus) < 0) goto fail_pool;
+    if (api_socketio_init(&n.app) < 0)
+        goto fail_pool;
+    if (redis && devices_in_redis(&n, cfg, bus) < 0)
+        goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -214,9 +229,10 @@ int node_run(config_t *cfg)
                   uv_strerror(r));
         goto fail_pool;
     }
-    if (n.stopping) worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
-    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host, n.pool.cfg.port,
-             cfg->workers, cfg->application_id);
+    if (n.stopping)
+        worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
+    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
+             n.pool.cfg.port, cfg->workers, cfg->application_id);
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
@@ -233,7 +249,8 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sigint, NULL);
     api_devices_free(&n.app);
 fail_devices:
-    if (bus->ops->close) bus->ops->close(bus);
+    if (bus->ops->close)
+        bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:
