@@ -673,7 +673,8 @@ static void connect_both(bus_redis_t *b)
         /* the master of the bus's slot (its keys share one hash tag); PUBLISH and
          * SUBSCRIBE reach the whole cluster from any node */
         uv_mutex_lock(&b->s_mu);
-        int r = rcs_node_for(b->sync, b->kprefix, strlen(b->kprefix), &b->at);
+        int r = rcs_refresh(b->sync);
+        if (r == 0) r = rcs_node_for(b->sync, b->kprefix, strlen(b->kprefix), &b->at);
         uv_mutex_unlock(&b->s_mu);
         if (r < 0) {
             log_debug("no redis cluster slot map", "error=\"%s\"", rcs_errstr(b->sync));

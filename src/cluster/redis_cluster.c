@@ -199,6 +199,11 @@ out:
     return ret;
 }
 
+int rcs_refresh(rcs_t *c)
+{
+    return load_map(c);
+}
+
 int rcs_node_for(rcs_t *c, const char *key, size_t keylen, rslots_node_t *out)
 {
     if (!c->have_map && load_map(c) < 0) return -ENOTCONN;

@@ -61,6 +61,10 @@ redisReply *rcs_command(rcs_t *c, const char *key, const char *fmt, ...);
 /* rcs_command with a va_list. Returns as rcs_command_argv. */
 redisReply *rcs_vcommand(rcs_t *c, const char *key, const char *fmt, va_list ap);
 
+/* Loads the slot map again now (one server: nothing to do). Returns 0, or -ENOTCONN
+ * when no seed or known master answered (the old map is kept). */
+int rcs_refresh(rcs_t *c);
+
 /* The master that serves key now, as far as the map knows (loading it if need be).
  * Returns 0 with *out set, or -ENOTCONN when no map could be loaded. */
 int rcs_node_for(rcs_t *c, const char *key, size_t keylen, rslots_node_t *out);

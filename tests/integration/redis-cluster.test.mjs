@@ -305,3 +305,34 @@ describe('device command queues on Redis Cluster', () => {
     assert.equal((await holder(`${devTag(dev)}q:${dev}`)).port, dst);
   }));
 });
+
+describe('the bus on Redis Cluster', () => {
+  test('the bus\'s slot migrated to another master: the nodes reconnect there, keep their members and deliver', withLogs(async () => {
+    const { slot, port: src } = await holder('pushgate:{pushgate}:node:r1');
+    const dst = rc.ports.find((p) => p !== src);
+    const srcId = await rc.nodeIdOf(src);
+    const dstId = await rc.nodeIdOf(dst);
+    assert.match(await redisCommand(dst, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', srcId), /^\+OK/);
+    assert.match(await redisCommand(src, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', dstId), /^\+OK/);
+    const keys = (await redisCommand(src, 'CLUSTER', 'GETKEYSINSLOT', slot, 1000)).split('\r\n').filter((l) => l && !/^[*$]/.test(l));
+    assert.ok(keys.includes('pushgate:{pushgate}:node:r2'), JSON.stringify(keys));
+    assert.match(await redisCommand(src, 'MIGRATE', '127.0.0.1', dst, '', 0, 5000, 'KEYS', ...keys), /^\+OK/);
+    for (const port of rc.ports) assert.match(await redisCommand(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', dstId), /^\+OK/);
+    // every node's heartbeat reaches the new master, and the members are all there
+    const fresh = await until(async () => {
+      const ttls = await Promise.all(IDS.map((id) => redisCommand(dst, 'PTTL', `pushgate:{pushgate}:node:${id}`)));
+      return ttls.every((t) => int(t) > 2000) ? ttls : null;
+    });
+    assert.ok(fresh, 'heartbeats on the new master');
+    await waitMembers(nodes, IDS);
+    const c = await connectClient(n1, { clientId: 'after-bus-move' });
+    const r = await until(async () => {
+      const x = await pushRequest(n3, { serviceRequest: { moved: 1 }, clientIdPattern: 'after-bus-move' });
+      return x.status === 200 && x.body.summary.nodes === 3 && x.body.summary.delivered === 1 ? x : null;
+    });
+    assert.ok(r, 'a push request with every node reporting');
+    assert.deepEqual(r.body.summary.nodesMissing, []);
+    assert.equal((await c.next(3000 * SLOW)).id, r.body.pushId);
+    await c.close();
+  }));
+});
