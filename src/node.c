@@ -20,6 +20,7 @@
 #include "auth/channels.h"
 #include "hub/hub.h"
 #include "transport/engineio.h"
+#include "cluster/redis_cluster.h"
 #include "store/devices_redis.h"
 #include "streams/stream.h"
 
@@ -32,7 +33,7 @@ typedef struct node_s {
     bus_t *bus;
     int stopping;
     /* clustered: where the device queue lives in Redis */
-    cluster_redis_url_t redis;
+    redis_target_t redis;
     char redis_prefix[300];
     devices_redis_cfg_t devices_redis;
     int devices_keep; /* atomic: the bus closed at shutdown with Redis up */
@@ -54,13 +55,11 @@ static int bus_up(void *arg)
 static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
 {
     char err[256];
-    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0)
+    if (redis_target_from_config(cfg, &n->redis, err, sizeof(err)) <= 0)
         return -EINVAL;
     snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
     n->devices_redis = (devices_redis_cfg_t){
-        .host = n->redis.host,
-        .port = n->redis.port,
-        .db = n->redis.db,
+        .target = &n->redis,
         .prefix = n->redis_prefix,
         .node_id = cfg->node_id,
         .healthy = bus_up,
@@ -207,11 +206,12 @@ int node_run(config_t *cfg)
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
-    bus_t *bus = cfg->redis_url ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
+    int redis = cfg->redis_url || cfg->redis_cluster;
+    bus_t *bus = redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
                                                 sizeof(err))
                                 : bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (cfg->redis_url)
+        if (redis)
             log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
@@ -219,7 +219,7 @@ int node_run(config_t *cfg)
     hub_set_bus(n.app.hub, bus);
     if (api_socketio_init(&n.app) < 0)
         goto fail_pool;
-    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0)
+    if (redis && devices_in_redis(&n, cfg, bus) < 0)
         goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);

@@ -16,6 +16,7 @@
 #include "auth/auth.h"
 #include "cluster/bus.h"
 #include "cluster/codec.h"
+#include "cluster/redis_cluster.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "hub/hub.h"
@@ -54,8 +55,12 @@ struct bus_redis_s {
     const config_t *cfg;
     uv_loop_t *loop;
     const uint32_t *connections;
-    cluster_redis_url_t url;
-    char *prefix; /* "pushgate:{app}:" */
+    redis_target_t target;
+    char where[300];  /* the target, for logs */
+    rslots_node_t at; /* the server the async connections go to */
+    char *prefix;     /* "pushgate:<app>:": the channels */
+    char *kprefix;    /* "pushgate:{<app>}:": the bus's keys, one hash tag (one slot) */
+    char *sprefix;    /* "pushgate:<app>:session:": sessions, each its own hash tag */
     char *ch_push, *ch_reply, *ch_note, *ch_devices, *node_key;
     int64_t started_at_ms;
 
@@ -78,7 +83,8 @@ struct bus_redis_s {
     size_t n_members;
     json_t *others; /* announcements of the other members */
     uv_mutex_t s_mu;
-    redisContext *sync; /* blocking connection for workers' admin calls */
+    rcs_t *sync; /* blocking client for workers' admin calls (and the main thread's
+                    slot lookups) */
 
     auth_store_t auth_store;
     streams_hook_t streams_hook;
@@ -110,35 +116,20 @@ static char *join(const char *a, const char *b)
 
 /* ---- the blocking connection (workers' admin calls: sessions, stream config) ---- */
 
-/* Runs one command on the blocking connection, opened on demand. Only while the bus
- * is up, so a dead Redis never blocks a worker. Returns the reply (free it) or NULL. */
-static redisReply *sync_command(bus_redis_t *b, const char *fmt, ...)
+/* Runs one command on the blocking client, routed by key (NULL: any node). Only while
+ * the bus is up, so a dead Redis never blocks a worker. Returns the reply (free it) or
+ * NULL. */
+static redisReply *sync_command(bus_redis_t *b, const char *key, const char *fmt, ...)
 {
     if (!is_up(b)) return NULL;
-    struct timeval tv = {0, SYNC_TIMEOUT_MS * 1000};
     uv_mutex_lock(&b->s_mu);
-    if (!b->sync) {
-        redisContext *c = redisConnectWithTimeout(b->url.host, b->url.port, tv);
-        if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK) {
-            redisReply *r = b->url.db ? redisCommand(c, "SELECT %d", b->url.db) : NULL;
-            if (!b->url.db || (r && r->type != REDIS_REPLY_ERROR)) b->sync = c;
-            if (r) freeReplyObject(r);
-        }
-        if (!b->sync && c) redisFree(c);
-    }
-    redisReply *reply = NULL;
-    if (b->sync) {
-        va_list ap;
-        va_start(ap, fmt);
-        reply = redisvCommand(b->sync, fmt, ap);
-        va_end(ap);
-        if (!reply) {
-            log_warn("redis command failed on the blocking connection", "error=\"%s\"",
-                     b->sync->errstr);
-            redisFree(b->sync);
-            b->sync = NULL;
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = rcs_vcommand(b->sync, key, fmt, ap);
+    va_end(ap);
+    if (!reply)
+        log_warn("redis command failed on the blocking connection", "error=\"%s\"",
+                 rcs_errstr(b->sync));
     uv_mutex_unlock(&b->s_mu);
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         log_warn("redis refused a command", "error=\"%s\"", reply->str);
@@ -148,19 +139,31 @@ static redisReply *sync_command(bus_redis_t *b, const char *fmt, ...)
     return reply;
 }
 
+/* A session's key: its own hash tag, so sessions spread over a Redis Cluster's masters.
+ * Returns a new string or NULL. */
+static char *session_key(bus_redis_t *b, const char *id)
+{
+    size_t n = strlen(b->sprefix) + strlen(id) + 3;
+    char *k = malloc(n);
+    if (k) snprintf(k, n, "%s{%s}", b->sprefix, id);
+    return k;
+}
+
 static void session_saved(void *arg, const char *id, json_t *doc)
 {
     bus_redis_t *b = arg;
     int64_t exp = json_integer_value(json_object_get(doc, "expiresAt"));
     int64_t ttl = exp ? exp - wall_ms() : 0;
     char *s = json_dumps(doc, JSON_COMPACT);
+    char *k = session_key(b, id);
     redisReply *r = NULL;
-    if (s && ttl >= 0) {
+    if (s && k && ttl >= 0) {
         if (ttl > 0)
-            r = sync_command(b, "SET %ssession:%s %s PX %lld", b->prefix, id, s, (long long)ttl);
+            r = sync_command(b, k, "SET %s %s PX %lld", k, s, (long long)ttl);
         else
-            r = sync_command(b, "SET %ssession:%s %s", b->prefix, id, s);
+            r = sync_command(b, k, "SET %s %s", k, s);
     }
+    free(k);
     if (!r)
         log_warn("session not shared with the cluster (bus down?)", "session=%.8s…", id);
     else
@@ -175,7 +178,7 @@ static int publish_note(bus_redis_t *b, int kind, const char *name)
         buf_unref(body);
         return -ENOMEM;
     }
-    redisReply *r = sync_command(b, "PUBLISH %s %b", b->ch_note, body->data, body->len);
+    redisReply *r = sync_command(b, NULL, "PUBLISH %s %b", b->ch_note, body->data, body->len);
     buf_unref(body);
     if (!r) return -EIO;
     freeReplyObject(r);
@@ -185,7 +188,9 @@ static int publish_note(bus_redis_t *b, int kind, const char *name)
 static void session_revoked(void *arg, const char *id)
 {
     bus_redis_t *b = arg;
-    redisReply *r = sync_command(b, "DEL %ssession:%s", b->prefix, id);
+    char *k = session_key(b, id);
+    redisReply *r = k ? sync_command(b, k, "DEL %s", k) : NULL;
+    free(k);
     if (r) freeReplyObject(r);
     if (!r || publish_note(b, CLUSTER_NOTE_SESSION_REVOKED, id) < 0)
         log_warn("session revocation not shared with the cluster (bus down?)", "session=%.8s…", id);
@@ -194,7 +199,9 @@ static void session_revoked(void *arg, const char *id)
 static json_t *session_lookup(void *arg, const char *id)
 {
     bus_redis_t *b = arg;
-    redisReply *r = sync_command(b, "GET %ssession:%s", b->prefix, id);
+    char *k = session_key(b, id);
+    redisReply *r = k ? sync_command(b, k, "GET %s", k) : NULL;
+    free(k);
     json_t *doc = NULL;
     if (r && r->type == REDIS_REPLY_STRING) doc = json_loadb(r->str, r->len, 0, NULL);
     if (r) freeReplyObject(r);
@@ -205,7 +212,8 @@ static void streams_saved(void *arg, const char *tenant, json_t *streams)
 {
     bus_redis_t *b = arg;
     char *s = json_dumps(streams, JSON_COMPACT);
-    redisReply *r = s ? sync_command(b, "SET %sstreams:%s %s", b->prefix, tenant, s) : NULL;
+    redisReply *r =
+        s ? sync_command(b, b->kprefix, "SET %sstreams:%s %s", b->kprefix, tenant, s) : NULL;
     free(s);
     if (r) freeReplyObject(r);
     if (!r || publish_note(b, CLUSTER_NOTE_STREAMS, tenant) < 0)
@@ -266,6 +274,7 @@ static void scan_free(scan_t *s)
 }
 
 static void maybe_up(bus_redis_t *b);
+static int redirected(bus_redis_t *b, const redisReply *r);
 
 static void on_stream_doc(redisAsyncContext *ac, void *reply, void *arg)
 {
@@ -287,7 +296,7 @@ static void fetch_streams(bus_redis_t *b, const char *tenant)
 {
     char *t = strdup(tenant);
     if (!t || !b->cmd_ok ||
-        redisAsyncCommand(b->cmd, on_stream_doc, t, "GET %sstreams:%s", b->prefix, tenant) !=
+        redisAsyncCommand(b->cmd, on_stream_doc, t, "GET %sstreams:%s", b->kprefix, tenant) !=
             REDIS_OK)
         free(t);
 }
@@ -300,7 +309,7 @@ static void on_mget(redisAsyncContext *ac, void *reply, void *arg)
     redisReply *r = reply;
     if (r && r->type == REDIS_REPLY_ARRAY) {
         json_t *docs = json_array();
-        size_t plen = strlen(b->prefix) + 5; /* "node:" */
+        size_t plen = strlen(b->kprefix) + 5; /* "node:" */
         for (size_t i = 0; docs && i < r->elements && i < s->n; i++) {
             redisReply *e = r->element[i];
             json_t *d = NULL;
@@ -334,6 +343,7 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *arg)
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
         scan_free(s);
+        redirected(b, r);
         return;
     }
     redisReply *keys = r->element[1];
@@ -355,7 +365,7 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *arg)
         return;
     }
     if (s->what == SCAN_STREAMS) {
-        size_t plen = strlen(b->prefix) + 8; /* "streams:" */
+        size_t plen = strlen(b->kprefix) + 8; /* "streams:" */
         for (size_t i = 0; i < s->n; i++)
             fetch_streams(b, s->keys[i] + plen);
         scan_free(s);
@@ -387,7 +397,7 @@ static void scan_start(bus_redis_t *b, int what)
     if (!s) return;
     s->b = b;
     s->what = what;
-    s->pattern = join(b->prefix, what == SCAN_MEMBERS ? "node:*" : "streams:*");
+    s->pattern = join(b->kprefix, what == SCAN_MEMBERS ? "node:*" : "streams:*");
     if (!s->pattern) {
         free(s);
         return;
@@ -397,11 +407,27 @@ static void scan_start(bus_redis_t *b, int what)
         scan_free(s);
 }
 
+static void lost(bus_redis_t *b);
+
+/* A Redis Cluster moved the bus's slot (MOVED, or ASK while it migrates): reconnect,
+ * which finds the slot's master again. Returns 1 when r is such a redirection. */
+static int redirected(bus_redis_t *b, const redisReply *r)
+{
+    rslots_redirect_t rd;
+    if (!b->target.cluster || !r || r->type != REDIS_REPLY_ERROR ||
+        rslots_parse_redirect(r->str, r->len, &rd) != 1)
+        return 0;
+    log_info("the cluster bus's slot moved: reconnecting", "error=\"%s\"", r->str);
+    if (!b->closing) lost(b);
+    return 1;
+}
+
 static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *arg)
 {
     (void)ac;
     bus_redis_t *b = arg;
     if (reply) b->hb_pending = 0;
+    redirected(b, reply);
 }
 
 static void heartbeat_send(bus_redis_t *b)
@@ -453,8 +479,7 @@ static void lost(bus_redis_t *b)
     }
     if (b->was_up) {
         b->was_up = 0;
-        log_warn("cluster bus down: delivering locally until Redis is back", "redis=%s:%d",
-                 b->url.host, b->url.port);
+        log_warn("cluster bus down: delivering locally until Redis is back", "redis=%s", b->where);
     }
     if (b->closing || uv_is_active((uv_handle_t *)&b->retry)) return;
     uv_timer_start(&b->retry, on_retry, b->backoff_ms, 0);
@@ -509,7 +534,8 @@ static void maybe_up(bus_redis_t *b)
     /* sessions cached from the store may have been revoked while we were away */
     auth_session_forget(NULL);
     scan_start(b, SCAN_STREAMS);
-    log_info("cluster bus up", "redis=%s:%d members=%zu", b->url.host, b->url.port, b->n_members);
+    log_info("cluster bus up", "redis=%s at=%s:%d members=%zu", b->where, b->at.host, b->at.port,
+             b->n_members);
 }
 
 static void dispatch(bus_redis_t *b, const char *channel, const char *data, size_t len)
@@ -619,7 +645,7 @@ static void ev_del_write(void *privdata)
 
 static redisAsyncContext *open_ctx(bus_redis_t *b)
 {
-    redisAsyncContext *ac = redisAsyncConnect(b->url.host, b->url.port);
+    redisAsyncContext *ac = redisAsyncConnect(b->at.host, b->at.port);
     if (!ac) return NULL;
     if (ac->err) {
         log_debug("cannot connect to redis", "error=\"%s\"", ac->errstr);
@@ -643,6 +669,19 @@ static redisAsyncContext *open_ctx(bus_redis_t *b)
 static void connect_both(bus_redis_t *b)
 {
     if (b->closing) return;
+    if (b->target.cluster) {
+        /* the master of the bus's slot (its keys share one hash tag); PUBLISH and
+         * SUBSCRIBE reach the whole cluster from any node */
+        uv_mutex_lock(&b->s_mu);
+        int r = rcs_refresh(b->sync);
+        if (r == 0) r = rcs_node_for(b->sync, b->kprefix, strlen(b->kprefix), &b->at);
+        uv_mutex_unlock(&b->s_mu);
+        if (r < 0) {
+            log_debug("no redis cluster slot map", "error=\"%s\"", rcs_errstr(b->sync));
+            lost(b);
+            return;
+        }
+    }
     b->cmd = open_ctx(b);
     b->sub = b->cmd ? open_ctx(b) : NULL;
     if (!b->cmd || !b->sub) {
@@ -650,7 +689,7 @@ static void connect_both(bus_redis_t *b)
         return;
     }
     /* queued until the connections are made; a failure reaches on_connect */
-    if (b->url.db) redisAsyncCommand(b->cmd, NULL, NULL, "SELECT %d", b->url.db);
+    if (b->target.db) redisAsyncCommand(b->cmd, NULL, NULL, "SELECT %d", b->target.db);
     redisAsyncCommand(b->sub, on_sub_message, b, "SUBSCRIBE %s %s %s %s", b->ch_push, b->ch_reply,
                       b->ch_note, b->ch_devices);
 }
@@ -813,7 +852,7 @@ static void redis_close(bus_t *bus)
     if (b->closing) return;
     if (is_up(b)) {
         /* leave at once rather than when the key expires */
-        redisReply *r = sync_command(b, "DEL %s", b->node_key);
+        redisReply *r = sync_command(b, b->node_key, "DEL %s", b->node_key);
         if (r) freeReplyObject(r);
     }
     b->closing = 1;
@@ -846,11 +885,13 @@ static void redis_free(bus_t *bus)
         free(b->members[i]);
     free(b->members);
     json_decref(b->others);
-    if (b->sync) redisFree(b->sync);
+    rcs_free(b->sync);
     uv_mutex_destroy(&b->q_mu);
     uv_mutex_destroy(&b->m_mu);
     uv_mutex_destroy(&b->s_mu);
     free(b->prefix);
+    free(b->kprefix);
+    free(b->sprefix);
     free(b->ch_push);
     free(b->ch_reply);
     free(b->ch_note);
@@ -877,7 +918,15 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (cluster_redis_url_parse(cfg->redis_url, &b->url, err, errlen) < 0) {
+    if (redis_target_from_config(cfg, &b->target, err, errlen) <= 0) {
+        if (!*err) snprintf(err, errlen, "no redis configured");
+        free(b);
+        return NULL;
+    }
+    redis_target_describe(&b->target, b->where, sizeof(b->where));
+    b->at = b->target.seed[0];
+    if (!(b->sync = rcs_new(&b->target, SYNC_TIMEOUT_MS, SYNC_TIMEOUT_MS))) {
+        snprintf(err, errlen, "out of memory");
         free(b);
         return NULL;
     }
@@ -888,18 +937,25 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
     b->connections = connections;
     b->started_at_ms = wall_ms();
     b->backoff_ms = BACKOFF_MIN_MS;
-    size_t plen = strlen(cfg->application_id) + 16;
+    size_t plen = strlen(cfg->application_id) + 24;
     b->prefix = malloc(plen);
+    b->kprefix = malloc(plen);
+    b->sprefix = malloc(plen);
     if (b->prefix) snprintf(b->prefix, plen, "pushgate:%s:", cfg->application_id);
+    if (b->kprefix) snprintf(b->kprefix, plen, "pushgate:{%s}:", cfg->application_id);
+    if (b->sprefix) snprintf(b->sprefix, plen, "pushgate:%s:session:", cfg->application_id);
     char reply[300];
     snprintf(reply, sizeof(reply), "reply:%.250s", cfg->node_id);
     char node[300];
     snprintf(node, sizeof(node), "node:%.250s", cfg->node_id);
-    if (!b->prefix || !(b->ch_push = join(b->prefix, "push")) ||
+    if (!b->prefix || !b->kprefix || !b->sprefix || !(b->ch_push = join(b->prefix, "push")) ||
         !(b->ch_reply = join(b->prefix, reply)) || !(b->ch_note = join(b->prefix, "config")) ||
-        !(b->ch_devices = join(b->prefix, "devices")) || !(b->node_key = join(b->prefix, node)) || !(b->members = calloc(1, sizeof(char *))) ||
-        !(b->members[0] = strdup(cfg->node_id))) {
+        !(b->ch_devices = join(b->prefix, "devices")) || !(b->node_key = join(b->kprefix, node)) ||
+        !(b->members = calloc(1, sizeof(char *))) || !(b->members[0] = strdup(cfg->node_id))) {
         free(b->members);
+        rcs_free(b->sync);
+        free(b->kprefix);
+        free(b->sprefix);
         free(b->prefix);
         free(b->ch_push);
         free(b->ch_reply);
@@ -925,8 +981,8 @@ bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,
     b->streams_hook = (streams_hook_t){streams_saved, b};
     auth_set_store(&b->auth_store);
     streams_set_hook(&b->streams_hook);
-    log_info("cluster bus: redis", "redis=%s:%d db=%d channels=%s*", b->url.host, b->url.port,
-             b->url.db, b->prefix);
+    log_info("cluster bus: redis", "redis=%s db=%d channels=%s* keys=%s*", b->where, b->target.db,
+             b->prefix, b->kprefix);
     connect_both(b);
     return &b->base;
 }

@@ -1,6 +1,8 @@
 /* Config defaults, JSON parsing with errors that name the key, and API key lookup. */
 #include "core/config.h"
 
+#include "cluster/rslots.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +243,30 @@ static int apply_string(json_t *doc, const char *key, char **dst, char *err, siz
     return set_str(dst, json_string_value(v));
 }
 
+/* "redis": a URL string, or {"cluster": ["host:port", ...]} (a Redis Cluster's seeds). */
+static int apply_redis(config_t *cfg, json_t *doc, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(doc, "redis");
+    if (!v || json_is_string(v))
+        return apply_string(doc, "redis", &cfg->redis_url, err, errlen);
+    json_t *seeds = json_object_get(v, "cluster");
+    if (!json_is_object(v) || json_object_size(v) != 1 || !json_is_array(seeds) ||
+        json_array_size(seeds) == 0 || json_array_size(seeds) > 16)
+        FAIL("redis must be a URL string or {\"cluster\": [\"host:port\", ...]} (1-16 seeds)");
+    size_t i;
+    json_t *s;
+    json_array_foreach(seeds, i, s)
+    {
+        rslots_node_t n;
+        if (!json_is_string(s) ||
+            rslots_parse_hostport(json_string_value(s), json_string_length(s), &n) < 0)
+            FAIL("redis.cluster[%zu] must be a string \"host:port\"", i);
+    }
+    json_decref(cfg->redis_cluster);
+    cfg->redis_cluster = json_incref(seeds);
+    return 0;
+}
+
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
     if (!json_is_object(dev))
@@ -350,7 +376,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     if ((r = apply_string(doc, "applicationId", &cfg->application_id, err, errlen)) < 0 ||
         (r = apply_string(doc, "nodeId", &cfg->node_id, err, errlen)) < 0 ||
         (r = apply_string(doc, "dataDir", &cfg->data_dir, err, errlen)) < 0 ||
-        (r = apply_string(doc, "redis", &cfg->redis_url, err, errlen)) < 0 ||
+        (r = apply_redis(cfg, doc, err, errlen)) < 0 ||
         (r = apply_string(doc, "logLevel", &cfg->log_level, err, errlen)) < 0)
         return r;
     json_t *diag = json_object_get(doc, "diagnostics");
@@ -521,6 +547,7 @@ void config_free(config_t *cfg)
     free(cfg->node_id);
     free(cfg->data_dir);
     free(cfg->redis_url);
+    json_decref(cfg->redis_cluster);
     free(cfg->jwt_secret);
     free(cfg->log_level);
     free(cfg->tls_cert);

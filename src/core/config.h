@@ -45,6 +45,7 @@ typedef struct config_s {
     char *node_id;
     char *data_dir;
     char *redis_url;
+    json_t *redis_cluster; /* "redis": {"cluster": [...]}: the seeds "host:port" (or NULL) */
     config_apikey_t *api_keys;
     size_t n_api_keys;
     char *jwt_secret;

@@ -1,52 +1,85 @@
 /* The device command queue in Redis (store/devices_redis.h): one Lua script per call,
- * run with EVALSHA (EVAL when Redis does not know it yet) on a blocking connection
- * taken from a small pool, with a short timeout.
+ * run with EVALSHA (EVAL when Redis does not know it yet) on a blocking client taken
+ * from a small pool, with a short timeout. The client (cluster/redis_cluster.h) talks
+ * to one Redis or to a Redis Cluster.
  *
- * Keys, under "pushgate:{app}:dev:" (docs/cluster.md):
- *   id, oid            counters (INCR) of command and orphan ids
- *   c:{id}             hash: a command (store/devices_rcodec.h)
- *   q:{dev}            list: the device's unfinished command ids, oldest first; only
- *                      the head can be sent (one in flight, in order)
- *   all:{dev}          zset: every command id of the device (score: the id)
- *   dexp:{dev}         zset: the device's unfinished commands with a TTL, by expiresAt
- *   exp                zset: every unfinished command with a TTL, by when it expires
- *   sent               zset: commands in flight, by redelivery deadline
- *   devs               zset: devices with unfinished commands, in device id order (by
- *                      lexical order of a fixed-width encoding, then the id)
- *   done               zset: finished commands by completedAt (retention)
- *   o:{id}             hash: an orphan result
- *   orph:{dev}         zset: the device's orphan ids (score: the id)
- *   orphans            zset: orphan ids by receivedAt (retention)
- *   stats              hash: queued (every device's queued commands)
- * Device ids stay strings inside the scripts (Lua numbers are doubles); times and
- * command ids are well within a double's integers. */
+ * Devices are spread over DEVICES_REDIS_BUCKETS buckets (the device id modulo the
+ * count); every key of a bucket shares one hash tag, so each script runs on one slot
+ * of a Redis Cluster, and every key a script touches is named in its KEYS (never built
+ * inside it). Keys, under B = "{pushgate:<app>:dev:<bucket>}:" (docs/cluster.md):
+ *   B q:{dev}     list: the device's unfinished command ids, oldest first; only the
+ *                 head can be sent (one in flight, in order)
+ *   B all:{dev}   zset: every command id of the device (score: the id)
+ *   B dexp:{dev}  zset: the device's unfinished commands with a TTL, by expiresAt
+ *   B orph:{dev}  zset: the device's orphan ids (score: the id)
+ *   B cmd         hash: command id -> the command (a MessagePack array of field, value
+ *                 strings: store/devices_rcodec.h's fields)
+ *   B orec        hash: orphan id -> the orphan result (the same encoding)
+ *   B exp         zset: the bucket's unfinished commands with a TTL, by when they expire
+ *   B sent        zset: commands in flight, by redelivery deadline
+ *   B devs        zset: devices with unfinished commands, in device id order (by
+ *                 lexical order of a fixed-width encoding, then the id)
+ *   B done        zset: finished commands by completedAt (retention)
+ *   B orphans     zset: orphan ids by receivedAt (retention)
+ *   B stats       hash: queued (the bucket's queued commands)
+ *   B id, B oid   counters (INCR) of command and orphan ids: an id is counter *
+ *                 DEVICES_REDIS_BUCKETS + bucket, unique over the buckets
+ * The sweep works bucket by bucket, then device by device (a script may only touch
+ * the device whose keys it was given). Device ids stay strings inside the scripts (Lua
+ * numbers are doubles); times and command ids are well within a double's integers. */
 #include "store/devices_redis.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/redis_cluster.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/devices_rcodec.h"
 
 #define POOL_MAX 64
-#define ARGS_MAX 24
+#define ARGS_MAX 40
 #define HASH_MAX 48 /* most entries of a command hash (fields and values) */
 #define SWEEP_BATCH 2000
 
 /* ---- the scripts ---- */
 
-/* Every script starts with this: its arguments ARGV[1..5] are the key prefix, now,
+enum key_id {
+    K_Q,
+    K_ALL,
+    K_DEXP,
+    K_ORPH,
+    K_CMD,
+    K_OREC,
+    K_EXP,
+    K_SENT,
+    K_DEVS,
+    K_DONE,
+    K_ORPHANS,
+    K_STATS,
+    K_ID,
+    K_OID,
+    K_COUNT
+};
+
+static const char *const key_name[K_COUNT] = {"q:",      "all:",  "dexp:", "orph:", "cmd",
+                                              "orec",    "exp",   "sent",  "devs",  "done",
+                                              "orphans", "stats", "id",    "oid"};
+
+/* Every script starts with this: KEYS are the key_id list (the device's keys name
+ * ARGV[6]'s device, or "-" in the bucket-wide scripts); ARGV[1..5] are the bucket, now,
  * the redelivery timeout, the wake-up channel and this node's id; its own from
  * ARGV[6]. */
 static const char prelude[] =
-    "local P, NOW, RD, CH, NODE = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]\n"
+    "local B, NOW, RD, CH, NODE = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), "
+    "ARGV[4], ARGV[5]\n"
+    "local KQ, KA, KX, KO, KC, KR, KE, KS, KV, KD, KN, KT, KI, KJ = unpack(KEYS)\n"
+    "local DEV = ARGV[6]\n"
     "local function D(x) return string.format('%d', x) end\n"
     "local wakes = {}\n"
     "local function wake(w) wakes[#wakes + 1] = w end\n"
@@ -63,50 +96,67 @@ static const char prelude[] =
     "  end\n"
     "  return '1' .. string.rep('0', 19 - #dev) .. dev\n"
     "end\n"
-    /* a command leaves the unfinished ones: queued or sent -> st at time at */
-    "local function finish(id, dev, st, at)\n"
-    "  local c = P .. 'c:' .. id\n"
-    "  local old = redis.call('HGET', c, 'status')\n"
-    "  redis.call('HSET', c, 'status', st, 'completedAt', D(at))\n"
-    "  local q = P .. 'q:' .. dev\n"
-    "  redis.call('LREM', q, 1, id)\n"
-    "  redis.call('ZREM', P .. 'dexp:' .. dev, id)\n"
-    "  redis.call('ZREM', P .. 'exp', id)\n"
-    "  if old == 'sent' then redis.call('ZREM', P .. 'sent', id)\n"
-    "  else redis.call('HINCRBY', P .. 'stats', 'queued', -1) end\n"
-    "  if redis.call('EXISTS', q) == 0 then redis.call('ZREM', P .. 'devs', lex(dev) .. dev) end\n"
-    "  redis.call('ZADD', P .. 'done', D(at), id)\n"
+    /* records: a hash field holding a packed array of field, value strings */
+    "local function rget(h, id)\n"
+    "  local v = redis.call('HGET', h, id)\n"
+    "  if not v then return nil end\n"
+    "  return cmsgpack.unpack(v)\n"
     "end\n"
-    /* expires one command if it is due: a queued one past its TTL, a sent one past its
-     * TTL and due for redelivery (a result may still come until then). Returns true
-     * when it is no longer unfinished-with-a-TTL, else false and when it will expire */
+    "local function rput(h, id, t) redis.call('HSET', h, id, cmsgpack.pack(t)) end\n"
+    "local function fget(t, k)\n"
+    "  for i = 1, #t, 2 do if t[i] == k then return t[i + 1] end end\n"
+    "  return nil\n"
+    "end\n"
+    "local function fset(t, k, v)\n"
+    "  for i = 1, #t, 2 do if t[i] == k then t[i + 1] = v; return end end\n"
+    "  t[#t + 1] = k; t[#t + 1] = v\n"
+    "end\n"
+    "local function newid(k) return D(redis.call('INCR', k) * 16 + B) end\n"
+    /* a command of DEV leaves the unfinished ones: queued or sent -> st at time at */
+    "local function finish(id, t, st, at)\n"
+    "  local old = fget(t, 'status')\n"
+    "  fset(t, 'status', st); fset(t, 'completedAt', D(at)); rput(KC, id, t)\n"
+    "  redis.call('LREM', KQ, 1, id)\n"
+    "  redis.call('ZREM', KX, id)\n"
+    "  redis.call('ZREM', KE, id)\n"
+    "  if old == 'sent' then redis.call('ZREM', KS, id)\n"
+    "  else redis.call('HINCRBY', KT, 'queued', -1) end\n"
+    "  if redis.call('EXISTS', KQ) == 0 then redis.call('ZREM', KV, lex(DEV) .. DEV) end\n"
+    "  redis.call('ZADD', KD, D(at), id)\n"
+    "end\n"
+    /* expires one command of DEV if it is due: a queued one past its TTL, a sent one
+     * past its TTL and due for redelivery (a result may still come until then). Returns
+     * true when it is no longer unfinished-with-a-TTL, else false and when it will */
     "local EXP = {0, 0}\n"
     "local function expire_one(id)\n"
-    "  local f = redis.call('HMGET', P .. 'c:' .. id, 'status', 'device', 'expiresAt', 'sentAt')\n"
-    "  if f[1] == 'queued' then\n"
-    "    finish(id, f[2], 'expired', tonumber(f[3])); EXP[1] = EXP[1] + 1; return true\n"
-    "  elseif f[1] == 'sent' then\n"
-    "    local due = tonumber(f[4]) + RD\n"
-    "    if due > NOW then return false, math.max(due, tonumber(f[3])) end\n"
-    "    finish(id, f[2], 'expired', math.max(tonumber(f[3]), due)); EXP[2] = EXP[2] + 1\n"
+    "  local t = rget(KC, id)\n"
+    "  local st = t and fget(t, 'status')\n"
+    "  if st == 'queued' then\n"
+    "    finish(id, t, 'expired', tonumber(fget(t, 'expiresAt'))); EXP[1] = EXP[1] + 1\n"
+    "    return true\n"
+    "  elseif st == 'sent' then\n"
+    "    local due, ex = tonumber(fget(t, 'sentAt')) + RD, tonumber(fget(t, 'expiresAt'))\n"
+    "    if due > NOW then return false, math.max(due, ex) end\n"
+    "    finish(id, t, 'expired', math.max(ex, due)); EXP[2] = EXP[2] + 1\n"
     "    return true\n"
     "  end\n"
-    "  redis.call('ZREM', P .. 'exp', id)\n"
-    "  if f[2] then redis.call('ZREM', P .. 'dexp:' .. f[2], id) end\n"
+    "  redis.call('ZREM', KE, id)\n"
+    "  redis.call('ZREM', KX, id)\n"
     "  return true\n"
     "end\n"
-    "local function expire_device(dev)\n"
-    "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'dexp:' .. dev, '-inf', D(NOW))) do\n"
-    "    expire_one(id)\n"
+    /* a sent command past its TTL, not yet due: the sweep looks again when it is */
+    "local function expire_device()\n"
+    "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KX, '-inf', D(NOW))) do\n"
+    "    local gone, at = expire_one(id)\n"
+    "    if not gone then redis.call('ZADD', KE, D(at), id) end\n"
     "  end\n"
     "end\n"
-    /* the device's unfinished commands: queued, sent */
-    "local function depth(dev)\n"
-    "  local q = P .. 'q:' .. dev\n"
-    "  local n = redis.call('LLEN', q)\n"
+    /* DEV's unfinished commands: queued, sent */
+    "local function depth()\n"
+    "  local n = redis.call('LLEN', KQ)\n"
     "  if n == 0 then return 0, 0 end\n"
-    "  local head = redis.call('LINDEX', q, 0)\n"
-    "  if redis.call('HGET', P .. 'c:' .. head, 'status') == 'sent' then return n - 1, 1 end\n"
+    "  local t = rget(KC, redis.call('LINDEX', KQ, 0))\n"
+    "  if t and fget(t, 'status') == 'sent' then return n - 1, 1 end\n"
     "  return n, 0\n"
     "end\n";
 
@@ -121,6 +171,7 @@ enum script_id {
     SC_DEPTHS,
     SC_DEPTH,
     SC_SWEEP,
+    SC_EXPIRE,
     SC_STATS,
     SC_COUNT
 };
@@ -128,211 +179,204 @@ enum script_id {
 static const char *const script_body[SC_COUNT] = {
     /* ARGV[6] device, [7] max queue, [8] expiresAt (0: never), [9…] field, value pairs.
      * Returns {id or -1 (full), expired queued, expired sent} */
-    [SC_ENQUEUE] =
-        "local dev, maxq, expires = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-        "expire_device(dev)\n"
-        "local q = P .. 'q:' .. dev\n"
-        "if redis.call('LLEN', q) >= maxq then return {-1, EXP[1], EXP[2]} end\n"
-        "local id = D(redis.call('INCR', P .. 'id'))\n"
-        "local c = P .. 'c:' .. id\n"
-        "local h = {'id', id, 'device', dev, 'status', 'queued', 'attempts', '0', 'createdAt', "
-        "D(NOW)}\n"
-        "for i = 9, #ARGV do h[#h + 1] = ARGV[i] end\n"
-        "if expires > 0 then\n"
-        "  h[#h + 1] = 'expiresAt'; h[#h + 1] = D(expires)\n"
-        "  redis.call('ZADD', P .. 'dexp:' .. dev, D(expires), id)\n"
-        "  redis.call('ZADD', P .. 'exp', D(expires), id)\n"
-        "end\n"
-        "redis.call('HSET', c, unpack(h))\n"
-        "redis.call('RPUSH', q, id)\n"
-        "redis.call('ZADD', P .. 'all:' .. dev, id, id)\n"
-        "redis.call('ZADD', P .. 'devs', 0, lex(dev) .. dev)\n"
-        "redis.call('HINCRBY', P .. 'stats', 'queued', 1)\n"
-        "wake('p' .. dev); publish()\n"
-        "return {tonumber(id), EXP[1], EXP[2]}\n",
+    [SC_ENQUEUE] = "local maxq, expires = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+                   "expire_device()\n"
+                   "if redis.call('LLEN', KQ) >= maxq then return {-1, EXP[1], EXP[2]} end\n"
+                   "local id = newid(KI)\n"
+                   "local h = {'id', id, 'device', DEV, 'status', 'queued', 'attempts', '0', "
+                   "'createdAt', D(NOW)}\n"
+                   "for i = 9, #ARGV do h[#h + 1] = ARGV[i] end\n"
+                   "if expires > 0 then\n"
+                   "  h[#h + 1] = 'expiresAt'; h[#h + 1] = D(expires)\n"
+                   "  redis.call('ZADD', KX, D(expires), id)\n"
+                   "  redis.call('ZADD', KE, D(expires), id)\n"
+                   "end\n"
+                   "rput(KC, id, h)\n"
+                   "redis.call('RPUSH', KQ, id)\n"
+                   "redis.call('ZADD', KA, id, id)\n"
+                   "redis.call('ZADD', KV, 0, lex(DEV) .. DEV)\n"
+                   "redis.call('HINCRBY', KT, 'queued', 1)\n"
+                   "wake('p' .. DEV); publish()\n"
+                   "return {tonumber(id), EXP[1], EXP[2]}\n",
     /* ARGV[6] device. Returns {delivered 0/1, expired queued, expired sent,
-     * redelivery 0/1, the command's hash} */
-    [SC_NEXT] = "local dev = ARGV[6]\n"
-                "expire_device(dev)\n"
-                "local q = P .. 'q:' .. dev\n"
-                "local id = redis.call('LINDEX', q, 0)\n"
+     * redelivery 0/1, the command} */
+    [SC_NEXT] = "expire_device()\n"
+                "local id = redis.call('LINDEX', KQ, 0)\n"
                 "if not id then return {0, EXP[1], EXP[2], 0} end\n"
-                "local c = P .. 'c:' .. id\n"
-                "local f = redis.call('HMGET', c, 'status', 'sentAt')\n"
+                "local t = rget(KC, id)\n"
+                "local st = t and fget(t, 'status')\n"
                 "local re = 0\n"
-                "if f[1] == 'sent' then\n"
-                "  if NOW - tonumber(f[2]) < RD then return {0, EXP[1], EXP[2], 0} end\n"
+                "if st == 'sent' then\n"
+                "  if NOW - tonumber(fget(t, 'sentAt')) < RD then return {0, EXP[1], EXP[2], 0} "
+                "end\n"
                 "  re = 1\n"
-                "elseif f[1] ~= 'queued' then\n"
-                "  redis.call('LREM', q, 1, id)\n" /* not unfinished: cannot happen */
+                "elseif st ~= 'queued' then\n"
+                "  redis.call('LREM', KQ, 1, id)\n" /* not unfinished: cannot happen */
                 "  return {0, EXP[1], EXP[2], 0}\n"
                 "else\n"
-                "  redis.call('HINCRBY', P .. 'stats', 'queued', -1)\n"
+                "  redis.call('HINCRBY', KT, 'queued', -1)\n"
                 "end\n"
-                "redis.call('HSET', c, 'status', 'sent', 'sentAt', D(NOW))\n"
-                "redis.call('HINCRBY', c, 'attempts', 1)\n"
-                "redis.call('ZADD', P .. 'sent', D(NOW + RD), id)\n"
-                "return {1, EXP[1], EXP[2], re, redis.call('HGETALL', c)}\n",
+                "fset(t, 'status', 'sent'); fset(t, 'sentAt', D(NOW))\n"
+                "fset(t, 'attempts', D(tonumber(fget(t, 'attempts') or '0') + 1))\n"
+                "rput(KC, id, t)\n"
+                "redis.call('ZADD', KS, D(NOW + RD), id)\n"
+                "return {1, EXP[1], EXP[2], re, t}\n",
     /* ARGV[6] device, [7] failed 0/1, [8] has response, [9] response, [10] has error,
      * [11] error. Returns {1 (closed) or 0 (orphan), the command's or orphan's id} */
-    [SC_RESULT] = "local dev = ARGV[6]\n"
-                  "local id = redis.call('LINDEX', P .. 'q:' .. dev, 0)\n"
-                  "if id and redis.call('HGET', P .. 'c:' .. id, 'status') == 'sent' then\n"
-                  "  local c = P .. 'c:' .. id\n"
-                  "  if ARGV[8] == '1' then redis.call('HSET', c, 'response', ARGV[9]) end\n"
-                  "  if ARGV[10] == '1' then redis.call('HSET', c, 'error', ARGV[11]) end\n"
+    [SC_RESULT] = "local id = redis.call('LINDEX', KQ, 0)\n"
+                  "local t = id and rget(KC, id)\n"
+                  "if t and fget(t, 'status') == 'sent' then\n"
+                  "  if ARGV[8] == '1' then fset(t, 'response', ARGV[9]) end\n"
+                  "  if ARGV[10] == '1' then fset(t, 'error', ARGV[11]) end\n"
                   "  local st = 'done'\n"
                   "  if ARGV[7] == '1' then st = 'failed' end\n"
-                  "  finish(id, dev, st, NOW)\n"
-                  "  wake('r' .. id); wake('p' .. dev); publish()\n"
+                  "  finish(id, t, st, NOW)\n"
+                  "  wake('r' .. id); wake('p' .. DEV); publish()\n"
                   "  return {1, tonumber(id)}\n"
                   "end\n"
-                  "local oid = D(redis.call('INCR', P .. 'oid'))\n"
-                  "local o = P .. 'o:' .. oid\n"
-                  "redis.call('HSET', o, 'id', oid, 'device', dev, 'receivedAt', D(NOW))\n"
-                  "if ARGV[8] == '1' then redis.call('HSET', o, 'response', ARGV[9]) end\n"
-                  "if ARGV[10] == '1' then redis.call('HSET', o, 'error', ARGV[11]) end\n"
-                  "redis.call('ZADD', P .. 'orph:' .. dev, oid, oid)\n"
-                  "redis.call('ZADD', P .. 'orphans', D(NOW), oid)\n"
+                  "local oid = newid(KJ)\n"
+                  "local o = {'id', oid, 'device', DEV, 'receivedAt', D(NOW)}\n"
+                  "if ARGV[8] == '1' then fset(o, 'response', ARGV[9]) end\n"
+                  "if ARGV[10] == '1' then fset(o, 'error', ARGV[11]) end\n"
+                  "rput(KR, oid, o)\n"
+                  "redis.call('ZADD', KO, oid, oid)\n"
+                  "redis.call('ZADD', KN, D(NOW), oid)\n"
                   "return {0, tonumber(oid)}\n",
     /* ARGV[6] device, [7] command id. Returns {1 (cancelled), 0 (not queued), -1 (no
      * such command of the device); expired queued, expired sent; the status} */
-    [SC_CANCEL] = "local dev, id = ARGV[6], ARGV[7]\n"
-                  "expire_device(dev)\n"
-                  "local f = redis.call('HMGET', P .. 'c:' .. id, 'device', 'status')\n"
-                  "if f[1] ~= dev then return {-1, EXP[1], EXP[2]} end\n"
-                  "if f[2] ~= 'queued' then return {0, EXP[1], EXP[2], f[2]} end\n"
-                  "finish(id, dev, 'cancelled', NOW)\n"
+    [SC_CANCEL] = "local id = ARGV[7]\n"
+                  "expire_device()\n"
+                  "local t = rget(KC, id)\n"
+                  "if not t or fget(t, 'device') ~= DEV then return {-1, EXP[1], EXP[2]} end\n"
+                  "local st = fget(t, 'status')\n"
+                  "if st ~= 'queued' then return {0, EXP[1], EXP[2], st} end\n"
+                  "finish(id, t, 'cancelled', NOW)\n"
                   "wake('r' .. id); publish()\n"
                   "return {1, EXP[1], EXP[2]}\n",
-    /* ARGV[6] device, [7] command id. Returns {expired queued, expired sent, the hash
-     * (absent: no such command of the device)} */
-    [SC_GET] = "local dev, id = ARGV[6], ARGV[7]\n"
-               "expire_device(dev)\n"
-               "local c = P .. 'c:' .. id\n"
-               "if redis.call('HGET', c, 'device') ~= dev then return {EXP[1], EXP[2]} end\n"
-               "return {EXP[1], EXP[2], redis.call('HGETALL', c)}\n",
+    /* ARGV[6] device, [7] command id. Returns {expired queued, expired sent, the
+     * command (absent: no such command of the device)} */
+    [SC_GET] = "expire_device()\n"
+               "local t = rget(KC, ARGV[7])\n"
+               "if not t or fget(t, 'device') ~= DEV then return {EXP[1], EXP[2]} end\n"
+               "return {EXP[1], EXP[2], t}\n",
     /* ARGV[6] device, [7] statuses ("a,b"; "": any), [8] after, [9] limit. Returns
-     * {expired queued, expired sent, hash…}. Only unfinished statuses wanted: the
+     * {expired queued, expired sent, command…}. Only unfinished statuses wanted: the
      * queue list; else every command of the device; 256 ids at a time */
-    [SC_LIST] =
-        "local dev, after, limit = ARGV[6], tonumber(ARGV[8]), tonumber(ARGV[9])\n"
-        "expire_device(dev)\n"
-        "local want, open_only = nil, false\n"
-        "if ARGV[7] ~= '' then\n"
-        "  want, open_only = {}, true\n"
-        "  for s in string.gmatch(ARGV[7], '[^,]+') do\n"
-        "    want[s] = true\n"
-        "    if s ~= 'queued' and s ~= 'sent' then open_only = false end\n"
-        "  end\n"
-        "end\n"
-        "local out, n = {EXP[1], EXP[2]}, 0\n"
-        "local function take(id)\n"
-        "  local h = redis.call('HGETALL', P .. 'c:' .. id)\n"
-        "  if #h == 0 then return end\n"
-        "  if want then\n"
-        "    local st\n"
-        "    for i = 1, #h, 2 do if h[i] == 'status' then st = h[i + 1] end end\n"
-        "    if not want[st] then return end\n"
-        "  end\n"
-        "  out[#out + 1] = h; n = n + 1\n"
-        "end\n"
-        "if limit == 0 then return out end\n"
-        "if open_only then\n"
-        "  local i = 0\n"
-        "  while n < limit do\n"
-        "    local ids = redis.call('LRANGE', P .. 'q:' .. dev, i, i + 255)\n"
-        "    if #ids == 0 then break end\n"
-        "    for _, id in ipairs(ids) do\n"
-        "      if tonumber(id) > after then take(id) end\n"
-        "      if n >= limit then break end\n"
-        "    end\n"
-        "    i = i + 256\n"
-        "  end\n"
-        "  return out\n"
-        "end\n"
-        "local from = '(' .. ARGV[8]\n"
-        "while n < limit do\n"
-        "  local ids = redis.call('ZRANGEBYSCORE', P .. 'all:' .. dev, from, '+inf', 'LIMIT', 0, "
-        "256)\n"
-        "  if #ids == 0 then break end\n"
-        "  for _, id in ipairs(ids) do\n"
-        "    take(id)\n"
-        "    if n >= limit then break end\n"
-        "  end\n"
-        "  from = '(' .. ids[#ids]\n"
-        "end\n"
-        "return out\n",
-    /* ARGV[6] device, [7] after, [8] limit. Returns {hash…} */
-    [SC_ORPHANS] = "local ids = redis.call('ZRANGEBYSCORE', P .. 'orph:' .. ARGV[6], '(' .. "
-                   "ARGV[7], '+inf', 'LIMIT', 0, tonumber(ARGV[8]))\n"
+    [SC_LIST] = "local after, limit = tonumber(ARGV[8]), tonumber(ARGV[9])\n"
+                "expire_device()\n"
+                "local want, open_only = nil, false\n"
+                "if ARGV[7] ~= '' then\n"
+                "  want, open_only = {}, true\n"
+                "  for s in string.gmatch(ARGV[7], '[^,]+') do\n"
+                "    want[s] = true\n"
+                "    if s ~= 'queued' and s ~= 'sent' then open_only = false end\n"
+                "  end\n"
+                "end\n"
+                "local out, n = {EXP[1], EXP[2]}, 0\n"
+                "local function take(id)\n"
+                "  local h = rget(KC, id)\n"
+                "  if not h then return end\n"
+                "  if want and not want[fget(h, 'status')] then return end\n"
+                "  out[#out + 1] = h; n = n + 1\n"
+                "end\n"
+                "if limit == 0 then return out end\n"
+                "if open_only then\n"
+                "  local i = 0\n"
+                "  while n < limit do\n"
+                "    local ids = redis.call('LRANGE', KQ, i, i + 255)\n"
+                "    if #ids == 0 then break end\n"
+                "    for _, id in ipairs(ids) do\n"
+                "      if tonumber(id) > after then take(id) end\n"
+                "      if n >= limit then break end\n"
+                "    end\n"
+                "    i = i + 256\n"
+                "  end\n"
+                "  return out\n"
+                "end\n"
+                "local from = '(' .. ARGV[8]\n"
+                "while n < limit do\n"
+                "  local ids = redis.call('ZRANGEBYSCORE', KA, from, '+inf', 'LIMIT', 0, 256)\n"
+                "  if #ids == 0 then break end\n"
+                "  for _, id in ipairs(ids) do\n"
+                "    take(id)\n"
+                "    if n >= limit then break end\n"
+                "  end\n"
+                "  from = '(' .. ids[#ids]\n"
+                "end\n"
+                "return out\n",
+    /* ARGV[6] device, [7] after, [8] limit. Returns {orphan…} */
+    [SC_ORPHANS] = "local ids = redis.call('ZRANGEBYSCORE', KO, '(' .. ARGV[7], '+inf', 'LIMIT', "
+                   "0, tonumber(ARGV[8]))\n"
                    "local out = {}\n"
                    "for _, id in ipairs(ids) do\n"
-                   "  local h = redis.call('HGETALL', P .. 'o:' .. id)\n"
-                   "  if #h > 0 then out[#out + 1] = h end\n"
+                   "  local h = rget(KR, id)\n"
+                   "  if h then out[#out + 1] = h end\n"
                    "end\n"
                    "return out\n",
-    /* ARGV[6] after (a device id), [7] limit. Returns {{device, queued, sent}…} */
-    [SC_DEPTHS] = "local ms = redis.call('ZRANGEBYLEX', P .. 'devs', '(' .. lex(ARGV[6]) .. "
-                  "ARGV[6], '+', 'LIMIT', 0, tonumber(ARGV[7]))\n"
+    /* bucket-wide: ARGV[6] after (a device id), [7] limit. Returns {device…}: the
+     * bucket's devices with unfinished commands after it, in order */
+    [SC_DEPTHS] = "local ms = redis.call('ZRANGEBYLEX', KV, '(' .. lex(ARGV[6]) .. ARGV[6], '+', "
+                  "'LIMIT', 0, tonumber(ARGV[7]))\n"
                   "local out = {}\n"
-                  "for _, m in ipairs(ms) do\n"
-                  "  local dev = string.sub(m, 21)\n"
-                  "  local nq, ns = depth(dev)\n"
-                  "  if nq + ns > 0 then out[#out + 1] = {dev, nq, ns} end\n"
-                  "end\n"
+                  "for _, m in ipairs(ms) do out[#out + 1] = string.sub(m, 21) end\n"
                   "return out\n",
     /* ARGV[6] device. Returns {queued, sent} */
-    [SC_DEPTH] = "local nq, ns = depth(ARGV[6])\n"
+    [SC_DEPTH] = "local nq, ns = depth()\n"
                  "return {nq, ns}\n",
-    /* ARGV[6] most commands (and orphans) to expire or prune, [7] retention ms (0:
-     * keep). Returns {expired queued, expired sent, queued, sent}: the last two of
-     * every device */
-    [SC_SWEEP] =
-        "local batch, ret = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
-        "local ids = redis.call('ZRANGEBYSCORE', P .. 'exp', '-inf', D(NOW), 'LIMIT', 0, batch)\n"
-        "for _, id in ipairs(ids) do\n"
-        "  local gone, at = expire_one(id)\n"
-        /* sent, past its TTL, not yet due: look again when it is */
-        "  if not gone then redis.call('ZADD', P .. 'exp', D(at), id) end\n"
-        "end\n"
-        "if ret > 0 then\n"
-        "  local cut = '(' .. D(NOW - ret)\n"
-        "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', cut, 'LIMIT', 0, "
-        "batch)) do\n"
-        "    local dev = redis.call('HGET', P .. 'c:' .. id, 'device')\n"
-        "    redis.call('DEL', P .. 'c:' .. id)\n"
-        "    if dev then redis.call('ZREM', P .. 'all:' .. dev, id) end\n"
-        "    redis.call('ZREM', P .. 'done', id)\n"
-        "  end\n"
-        "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'orphans', '-inf', cut, 'LIMIT', "
-        "0, batch)) do\n"
-        "    local dev = redis.call('HGET', P .. 'o:' .. id, 'device')\n"
-        "    redis.call('DEL', P .. 'o:' .. id)\n"
-        "    if dev then redis.call('ZREM', P .. 'orph:' .. dev, id) end\n"
-        "    redis.call('ZREM', P .. 'orphans', id)\n"
-        "  end\n"
-        "end\n"
-        "local nq = tonumber(redis.call('HGET', P .. 'stats', 'queued') or '0')\n"
-        "return {EXP[1], EXP[2], nq, redis.call('ZCARD', P .. 'sent')}\n",
-    /* Returns {queued, sent} of every device */
-    [SC_STATS] = "local nq = tonumber(redis.call('HGET', P .. 'stats', 'queued') or '0')\n"
-                 "return {nq, redis.call('ZCARD', P .. 'sent')}\n",
+    /* bucket-wide: ARGV[6] most commands (and orphans) to look at or prune, [7]
+     * retention ms (0: keep). Returns {queued, sent, {device with commands due to
+     * expire…}, {device, pruned command id…}, {device, pruned orphan id…}}: the
+     * caller expires the devices' commands and drops the pruned ids from the devices'
+     * indexes */
+    [SC_SWEEP] = "local batch, ret = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+                 "local devs, seen = {}, {}\n"
+                 "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KE, '-inf', D(NOW), 'LIMIT', "
+                 "0, batch)) do\n"
+                 "  local t = rget(KC, id)\n"
+                 "  local dev = t and fget(t, 'device')\n"
+                 "  if not dev then redis.call('ZREM', KE, id)\n"
+                 "  elseif not seen[dev] then seen[dev] = true; devs[#devs + 1] = dev end\n"
+                 "end\n"
+                 "local pc, po = {}, {}\n"
+                 "if ret > 0 then\n"
+                 "  local cut = '(' .. D(NOW - ret)\n"
+                 "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KD, '-inf', cut, 'LIMIT', 0, "
+                 "batch)) do\n"
+                 "    local t = rget(KC, id)\n"
+                 "    redis.call('HDEL', KC, id)\n"
+                 "    redis.call('ZREM', KD, id)\n"
+                 "    if t then pc[#pc + 1] = fget(t, 'device'); pc[#pc + 1] = id end\n"
+                 "  end\n"
+                 "  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KN, '-inf', cut, 'LIMIT', 0, "
+                 "batch)) do\n"
+                 "    local t = rget(KR, id)\n"
+                 "    redis.call('HDEL', KR, id)\n"
+                 "    redis.call('ZREM', KN, id)\n"
+                 "    if t then po[#po + 1] = fget(t, 'device'); po[#po + 1] = id end\n"
+                 "  end\n"
+                 "end\n"
+                 "local nq = tonumber(redis.call('HGET', KT, 'queued') or '0')\n"
+                 "return {nq, redis.call('ZCARD', KS), devs, pc, po}\n",
+    /* ARGV[6] device. Returns {expired queued, expired sent} */
+    [SC_EXPIRE] = "expire_device()\n"
+                  "return {EXP[1], EXP[2]}\n",
+    /* bucket-wide. Returns {queued, sent} of the bucket */
+    [SC_STATS] = "local nq = tonumber(redis.call('HGET', KT, 'queued') or '0')\n"
+                 "return {nq, redis.call('ZCARD', KS)}\n",
 };
 
 static const char *const script_name[SC_COUNT] = {"enqueue", "next",  "result",  "cancel",
                                                   "get",     "list",  "orphans", "depths",
-                                                  "depth",   "sweep", "stats"};
+                                                  "depth",   "sweep", "expire",  "stats"};
 
 /* ---- the queue ---- */
 
 typedef struct rq_s {
     devices_t base;
     devices_opts_t opts;
-    char *host;
-    int port, db;
+    redis_target_t target;
     unsigned timeout_ms;
-    char *kprefix; /* "pushgate:{app}:dev:" */
+    char *kprefix; /* "pushgate:<app>:dev:" (the buckets' hash tags: "{" kprefix "<b>}:") */
     char *channel; /* "pushgate:{app}:devices" */
     char *node;
     int (*healthy)(void *arg);
@@ -340,7 +384,7 @@ typedef struct rq_s {
     char *src[SC_COUNT]; /* prelude + body */
     char sha[SC_COUNT][41];
     pthread_mutex_t mu; /* the pool */
-    redisContext *pool[POOL_MAX];
+    rcs_t *pool[POOL_MAX];
     int n_pool;
 } rq_t;
 
@@ -348,66 +392,30 @@ static const devices_ops_t rq_ops;
 
 /* ---- connections ---- */
 
-/* Whether an idle connection can no longer be used: Redis closed it (restarted, or
- * killed) or something unexpected is waiting on it. */
-static int stale(redisContext *c)
-{
-    if (c->err) return 1;
-    struct pollfd p = {.fd = c->fd, .events = POLLIN};
-    return poll(&p, 1, 0) != 0;
-}
-
-static redisContext *conn_open(rq_t *q)
-{
-    struct timeval ct = {0, DEVICES_REDIS_CONNECT_MS * 1000};
-    struct timeval tv = {q->timeout_ms / 1000, (q->timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(q->host, q->port, ct);
-    if (!c) return NULL;
-    if (c->err || redisSetTimeout(c, tv) != REDIS_OK) {
-        log_debug("device queue: cannot connect to redis", "error=\"%s\"", c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    if (q->db) {
-        redisReply *r = redisCommand(c, "SELECT %d", q->db);
-        int ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    return c;
-}
-
-/* A connection for one call: an idle one, or a new one. NULL while Redis is down. */
-static redisContext *conn_take(rq_t *q)
+/* A client for one call: an idle one, or a new one. NULL while Redis is down. */
+static rcs_t *conn_take(rq_t *q)
 {
     if (q->healthy && !q->healthy(q->healthy_arg)) return NULL;
-    for (;;) {
-        redisContext *c = NULL;
-        pthread_mutex_lock(&q->mu);
-        if (q->n_pool) c = q->pool[--q->n_pool];
-        pthread_mutex_unlock(&q->mu);
-        if (!c) return conn_open(q);
-        if (!stale(c)) return c;
-        redisFree(c);
+    rcs_t *c = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->n_pool) c = q->pool[--q->n_pool];
+    pthread_mutex_unlock(&q->mu);
+    if (c) {
+        rcs_check(c); /* drops the connections Redis closed (restarted, or killed) */
+        return c;
     }
+    return rcs_new(&q->target, DEVICES_REDIS_CONNECT_MS, q->timeout_ms);
 }
 
-static void conn_give(rq_t *q, redisContext *c)
+static void conn_give(rq_t *q, rcs_t *c)
 {
-    if (c->err) {
-        redisFree(c);
-        return;
-    }
     pthread_mutex_lock(&q->mu);
     if (q->n_pool < POOL_MAX) {
         q->pool[q->n_pool++] = c;
         c = NULL;
     }
     pthread_mutex_unlock(&q->mu);
-    if (c) redisFree(c);
+    rcs_free(c);
 }
 
 /* ---- calls ---- */
@@ -418,6 +426,7 @@ typedef struct call_s {
     int argc;
     char nums[8][24];
     int n_nums;
+    char keys[K_COUNT][192];
 } call_t;
 
 static void arg(call_t *c, const char *s, size_t len)
@@ -438,18 +447,39 @@ static void arg_i(call_t *c, int64_t v)
     arg(c, b, (size_t)n);
 }
 
-/* The first arguments of every script (see prelude). */
-static void call_init(rq_t *q, call_t *c, int script, int64_t now)
+/* The bucket of a device. Returns 0 to DEVICES_REDIS_BUCKETS - 1. */
+static int bucket_of(int64_t device_id)
+{
+    return (int)((uint64_t)device_id % DEVICES_REDIS_BUCKETS);
+}
+
+/* The first arguments of every script (see prelude): the keys of the device (dev,
+ * or "-" for a bucket-wide script) in bucket b, then ARGV[1..5]. */
+static void call_init_b(rq_t *q, call_t *c, int script, int64_t now, int b, const char *dev)
 {
     c->argc = c->n_nums = 0;
     arg_s(c, "EVALSHA");
     arg_s(c, q->sha[script]);
-    arg_s(c, "0");
-    arg_s(c, q->kprefix);
+    arg_s(c, "14");
+    for (int k = 0; k < K_COUNT; k++) {
+        int n = snprintf(c->keys[k], sizeof(c->keys[k]), "{%s%d}:%s%s", q->kprefix, b, key_name[k],
+                         k <= K_ORPH ? dev : "");
+        arg(c, c->keys[k], n < (int)sizeof(c->keys[k]) ? (size_t)n : sizeof(c->keys[k]) - 1);
+    }
+    arg_i(c, b);
     arg_i(c, now);
     arg_i(c, q->opts.redelivery_ms);
     arg_s(c, q->channel);
     arg_s(c, q->node);
+}
+
+/* call_init_b for a device's script: its bucket and keys, and the device as ARGV[6]. */
+static void call_dev(rq_t *q, call_t *c, int script, int64_t now, int64_t device_id)
+{
+    char dev[24];
+    snprintf(dev, sizeof(dev), "%lld", (long long)device_id);
+    call_init_b(q, c, script, now, bucket_of(device_id), dev);
+    arg_i(c, device_id);
 }
 
 /* Runs the script. Returns 0 with the reply in *out (free it), -ENOTCONN (Redis
@@ -457,9 +487,12 @@ static void call_init(rq_t *q, call_t *c, int script, int64_t now)
  * refused it). */
 static int call_run(rq_t *q, int script, call_t *c, redisReply **out)
 {
-    redisContext *ctx = conn_take(q);
+    rcs_t *ctx = conn_take(q);
     if (!ctx) return -ENOTCONN;
-    redisReply *r = redisCommandArgv(ctx, c->argc, c->argv, c->len);
+    /* routed by the first key: every key of the call has its hash tag */
+    const char *key = c->argv[3];
+    size_t keylen = c->len[3];
+    redisReply *r = rcs_command_argv(ctx, key, keylen, c->argc, c->argv, c->len);
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         /* a Redis that restarted, or first use: send the source (Redis caches it) */
         freeReplyObject(r);
@@ -467,12 +500,12 @@ static int call_run(rq_t *q, int script, call_t *c, redisReply **out)
         c->len[0] = 4;
         c->argv[1] = q->src[script];
         c->len[1] = strlen(q->src[script]);
-        r = redisCommandArgv(ctx, c->argc, c->argv, c->len);
+        r = rcs_command_argv(ctx, key, keylen, c->argc, c->argv, c->len);
     }
     if (!r) {
         log_warn("device queue: redis call failed", "script=%s error=\"%s\"", script_name[script],
-                 ctx->errstr);
-        redisFree(ctx);
+                 rcs_errstr(ctx));
+        rcs_free(ctx);
         return -ENOTCONN;
     }
     conn_give(q, ctx);
@@ -554,8 +587,7 @@ static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cm
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_init(q, &c, SC_ENQUEUE, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_ENQUEUE, now, device_id);
     arg_i(&c, q->opts.max_queue);
     arg_i(&c, expires_at > 0 ? expires_at : 0);
     devices_rstr_t f[DEVICES_RCMD_FIELDS_MAX];
@@ -584,8 +616,7 @@ static int rq_next(devices_t *base, int64_t device_id, int64_t now, devices_cmd_
     rq_t *q = (rq_t *)base;
     memset(out, 0, sizeof(*out));
     call_t c;
-    call_init(q, &c, SC_NEXT, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_NEXT, now, device_id);
     redisReply *r;
     int ret = call_run(q, SC_NEXT, &c, &r);
     if (ret < 0) return ret;
@@ -611,8 +642,7 @@ static int rq_result(devices_t *base, int64_t device_id, const device_result_t *
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_init(q, &c, SC_RESULT, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_RESULT, now, device_id);
     arg_s(&c, res->failed ? "1" : "0");
     arg_s(&c, res->response ? "1" : "0");
     arg_s(&c, res->response ? res->response : "");
@@ -638,8 +668,7 @@ static int rq_cancel(devices_t *base, int64_t device_id, int64_t id, int64_t now
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_init(q, &c, SC_CANCEL, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_CANCEL, now, device_id);
     arg_i(&c, id);
     redisReply *r;
     int ret = call_run(q, SC_CANCEL, &c, &r);
@@ -672,8 +701,7 @@ static int rq_get(devices_t *base, int64_t device_id, int64_t id, int64_t now, d
     rq_t *q = (rq_t *)base;
     memset(out, 0, sizeof(*out));
     call_t c;
-    call_init(q, &c, SC_GET, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_GET, now, device_id);
     arg_i(&c, id);
     redisReply *r;
     int ret = call_run(q, SC_GET, &c, &r);
@@ -696,8 +724,7 @@ static int rq_list(devices_t *base, int64_t device_id, unsigned status_mask, int
                                    devices_status_name(i));
     if (status_mask && !sl) return 0; /* only unknown statuses: nothing matches */
     call_t c;
-    call_init(q, &c, SC_LIST, now);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_LIST, now, device_id);
     arg_s(&c, statuses);
     arg_i(&c, after);
     arg_i(&c, limit);
@@ -723,8 +750,7 @@ static int rq_orphans(devices_t *base, int64_t device_id, int64_t after, unsigne
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_init(q, &c, SC_ORPHANS, 0);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_ORPHANS, 0, device_id);
     arg_i(&c, after);
     arg_i(&c, limit);
     redisReply *r;
@@ -752,39 +778,59 @@ static int rq_orphans(devices_t *base, int64_t device_id, int64_t after, unsigne
     return ret < 0 ? ret : n;
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int rq_depth(devices_t *base, int64_t device_id, devices_depth_t *d);
+
+/* Each bucket's devices after `after` (at most limit each), merged in device order;
+ * the first limit of them with their depths. */
 static int rq_depths(devices_t *base, int64_t after, unsigned limit, devices_depth_cb cb,
                      void *arg_)
 {
     rq_t *q = (rq_t *)base;
-    call_t c;
-    call_init(q, &c, SC_DEPTHS, 0);
-    arg_i(&c, after);
-    arg_i(&c, limit);
-    redisReply *r;
-    int ret = call_run(q, SC_DEPTHS, &c, &r);
-    if (ret < 0) return ret;
+    if (limit == 0) return 0;
+    int64_t *ids = malloc((size_t)limit * DEVICES_REDIS_BUCKETS * sizeof(*ids));
+    if (!ids) return -ENOMEM;
+    size_t n_ids = 0;
+    int ret = 0;
+    for (int b = 0; b < DEVICES_REDIS_BUCKETS && ret == 0; b++) {
+        call_t c;
+        call_init_b(q, &c, SC_DEPTHS, 0, b, "-");
+        arg_i(&c, after);
+        arg_i(&c, limit);
+        redisReply *r;
+        if ((ret = call_run(q, SC_DEPTHS, &c, &r)) < 0) break;
+        for (size_t i = 0; i < r->elements && i < limit; i++) {
+            const redisReply *dev = r->element[i];
+            char id[24];
+            if (dev->type != REDIS_REPLY_STRING || dev->len >= sizeof(id)) {
+                ret = -EIO;
+                break;
+            }
+            memcpy(id, dev->str, dev->len);
+            id[dev->len] = '\0';
+            if (device_id_parse(id, &ids[n_ids]) < 0) {
+                ret = -EIO;
+                break;
+            }
+            n_ids++;
+        }
+        freeReplyObject(r);
+    }
     int n = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        const redisReply *dev = e->type == REDIS_REPLY_ARRAY ? el(e, 0) : NULL;
-        devices_depth_t d = {0};
-        char id[24];
-        if (!dev || dev->type != REDIS_REPLY_STRING || dev->len >= sizeof(id)) {
-            ret = -EIO;
-            break;
-        }
-        memcpy(id, dev->str, dev->len);
-        id[dev->len] = '\0';
-        if (device_id_parse(id, &d.device_id) < 0) {
-            ret = -EIO;
-            break;
-        }
-        d.queued = el_int(e, 1);
-        d.sent = el_int(e, 2);
+    if (ret == 0) qsort(ids, n_ids, sizeof(*ids), cmp_i64);
+    for (size_t i = 0; ret == 0 && i < n_ids && (unsigned)n < limit; i++) {
+        devices_depth_t d;
+        if ((ret = rq_depth(base, ids[i], &d)) < 0) break;
+        if (d.queued + d.sent == 0) continue; /* finished since the bucket said so */
         n++;
         if (cb(&d, arg_)) break;
     }
-    freeReplyObject(r);
+    free(ids);
     return ret < 0 ? ret : n;
 }
 
@@ -792,8 +838,7 @@ static int rq_depth(devices_t *base, int64_t device_id, devices_depth_t *d)
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_init(q, &c, SC_DEPTH, 0);
-    arg_i(&c, device_id);
+    call_dev(q, &c, SC_DEPTH, 0, device_id);
     redisReply *r;
     int ret = call_run(q, SC_DEPTH, &c, &r);
     if (ret < 0) return ret;
@@ -802,21 +847,69 @@ static int rq_depth(devices_t *base, int64_t device_id, devices_depth_t *d)
     return 0;
 }
 
+/* Drops pruned ids from the devices' indexes (key K_ALL or K_ORPH of bucket b): pairs
+ * is {device, id, device, id…}. A list or orphan call skips ids whose record is gone,
+ * so this need not be atomic with the pruning. */
+static void unindex(rq_t *q, int b, int k, const redisReply *pairs)
+{
+    if (!pairs || pairs->type != REDIS_REPLY_ARRAY) return;
+    rcs_t *ctx = NULL;
+    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        const redisReply *dev = pairs->element[i], *id = pairs->element[i + 1];
+        if (dev->type != REDIS_REPLY_STRING || id->type != REDIS_REPLY_STRING) continue;
+        if (!ctx && !(ctx = conn_take(q))) return;
+        char key[256];
+        int kl = snprintf(key, sizeof(key), "{%s%d}:%s%s", q->kprefix, b, key_name[k], dev->str);
+        if (kl < 0 || kl >= (int)sizeof(key)) continue;
+        const char *argv[3] = {"ZREM", key, id->str};
+        size_t lens[3] = {4, (size_t)kl, id->len};
+        redisReply *r = rcs_command_argv(ctx, key, (size_t)kl, 3, argv, lens);
+        if (!r) {
+            rcs_free(ctx);
+            return;
+        }
+        freeReplyObject(r);
+    }
+    if (ctx) conn_give(q, ctx);
+}
+
+/* Bucket by bucket: what is due to expire (then device by device) and what is past
+ * its retention. */
 static int rq_sweep(devices_t *base, int64_t now)
 {
     rq_t *q = (rq_t *)base;
-    call_t c;
-    call_init(q, &c, SC_SWEEP, now);
-    arg_i(&c, SWEEP_BATCH);
-    arg_i(&c, q->opts.retention_ms > 0 ? q->opts.retention_ms : 0);
-    redisReply *r;
-    int ret = call_run(q, SC_SWEEP, &c, &r);
-    if (ret < 0) return ret;
-    int64_t nq = el_int(r, 0), ns = el_int(r, 1);
+    int64_t nq = 0, ns = 0, gq = 0, gs = 0;
+    int ret = 0;
+    for (int b = 0; b < DEVICES_REDIS_BUCKETS; b++) {
+        call_t c;
+        call_init_b(q, &c, SC_SWEEP, now, b, "-");
+        arg_i(&c, SWEEP_BATCH);
+        arg_i(&c, q->opts.retention_ms > 0 ? q->opts.retention_ms : 0);
+        redisReply *r;
+        if ((ret = call_run(q, SC_SWEEP, &c, &r)) < 0) return ret;
+        gq += el_int(r, 0);
+        gs += el_int(r, 1);
+        const redisReply *devs = el(r, 2);
+        for (size_t i = 0; devs && devs->type == REDIS_REPLY_ARRAY && i < devs->elements; i++) {
+            int64_t dev;
+            if (devs->element[i]->type != REDIS_REPLY_STRING ||
+                device_id_parse(devs->element[i]->str, &dev) < 0)
+                continue;
+            call_t e;
+            call_dev(q, &e, SC_EXPIRE, now, dev);
+            redisReply *x;
+            if (call_run(q, SC_EXPIRE, &e, &x) < 0) continue;
+            nq += el_int(x, 0);
+            ns += el_int(x, 1);
+            freeReplyObject(x);
+        }
+        unindex(q, b, K_ALL, el(r, 3));
+        unindex(q, b, K_ORPH, el(r, 4));
+        freeReplyObject(r);
+    }
     if (nq + ns > 0) METRICS_ADD(device_commands[DEVICES_EXPIRED], (uint64_t)(nq + ns));
     /* the cluster's gauges, as Redis has them now */
-    set_gauges(el_int(r, 2), el_int(r, 3));
-    freeReplyObject(r);
+    set_gauges(gq - nq, gs - ns);
     return (int)(nq + ns);
 }
 
@@ -824,11 +917,10 @@ static void rq_close(devices_t *base)
 {
     rq_t *q = (rq_t *)base;
     for (int i = 0; i < q->n_pool; i++)
-        redisFree(q->pool[i]);
+        rcs_free(q->pool[i]);
     for (int i = 0; i < SC_COUNT; i++)
         free(q->src[i]);
     pthread_mutex_destroy(&q->mu);
-    free(q->host);
     free(q->kprefix);
     free(q->channel);
     free(q->node);
@@ -880,8 +972,14 @@ int devices_redis_open(devices_t **out, const devices_redis_cfg_t *cfg, const de
     if (!q) goto nomem;
     q->base.ops = &rq_ops;
     q->opts = *opts;
-    q->port = cfg->port;
-    q->db = cfg->db;
+    if (cfg->target) {
+        q->target = *cfg->target;
+    } else {
+        snprintf(q->target.seed[0].host, sizeof(q->target.seed[0].host), "%s", cfg->host);
+        q->target.seed[0].port = cfg->port;
+        q->target.n_seeds = 1;
+        q->target.db = cfg->db;
+    }
     q->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEVICES_REDIS_TIMEOUT_MS;
     q->healthy = cfg->healthy;
     q->healthy_arg = cfg->healthy_arg;
@@ -889,7 +987,7 @@ int devices_redis_open(devices_t **out, const devices_redis_cfg_t *cfg, const de
         free(q);
         goto nomem;
     }
-    int ok = (q->host = strdup(cfg->host)) && (q->kprefix = join(cfg->prefix, "dev:")) &&
+    int ok = (q->kprefix = join(cfg->prefix, "dev:")) &&
              (q->channel = join(cfg->prefix, "devices")) && (q->node = strdup(cfg->node_id));
     for (int i = 0; ok && i < SC_COUNT; i++)
         ok = load_script(q, i) == 0;
@@ -898,15 +996,21 @@ int devices_redis_open(devices_t **out, const devices_redis_cfg_t *cfg, const de
         goto nomem;
     }
     /* the gauges, if Redis answers now (else the first sweep sets them) */
-    call_t c;
-    call_init(q, &c, SC_STATS, 0);
-    redisReply *r;
-    if (call_run(q, SC_STATS, &c, &r) == 0) {
-        set_gauges(el_int(r, 0), el_int(r, 1));
+    int64_t nq = 0, ns = 0;
+    int b;
+    for (b = 0; b < DEVICES_REDIS_BUCKETS; b++) {
+        call_t c;
+        call_init_b(q, &c, SC_STATS, 0, b, "-");
+        redisReply *r;
+        if (call_run(q, SC_STATS, &c, &r) < 0) break;
+        nq += el_int(r, 0);
+        ns += el_int(r, 1);
         freeReplyObject(r);
     }
-    log_info("device queue: redis", "redis=%s:%d db=%d keys=%s*", q->host, q->port, q->db,
-             q->kprefix);
+    if (b == DEVICES_REDIS_BUCKETS) set_gauges(nq, ns);
+    char where[300];
+    redis_target_describe(&q->target, where, sizeof(where));
+    log_info("device queue: redis", "redis=%s db=%d keys={%s*}", where, q->target.db, q->kprefix);
     *out = &q->base;
     return 0;
 nomem:

@@ -16,12 +16,17 @@
 #ifndef PG_STORE_DEVICES_REDIS_H
 #define PG_STORE_DEVICES_REDIS_H
 
+#include "cluster/redis_cluster.h"
 #include "store/devices.h"
 
 #define DEVICES_REDIS_TIMEOUT_MS 500 /* a call's round trip, by default */
 #define DEVICES_REDIS_CONNECT_MS 200 /* connecting, when a call needs a new connection */
+#define DEVICES_REDIS_BUCKETS                                                                      \
+    16 /* devices spread over this many hash tags (slots); the                                     \
+          scripts' newid() multiplies by it too */
 
 typedef struct devices_redis_cfg_s {
+    const redis_target_t *target; /* one Redis or a Redis Cluster; NULL: host, port, db */
     const char *host;
     int port;
     int db;

@@ -349,7 +349,7 @@ describe('faults', () => {
   }));
 
   test('membership keys live in Redis with a TTL', withLogs(async () => {
-    const ttl = await redisCommand(redis.port, 'PTTL', 'pushgate:pushgate:node:n1');
+    const ttl = await redisCommand(redis.port, 'PTTL', 'pushgate:{pushgate}:node:n1');
     const ms = Number(ttl.slice(1));
     assert.ok(ms > 0 && ms <= 3000, `PTTL ${ttl}`);
   }));

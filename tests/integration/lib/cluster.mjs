@@ -109,3 +109,94 @@ export async function waitReady(nodes, status, timeoutMs = 10000 * SLOW) {
   }
   throw new Error(`readyz did not become ${status}: ${JSON.stringify(last.map((r) => [r.status, r.text]))}`);
 }
+
+/**
+ * Start a real Redis Cluster of `masters` redis-server processes (cluster-enabled, no
+ * replicas, no persistence, in a temporary directory) joined by `redis-cli --cluster
+ * create`, and wait until every node says cluster_state:ok. Returns {ports, seeds
+ * ["127.0.0.1:P", ...], command(port, ...args), nodeIdOf(port), slotOwner(slot) (port),
+ * stop()}.
+ */
+export async function startRedisCluster({ masters = 3 } = {}) {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'pg-rcluster-'));
+  const procs = [];
+  const ports = [];
+  let log = '';
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    const busPort = await freePort();
+    ports.push(port);
+    const p = spawn('redis-server', [
+      '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--cluster-enabled', 'yes', '--cluster-port', String(busPort),
+      '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir,
+      '--cluster-node-timeout', '5000',
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stdout.on('data', (d) => { log += d; });
+    p.stderr.on('data', (d) => { log += d; });
+    const r = { proc: p, kill: async () => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); } };
+    redises.add(r);
+    procs.push(r);
+  }
+  const stop = async () => {
+    for (const r of procs) {
+      await r.kill();
+      redises.delete(r);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) {
+      const deadline = Date.now() + 5000 * SLOW;
+      for (;;) {
+        try {
+          if ((await redisCommand(port, 'PING')).startsWith('+PONG')) break;
+        } catch { /* not yet */ }
+        if (Date.now() > deadline) throw new Error(`redis-server did not start on ${port}:\n${log.slice(-2000)}`);
+        await sleep(25);
+      }
+    }
+    const out = await new Promise((res, rej) => {
+      const c = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
+        '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      c.stdout.on('data', (d) => { text += d; });
+      c.stderr.on('data', (d) => { text += d; });
+      const t = setTimeout(() => { c.kill('SIGKILL'); rej(new Error(`redis-cli --cluster create hung:\n${text}`)); }, 20000 * SLOW);
+      c.on('exit', (code) => { clearTimeout(t); code === 0 ? res(text) : rej(new Error(`redis-cli --cluster create: ${code}\n${text}`)); });
+    });
+    const deadline = Date.now() + 15000 * SLOW;
+    for (;;) {
+      const infos = await Promise.all(ports.map((p) => redisCommand(p, 'CLUSTER', 'INFO').catch(() => '')));
+      if (infos.every((i) => i.includes('cluster_state:ok'))) break;
+      if (Date.now() > deadline) throw new Error(`cluster not ok: ${infos.join('\n')}\n${out}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const nodeIdOf = async (port) => (await redisCommand(port, 'CLUSTER', 'MYID')).split('\r\n')[1];
+  /** The port of the master that serves slot (from CLUSTER SHARDS-free CLUSTER NODES). */
+  const slotOwner = async (slot) => {
+    const text = await redisCommand(ports[0], 'CLUSTER', 'NODES');
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(' ');
+      if (f.length < 9 || !f[2].includes('master')) continue;
+      for (const range of f.slice(8)) {
+        const [a, b = a] = range.split('-').map(Number);
+        if (slot >= a && slot <= b) return Number(f[1].split(':')[1].split('@')[0]);
+      }
+    }
+    return null;
+  };
+  return { ports, seeds: ports.map((p) => `127.0.0.1:${p}`), command: redisCommand, nodeIdOf, slotOwner, stop, dir };
+}
+
+/** Start one node of the cluster on a Redis Cluster (config "redis": {"cluster": seeds}). */
+export function startRedisClusterNode(rc, id, { workers = 2, config = baseConfig(), extraArgs = [] } = {}) {
+  return startNode({ workers, config: { ...config, redis: { cluster: rc.seeds } }, extraArgs: ['--node-id', id, ...extraArgs] });
+}
