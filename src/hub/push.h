@@ -18,7 +18,13 @@ enum push_kind {
     PUSH_KIND_STREAM,      /* seed 002: payload is the (projected) domain event */
 };
 
-enum push_format { PUSH_FORMAT_WS_JSON = 0, PUSH_FORMAT_SSE, PUSH_FORMAT_SIO, PUSH_FORMAT_COUNT };
+enum push_format {
+    PUSH_FORMAT_WS_JSON = 0,
+    PUSH_FORMAT_SSE,
+    PUSH_FORMAT_SIO,
+    PUSH_FORMAT_WS_DEFLATE, /* the WS_JSON frame compressed (permessage-deflate, RSV1) */
+    PUSH_FORMAT_COUNT
+};
 
 typedef struct push_s push_t;
 /* Encodes p for the subscribers reached through topic index ti (-1: by pattern).
@@ -35,15 +41,15 @@ struct push_s {
     char *tenant;  /* NULL: any tenant */
     char **topics; /* "chan:<name>", "stream:<tenant>:<id>"; none: select by pattern */
     size_t n_topics;
-    char *event; /* NULL for push requests */
+    char *event;   /* NULL for push requests */
     char *payload; /* JSON text */
     size_t payload_len;
     int64_t created_ms;
     int await_acks;
     unsigned timeout_ms;
     int report_mode;
-    char *origin_node;   /* the node that merges reports */
-    int origin_worker;   /* the worker there that answers the publisher */
+    char *origin_node; /* the node that merges reports */
+    int origin_worker; /* the worker there that answers the publisher */
     uint64_t origin_token;
     buf_t **frames; /* [(ti + 1) * PUSH_FORMAT_COUNT + format] */
 };
