@@ -52,7 +52,8 @@ static int bus_up(void *arg)
 static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
 {
     char err[256];
-    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0) return -EINVAL;
+    if (cluster_redis_url_parse(cfg->redis_url, &n->redis, err, sizeof(err)) < 0)
+        return -EINVAL;
     snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
     n->devices_redis = (devices_redis_cfg_t){
         .host = n->redis.host,
@@ -94,14 +95,16 @@ static void on_worker_stopping(worker_t *w, void *arg)
 static void on_signal(uv_signal_t *s, int signum)
 {
     node_t *n = s->data;
-    if (n->stopping) return;
+    if (n->stopping)
+        return;
     n->stopping = 1;
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
     if (n->app.devices_redis && bus_healthy(n->bus))
         __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
-    if (n->bus && n->bus->ops->close) n->bus->ops->close(n->bus);
+    if (n->bus && n->bus->ops->close)
+        n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -110,22 +113,29 @@ static void on_signal(uv_signal_t *s, int signum)
 static int make_dir(const char *path)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) return -ENAMETOOLONG;
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
+        if (*p != '/')
+            continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return -errno;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -errno;
     return 0;
 }
 
 static enum log_level parse_level(const char *s)
 {
-    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
-    if (strcmp(s, "warn") == 0) return LOG_WARN;
-    if (strcmp(s, "error") == 0) return LOG_ERROR;
+    if (strcmp(s, "debug") == 0)
+        return LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return LOG_WARN;
+    if (strcmp(s, "error") == 0)
+        return LOG_ERROR;
     return LOG_INFO;
 }
 
@@ -168,19 +178,23 @@ int node_run(config_t *cfg)
         .compression = cfg->ws_compression,
         .client_window_bits = cfg->ws_client_window_bits,
     };
-    if (!(n.app.hub = hub_new(cfg))) goto fail_hub;
+    if (!(n.app.hub = hub_new(cfg)))
+        goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
-    bus_t *bus = cfg->redis_url
-                     ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err, sizeof(err))
-                     : bus_local_new(n.app.hub, cfg->node_id);
+    bus_t *bus = cfg->redis_url ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
+                                                sizeof(err))
+                                : bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (cfg->redis_url) log_error("bad config", "error=\"%s\"", err);
+        if (cfg->redis_url)
+            log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
     n.bus = bus;
     hub_set_bus(n.app.hub, bus);
-    if (api_socketio_init(&n.app) < 0) goto fail_pool;
-    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0) goto fail_pool;
+    if (api_socketio_init(&n.app) < 0)
+        goto fail_pool;
+    if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0)
+        goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -217,9 +231,10 @@ int node_run(config_t *cfg)
                   uv_strerror(r));
         goto fail_pool;
     }
-    if (n.stopping) worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
-    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host, n.pool.cfg.port,
-             cfg->workers, cfg->application_id);
+    if (n.stopping)
+        worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
+    log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
+             n.pool.cfg.port, cfg->workers, cfg->application_id);
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
@@ -236,7 +251,8 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sigint, NULL);
     api_devices_free(&n.app);
 fail_devices:
-    if (bus->ops->close) bus->ops->close(bus);
+    if (bus->ops->close)
+        bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:

@@ -10,7 +10,8 @@
 static int set_str(char **dst, const char *v)
 {
     char *s = strdup(v);
-    if (!s) return -ENOMEM;
+    if (!s)
+        return -ENOMEM;
     free(*dst);
     *dst = s;
     return 0;
@@ -23,7 +24,8 @@ int config_init(config_t *cfg)
     cfg->workers = n > 0 ? (int)n : 1;
     cfg->listen_port = 8080;
     char host[64];
-    if (gethostname(host, sizeof(host)) != 0) snprintf(host, sizeof(host), "node");
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
     char nid[96];
     snprintf(nid, sizeof(nid), "%s-%d", host, (int)getpid());
@@ -66,10 +68,12 @@ int config_init(config_t *cfg)
 int config_set_listen(config_t *cfg, const char *hostport)
 {
     const char *colon = strrchr(hostport, ':');
-    if (!colon) return -EINVAL;
+    if (!colon)
+        return -EINVAL;
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535) return -EINVAL;
+    if (*end || end == colon + 1 || port < 0 || port > 65535)
+        return -EINVAL;
     size_t hl = (size_t)(colon - hostport);
     const char *h = hostport;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
@@ -77,10 +81,12 @@ int config_set_listen(config_t *cfg, const char *hostport)
         hl -= 2;
     }
     char host[256];
-    if (hl >= sizeof(host)) return -EINVAL;
+    if (hl >= sizeof(host))
+        return -EINVAL;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    if (set_str(&cfg->listen_host, hl ? host : "0.0.0.0") < 0) return -ENOMEM;
+    if (set_str(&cfg->listen_host, hl ? host : "0.0.0.0") < 0)
+        return -ENOMEM;
     cfg->listen_port = (int)port;
     return 0;
 }
@@ -95,7 +101,8 @@ static int get_uint(json_t *obj, const char *key, const char *path, unsigned lon
                     unsigned long long *out, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         (unsigned long long)json_integer_value(v) > max)
         FAIL("%s%s must be an integer between 0 and %llu", path, key, max);
@@ -110,18 +117,12 @@ static int below(unsigned long long x, unsigned long long lo)
 
 static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errlen)
 {
-    if (!json_is_object(lim)) FAIL("limits must be an object");
-    static const char *known[] = {"maxOutputBytes",
-                                  "maxMessageBytes",
-                                  "maxBodyBytes",
-                                  "maxHeaderBytes",
-                                  "maxHeaders",
-                                  "readTimeoutMs",
-                                  "wsPingIntervalMs",
-                                  "wsPongTimeoutMs",
-                                  "shutdownTimeoutMs",
-                                  "maxConnections",
-                                  NULL};
+    if (!json_is_object(lim))
+        FAIL("limits must be an object");
+    static const char *known[] = {"maxOutputBytes",   "maxMessageBytes",  "maxBodyBytes",
+                                  "maxHeaderBytes",   "maxHeaders",       "readTimeoutMs",
+                                  "wsPingIntervalMs", "wsPongTimeoutMs",  "shutdownTimeoutMs",
+                                  "maxConnections",   NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -129,14 +130,17 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
         int ok = 0;
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
-        if (!ok) FAIL("limits.%s is not a known limit", k);
+        if (!ok)
+            FAIL("limits.%s is not a known limit", k);
     }
     unsigned long long x;
     int r;
 #define LIM(key, field, lo, max)                                                                   \
-    if ((r = get_uint(lim, key, "limits.", max, &x, err, errlen)) < 0) return r;                   \
+    if ((r = get_uint(lim, key, "limits.", max, &x, err, errlen)) < 0)                             \
+        return r;                                                                                  \
     if (r) {                                                                                       \
-        if (below(x, lo)) FAIL("limits.%s must be at least %llu", key, (unsigned long long)(lo));  \
+        if (below(x, lo))                                                                          \
+            FAIL("limits.%s must be at least %llu", key, (unsigned long long)(lo));                \
         l->field = x;                                                                              \
     }
     LIM("maxOutputBytes", max_output_bytes, 1024, 1ull << 34);
@@ -155,10 +159,12 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
 
 static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
 {
-    if (!json_is_array(keys)) FAIL("apiKeys must be an array");
+    if (!json_is_array(keys))
+        FAIL("apiKeys must be an array");
     size_t n = json_array_size(keys);
     config_apikey_t *arr = calloc(n ? n : 1, sizeof(*arr));
-    if (!arr) return -ENOMEM;
+    if (!arr)
+        return -ENOMEM;
     size_t i;
     json_t *e;
     int rc = 0;
@@ -180,7 +186,8 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
             snprintf(err, errlen, "apiKeys[%zu].scopes must be an array", i);
             rc = -EINVAL;
         }
-        if (rc < 0) break;
+        if (rc < 0)
+            break;
         size_t j;
         json_t *s;
         json_array_foreach(scopes, j, s)
@@ -197,7 +204,8 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
                 break;
             }
         }
-        if (rc < 0) break;
+        if (rc < 0)
+            break;
         arr[i].key = strdup(json_string_value(key));
         arr[i].tenant = tenant ? strdup(json_string_value(tenant)) : NULL;
         if (!arr[i].key || (tenant && !arr[i].tenant)) {
@@ -227,7 +235,8 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
 static int apply_string(json_t *doc, const char *key, char **dst, char *err, size_t errlen)
 {
     json_t *v = json_object_get(doc, key);
-    if (!v) return 0;
+    if (!v)
+        return 0;
     if (!json_is_string(v) || json_string_length(v) == 0)
         FAIL("%s must be a non-empty string", key);
     return set_str(dst, json_string_value(v));
@@ -235,9 +244,10 @@ static int apply_string(json_t *doc, const char *key, char **dst, char *err, siz
 
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
-    if (!json_is_object(dev)) FAIL("device must be an object");
-    static const char *known[] = {"holdMs",   "redeliveryMs",     "ttlSeconds",
-                                  "maxQueue", "retentionSeconds", NULL};
+    if (!json_is_object(dev))
+        FAIL("device must be an object");
+    static const char *known[] = {"holdMs", "redeliveryMs", "ttlSeconds", "maxQueue",
+                                  "retentionSeconds", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(dev, k, v)
@@ -252,7 +262,8 @@ static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errle
     }
 #define DEV(key, field, lo, max)                                                                   \
     if ((v = json_object_get(dev, key))) {                                                         \
-        if (!json_is_integer(v) || json_integer_value(v) < (lo) || json_integer_value(v) > (max))  \
+        if (!json_is_integer(v) || json_integer_value(v) < (lo) ||                                 \
+            json_integer_value(v) > (max))                                                         \
             FAIL("device.%s must be an integer between %d and %d", key, lo, max);                  \
         d->field = (unsigned)json_integer_value(v);                                                \
     }
@@ -268,7 +279,8 @@ static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errle
 /* "websocket": {"compression": bool, "clientMaxWindowBits": 8..15} */
 static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
 {
-    if (!json_is_object(ws)) FAIL("websocket must be an object");
+    if (!json_is_object(ws))
+        FAIL("websocket must be an object");
     const char *k;
     json_t *v;
     json_object_foreach(ws, k, v)
@@ -277,23 +289,30 @@ static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
             FAIL("websocket.%s is not a known key", k);
     }
     json_t *c = json_object_get(ws, "compression");
-    if (c && !json_is_boolean(c)) FAIL("websocket.compression must be true or false");
-    if (c) cfg->ws_compression = json_is_true(c);
+    if (c && !json_is_boolean(c))
+        FAIL("websocket.compression must be true or false");
+    if (c)
+        cfg->ws_compression = json_is_true(c);
     unsigned long long x;
     int r = get_uint(ws, "clientMaxWindowBits", "websocket.", 15, &x, err, errlen);
-    if (r < 0) return r;
-    if (r && x < 8) FAIL("websocket.clientMaxWindowBits must be between 8 and 15");
-    if (r) cfg->ws_client_window_bits = (unsigned)x;
+    if (r < 0)
+        return r;
+    if (r && x < 8)
+        FAIL("websocket.clientMaxWindowBits must be between 8 and 15");
+    if (r)
+        cfg->ws_client_window_bits = (unsigned)x;
     return 0;
 }
 
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
-    if (!json_is_object(doc)) FAIL("the config must be a JSON object");
-    static const char *known[] = {"listen", "workers",  "applicationId", "nodeId",    "dataDir",
-                                  "redis",  "apiKeys",  "jwt",           "sessions",  "streams",
-                                  "limits", "logLevel", "diagnostics",   "channels",  "history",
-                                  "sse",    "socketio", "device",        "websocket", NULL};
+    if (!json_is_object(doc))
+        FAIL("the config must be a JSON object");
+    static const char *known[] = {"listen",   "workers",  "applicationId", "nodeId",
+                                  "dataDir",  "redis",    "apiKeys",       "jwt",
+                                  "sessions", "streams",  "limits",        "logLevel",
+                                  "diagnostics", "channels", "history",    "sse",      "socketio",
+                                  "device",   "websocket", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -301,19 +320,24 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         int ok = 0;
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
-        if (!ok) FAIL("%s is not a known config key", k);
+        if (!ok)
+            FAIL("%s is not a known config key", k);
     }
     int r;
     json_t *listen = json_object_get(doc, "listen");
     if (listen) {
         r = json_is_string(listen) ? config_set_listen(cfg, json_string_value(listen)) : -EINVAL;
-        if (r == -ENOMEM) return r;
-        if (r < 0) FAIL("listen must be a string \"HOST:PORT\"");
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0)
+            FAIL("listen must be a string \"HOST:PORT\"");
     }
     unsigned long long w;
-    if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0) return r;
+    if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0)
+        return r;
     if (r) {
-        if (w < 1) FAIL("workers must be between 1 and 1024");
+        if (w < 1)
+            FAIL("workers must be between 1 and 1024");
         cfg->workers = (int)w;
     }
     if ((r = apply_string(doc, "applicationId", &cfg->application_id, err, errlen)) < 0 ||
@@ -324,27 +348,32 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         return r;
     json_t *diag = json_object_get(doc, "diagnostics");
     if (diag) {
-        if (!json_is_boolean(diag)) FAIL("diagnostics must be a boolean");
+        if (!json_is_boolean(diag))
+            FAIL("diagnostics must be a boolean");
         cfg->diagnostics = json_is_true(diag);
     }
     json_t *keys = json_object_get(doc, "apiKeys");
-    if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0) return r;
+    if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0)
+        return r;
     json_t *jwt = json_object_get(doc, "jwt");
     if (jwt) {
         json_t *sec = json_object_get(jwt, "secret");
         if (!json_is_object(jwt) || !json_is_string(sec) || json_string_length(sec) == 0)
             FAIL("jwt.secret must be a non-empty string");
-        if ((r = set_str(&cfg->jwt_secret, json_string_value(sec))) < 0) return r;
+        if ((r = set_str(&cfg->jwt_secret, json_string_value(sec))) < 0)
+            return r;
     }
     json_t *sessions = json_object_get(doc, "sessions");
     if (sessions) {
-        if (!json_is_array(sessions)) FAIL("sessions must be an array");
+        if (!json_is_array(sessions))
+            FAIL("sessions must be an array");
         json_decref(cfg->sessions);
         cfg->sessions = json_incref(sessions);
     }
     json_t *streams = json_object_get(doc, "streams");
     if (streams) {
-        if (!json_is_object(streams)) FAIL("streams must be an object of tenants");
+        if (!json_is_object(streams))
+            FAIL("streams must be an object of tenants");
         json_decref(cfg->streams);
         cfg->streams = json_incref(streams);
     }
@@ -355,7 +384,8 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     }
     json_t *hist = json_object_get(doc, "history");
     if (hist) {
-        if (!json_is_object(hist)) FAIL("history must be an object");
+        if (!json_is_object(hist))
+            FAIL("history must be an object");
         const char *hk;
         json_t *hv;
         json_object_foreach(hist, hk, hv)
@@ -364,15 +394,19 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                 FAIL("history.%s is not a known key", hk);
         }
         unsigned long long x;
-        if ((r = get_uint(hist, "maxEvents", "history.", 10000000, &x, err, errlen)) < 0) return r;
-        if (r) cfg->history_max_events = (unsigned)x;
+        if ((r = get_uint(hist, "maxEvents", "history.", 10000000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->history_max_events = (unsigned)x;
         if ((r = get_uint(hist, "maxAgeSeconds", "history.", 86400 * 365, &x, err, errlen)) < 0)
             return r;
-        if (r) cfg->history_max_age_s = (unsigned)x;
+        if (r)
+            cfg->history_max_age_s = (unsigned)x;
     }
     json_t *sse = json_object_get(doc, "sse");
     if (sse) {
-        if (!json_is_object(sse)) FAIL("sse must be an object");
+        if (!json_is_object(sse))
+            FAIL("sse must be an object");
         const char *sk;
         json_t *sv;
         json_object_foreach(sse, sk, sv)
@@ -381,17 +415,22 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                 FAIL("sse.%s is not a known key", sk);
         }
         unsigned long long x;
-        if ((r = get_uint(sse, "heartbeatMs", "sse.", 3600000, &x, err, errlen)) < 0) return r;
+        if ((r = get_uint(sse, "heartbeatMs", "sse.", 3600000, &x, err, errlen)) < 0)
+            return r;
         if (r) {
-            if (x < 100) FAIL("sse.heartbeatMs must be at least 100");
+            if (x < 100)
+                FAIL("sse.heartbeatMs must be at least 100");
             cfg->sse_heartbeat_ms = (unsigned)x;
         }
-        if ((r = get_uint(sse, "retryMs", "sse.", 3600000, &x, err, errlen)) < 0) return r;
-        if (r) cfg->sse_retry_ms = (unsigned)x;
+        if ((r = get_uint(sse, "retryMs", "sse.", 3600000, &x, err, errlen)) < 0)
+            return r;
+        if (r)
+            cfg->sse_retry_ms = (unsigned)x;
     }
     json_t *sio = json_object_get(doc, "socketio");
     if (sio) {
-        if (!json_is_object(sio)) FAIL("socketio must be an object");
+        if (!json_is_object(sio))
+            FAIL("socketio must be an object");
         static const char *sk[] = {"pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs",
                                    "maxPayload", NULL};
         const char *k2;
@@ -401,28 +440,36 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
             int ok = 0;
             for (int i = 0; sk[i]; i++)
                 ok |= strcmp(k2, sk[i]) == 0;
-            if (!ok) FAIL("socketio.%s is not a known key", k2);
+            if (!ok)
+                FAIL("socketio.%s is not a known key", k2);
         }
         unsigned long long x;
         if ((r = get_uint(sio, "pingIntervalMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r) cfg->sio_ping_interval_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r)
+            cfg->sio_ping_interval_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "pingTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r) cfg->sio_ping_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r)
+            cfg->sio_ping_timeout_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "connectTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r) cfg->sio_connect_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r)
+            cfg->sio_connect_timeout_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "maxPayload", "socketio.", 1ull << 30, &x, err, errlen)) < 0)
             return r;
-        if (r) cfg->sio_max_payload = (size_t)(x < 1024 ? 1024 : x);
+        if (r)
+            cfg->sio_max_payload = (size_t)(x < 1024 ? 1024 : x);
     }
     json_t *lim = json_object_get(doc, "limits");
-    if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0) return r;
+    if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)
+        return r;
     json_t *dev = json_object_get(doc, "device");
-    if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0) return r;
+    if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0)
+        return r;
     json_t *wsc = json_object_get(doc, "websocket");
-    if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0) return r;
+    if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0)
+        return r;
     return 0;
 }
 
@@ -437,7 +484,8 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
     json_error_t je;
     json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
-    if (!doc) FAIL("%s:%d:%d: %s", path, je.line, je.column, je.text);
+    if (!doc)
+        FAIL("%s:%d:%d: %s", path, je.line, je.column, je.text);
     int r = config_apply_json(cfg, doc, err, errlen);
     json_decref(doc);
     return r;
@@ -453,7 +501,8 @@ const config_apikey_t *config_find_apikey(const config_t *cfg, const char *key)
         unsigned char diff = (unsigned char)(cl != kl);
         for (size_t j = 0; j < cl; j++)
             diff |= (unsigned char)(c[j] ^ (j < kl ? key[j] : 0));
-        if (!diff) found = &cfg->api_keys[i];
+        if (!diff)
+            found = &cfg->api_keys[i];
     }
     return found;
 }

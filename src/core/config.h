@@ -30,12 +30,11 @@ typedef struct config_limits_s {
 
 /* The device command queue (seed 004; docs/devices.md). */
 typedef struct config_device_s {
-    unsigned hold_ms; /* long poll: GET /push waits this long for a command; 0: answer at once */
-    unsigned redelivery_ms; /* a sent command without result is sent again after this */
-    unsigned ttl_seconds;   /* default command TTL; 0: never expires */
-    unsigned max_queue;     /* most unfinished commands per device */
-    unsigned
-        retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
+    unsigned hold_ms;           /* long poll: GET /push waits this long for a command; 0: answer at once */
+    unsigned redelivery_ms;     /* a sent command without result is sent again after this */
+    unsigned ttl_seconds;       /* default command TTL; 0: never expires */
+    unsigned max_queue;         /* most unfinished commands per device */
+    unsigned retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
 } config_device_t;
 
 typedef struct config_s {

@@ -30,7 +30,7 @@ buf_t *ws_client_encode_deflate(const push_t *p, int ti);
 
 /* Upgrades c into an echo endpoint (diagnostics: text and binary messages come back
  * unchanged). Returns 0 or -ENOMEM (c is closed). */
-int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt, const char *extra,
-                   size_t extra_len);
+int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
+                   const char *extra, size_t extra_len);
 
 #endif
