@@ -286,7 +286,8 @@ static int hist_update(ws_pmd_hist_t *h, size_t window, const uint8_t *out, size
     uint8_t *nh = malloc(total);
     if (!nh)
         return -ENOMEM;
-    memcpy(nh, h->data + h->len - from_old, from_old);
+    if (from_old)
+        memcpy(nh, h->data + h->len - from_old, from_old);
     memcpy(nh + from_old, out + n - from_out, from_out);
     free(h->data);
     h->data = nh;
