@@ -22,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define WSL_READ_BUF (256 * 1024)
 #define WSL_HANDSHAKE_MAX 4096
@@ -50,6 +51,8 @@ typedef struct {
     const char *report;
     long server_pid;
     int tls; /* https:// URL */
+    int deflate;   /* offer permessage-deflate and inflate what comes compressed */
+    int pad_words; /* pad the payload with words instead of one repeated letter */
 } wsl_options_t;
 
 typedef enum { WSL_CONNECTING, WSL_HANDSHAKE, WSL_OPEN, WSL_DONE } wsl_state_t;
@@ -87,6 +90,11 @@ typedef struct {
     uint64_t bad_frames;   /* anything else that is not a well-formed push */
     uint64_t pong_drops;
     uint32_t frame_bytes; /* size on the wire of one push frame */
+    uint64_t wire_bytes;  /* data frame bytes (headers included) of every delivery */
+    uint64_t compressed;  /* deliveries that came compressed (RSV1) */
+    z_stream inf;         /* --deflate: one inflater per thread, reset per message */
+    int inf_ready;
+    uint8_t *inf_buf;
     bench_hist_t hist;
     uint8_t buf[WSL_READ_BUF];
 } wsl_thread_t;
@@ -421,8 +429,37 @@ static void wsl_client_on_message(wsl_thread_t *t, const uint8_t *m, size_t len,
         return;
     }
     if (t->frame_bytes == 0) t->frame_bytes = (uint32_t)frame_bytes;
+    t->wire_bytes += frame_bytes;
     bench_hist_add(&t->hist, now > ts ? now - ts : 0);
     t->local_deliveries++;
+}
+
+/* Inflates one compressed message (RFC 7692: the 00 00 ff ff tail appended) into
+ * t->inf_buf. Returns 0 with *out_len set, or -EPROTO. */
+static int wsl_inflate(wsl_thread_t *t, const uint8_t *in, size_t len, size_t *out_len)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    int r;
+    int part;
+
+    if (!t->inf_ready) {
+        t->inf_buf = malloc(WSL_MAX_MESSAGE);
+        if (t->inf_buf == NULL || inflateInit2(&t->inf, -15) != Z_OK) return -EPROTO;
+        t->inf_ready = 1;
+    } else if (inflateReset(&t->inf) != Z_OK) {
+        return -EPROTO;
+    }
+    t->inf.next_out = t->inf_buf;
+    t->inf.avail_out = WSL_MAX_MESSAGE;
+    for (part = 0; part < 2; part++) {
+        t->inf.next_in = (Bytef *)(uintptr_t)(part ? tail : in);
+        t->inf.avail_in = (uInt)(part ? sizeof(tail) : len);
+        r = inflate(&t->inf, Z_SYNC_FLUSH);
+        if (r == Z_STREAM_END) break;
+        if (r != Z_OK && !(r == Z_BUF_ERROR && t->inf.avail_in == 0)) return -EPROTO;
+    }
+    *out_len = WSL_MAX_MESSAGE - t->inf.avail_out;
+    return 0;
 }
 
 /* Appends a fragment to the message being collected.
@@ -465,8 +502,11 @@ static ssize_t wsl_client_parse(wsl_thread_t *t, wsl_client_t *c, const uint8_t 
         p = data + off;
         fin = p[0] & 0x80;
         op = p[0] & 0x0f;
-        if ((p[0] & 0x70) != 0 || (p[1] & 0x80) != 0)
-            return -EPROTO; /* no extensions were negotiated; servers never mask */
+        /* servers never mask; RSV1 only with permessage-deflate, on a whole message */
+        if ((p[1] & 0x80) != 0 || (p[0] & 0x30) != 0) return -EPROTO;
+        if ((p[0] & 0x40) != 0 && (!wsl_opts.deflate || !fin || ((p[0] & 0x0f) != 0x1 &&
+                                                                 (p[0] & 0x0f) != 0x2)))
+            return -EPROTO;
         plen = p[1] & 0x7f;
         hl = 2;
         if (plen == 126) {
@@ -487,7 +527,12 @@ static ssize_t wsl_client_parse(wsl_thread_t *t, wsl_client_t *c, const uint8_t 
         case 0x1:
         case 0x2:
             if (c->in_msg) return -EPROTO;
-            if (fin) {
+            if (p[0] & 0x40) {
+                size_t n = 0;
+                if (wsl_inflate(t, pl, (size_t)plen, &n) != 0) return -EPROTO;
+                t->compressed++;
+                wsl_client_on_message(t, t->inf_buf, n, hl + (size_t)plen, now);
+            } else if (fin) {
                 wsl_client_on_message(t, pl, (size_t)plen, hl + (size_t)plen, now);
             } else {
                 c->in_msg = 1;
@@ -589,6 +634,12 @@ static ssize_t wsl_client_check_handshake(wsl_client_t *c)
         wsl_warn_once(&wsl_said_connect, "bad Sec-WebSocket-Accept", head, hlen);
         return -ECONNREFUSED;
     }
+    v = wsl_header(head, hlen, "Sec-WebSocket-Extensions", &vlen);
+    if (wsl_opts.deflate &&
+        (v == NULL || vlen < 18 || strncasecmp(v, "permessage-deflate", 18) != 0)) {
+        wsl_warn_once(&wsl_said_connect, "permessage-deflate not negotiated", head, hlen);
+        return -ECONNREFUSED;
+    }
     return (ssize_t)hlen;
 }
 
@@ -656,8 +707,11 @@ static void wsl_client_on_connected(wsl_thread_t *t, wsl_client_t *c)
                  "Upgrade: websocket\r\n"
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: %s\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n",
-                 wsl_opts.session_id, wsl_opts.client_id_prefix, c->index, wsl_opts.host, key);
+                 "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                 wsl_opts.session_id, wsl_opts.client_id_prefix, c->index, wsl_opts.host, key,
+                 wsl_opts.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                    "client_no_context_takeover\r\n"
+                                  : "");
     /* A fresh socket's send buffer takes a few hundred bytes whole. */
     if (wsl_send(c->fd, c->ssl, t->buf, (size_t)n) != n) {
         wsl_client_close(t, c);
@@ -1017,6 +1071,24 @@ static int wsl_publish(wsl_pub_stats_t *st)
         goto done;
     }
     memset(pad, 'x', wsl_opts.payload_bytes);
+    if (wsl_opts.pad_words) {
+        /* text-like content, so compression ratios mean something */
+        static const char *words[] = {"order",  "status", "shipped", "device",  "alpha",
+                                      "temp",   "22.5",   "ok",      "user",    "4711",
+                                      "update", "region", "eu-west", "battery", "low",
+                                      "queue",  "retry",  "payload", "sensor",  "id"};
+        uint64_t x = 88172645463325252ull;
+        size_t at = 0;
+        while (at < wsl_opts.payload_bytes) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            const char *w = words[x % 20];
+            size_t wl = strlen(w);
+            for (size_t j = 0; j <= wl && at < wsl_opts.payload_bytes; j++)
+                pad[at++] = j < wl ? w[j] : ' ';
+        }
+    }
     pad[wsl_opts.payload_bytes] = '\0';
     for (i = 0; i < wsl_opts.publishers; i++) {
         pubs[i].req_cap = wsl_opts.payload_bytes + strlen(wsl_opts.key) + 512;
@@ -1101,7 +1173,11 @@ static void wsl_usage(FILE *f)
           "  --rate R                  at most R push requests a second (0: no limit)\n"
           "  --payload-bytes B         size of the serviceRequest JSON (100)\n"
           "  --report none|summary|full  options.report of every push request (none)\n"
-          "  --drain-timeout S         stop waiting after S seconds without progress (10)\n",
+          "  --drain-timeout S         stop waiting after S seconds without progress (10)\n"
+          "  --deflate                 offer permessage-deflate (client_no_context_takeover)\n"
+          "                            and inflate compressed frames; refuse a server that\n"
+          "                            does not accept it\n"
+          "  --pad-words               pad payloads with pseudo-random words, not 'xxx...'\n",
           f);
 }
 
@@ -1136,6 +1212,8 @@ static int wsl_parse_args(int argc, char **argv)
                                              {"payload-bytes", required_argument, NULL, 'b'},
                                              {"report", required_argument, NULL, 'o'},
                                              {"drain-timeout", required_argument, NULL, 'd'},
+                                             {"deflate", no_argument, NULL, 'z'},
+                                             {"pad-words", no_argument, NULL, 'w'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *url;
@@ -1222,6 +1300,12 @@ static int wsl_parse_args(int argc, char **argv)
                 wsl_opts.payload_bytes = (uint32_t)v;
             else
                 wsl_opts.drain_timeout_s = (uint32_t)v;
+            break;
+        case 'z':
+            wsl_opts.deflate = 1;
+            break;
+        case 'w':
+            wsl_opts.pad_words = 1;
             break;
         case 'h':
             wsl_usage(stdout);
@@ -1317,6 +1401,8 @@ int main(int argc, char **argv)
     uint64_t bad_frames;
     uint64_t pong_drops;
     uint32_t frame_bytes;
+    uint64_t wire_bytes;
+    uint64_t compressed;
     uint32_t alive;
     uint32_t i;
     long rss_before;
@@ -1423,6 +1509,7 @@ int main(int argc, char **argv)
     last_ns = 0;
     error_frames = bad_frames = pong_drops = 0;
     frame_bytes = 0;
+    wire_bytes = compressed = 0;
     for (i = 0; i < wsl_opts.threads; i++) {
         pthread_join(threads[i].tid, NULL);
         bench_hist_merge(hist, &threads[i].hist);
@@ -1432,6 +1519,8 @@ int main(int argc, char **argv)
         bad_frames += threads[i].bad_frames;
         pong_drops += threads[i].pong_drops;
         if (threads[i].frame_bytes > frame_bytes) frame_bytes = threads[i].frame_bytes;
+        wire_bytes += threads[i].wire_bytes;
+        compressed += threads[i].compressed;
     }
     delivered = hist->n;
     window_s =
@@ -1478,7 +1567,8 @@ int main(int argc, char **argv)
            " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f server_cpu_s=%.2f wsload_cpu_s=%.2f"
            " server_writes=%ld frames_per_write=%.2f"
            " error_frames=%" PRIu64 " bad_frames=%" PRIu64 " pong_drops=%" PRIu64 " errors=%" PRIu64
-           "\n",
+           " deflate=%d compressed=%" PRIu64 " wire_bytes=%" PRIu64
+           " wire_bytes_per_delivery=%.1f server_cpu_us_per_delivery=%.3f\n",
            wsl_opts.pushes, wsl_opts.publishers, wsl_opts.payload_bytes, frame_bytes, pub.accepted,
            pub.errors, expected, delivered, window_s, rate, wsl_ms(bench_hist_quantile(hist, 0.50)),
            wsl_ms(bench_hist_quantile(hist, 0.99)), wsl_ms(hist->max_ns), server_cpu, self_cpu,
@@ -1486,7 +1576,10 @@ int main(int argc, char **argv)
            error_frames, bad_frames, pong_drops,
            (uint64_t)atomic_load(&wsl_failed) + atomic_load(&wsl_closed) + error_frames +
                bad_frames + pub.errors +
-               (expected - (delivered < expected ? delivered : expected)));
+               (expected - (delivered < expected ? delivered : expected)),
+           wsl_opts.deflate, compressed, wire_bytes,
+           delivered > 0 ? (double)wire_bytes / (double)delivered : 0.0,
+           delivered > 0 ? server_cpu * 1e6 / (double)delivered : 0.0);
     fflush(stdout);
     err = publish_err != 0 || atomic_load(&wsl_failed) > 0 || delivered < expected;
     /* The kernel closes the sockets; freeing 10k clients by hand buys nothing. */

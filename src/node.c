@@ -202,6 +202,8 @@ int node_run(config_t *cfg)
         .max_output_bytes = cfg->limits.max_output_bytes,
         .ping_interval_ms = cfg->limits.ws_ping_interval_ms,
         .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
+        .compression = cfg->ws_compression,
+        .client_window_bits = cfg->ws_client_window_bits,
     };
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;

@@ -14,6 +14,26 @@ static int accept_supported(const char *a)
     return strcmp(a, "gm/json") == 0 || strcmp(a, "application/json") == 0;
 }
 
+/* permessage-deflate when the config allows it and the client offers it acceptably:
+ * fills *opt from the app's options with opt->pmd pointing at *pmd (or NULL).
+ * Returns 0, or -EINVAL when Sec-WebSocket-Extensions does not parse (answered 400). */
+static int negotiate(http_ctx_t *ctx, ws_options_t *opt, ws_pmd_t *pmd)
+{
+    app_t *app = ctx->app;
+    *opt = app->ws;
+    opt->pmd = NULL;
+    if (!opt->compression)
+        return 0;
+    int r = ws_check_extensions(ctx->req, opt->client_window_bits, pmd);
+    if (r < 0) {
+        http_respond_error(ctx, 400, "Sec-WebSocket-Extensions does not parse");
+        return r;
+    }
+    if (r == 1)
+        opt->pmd = pmd;
+    return 0;
+}
+
 void api_websocket(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
@@ -22,6 +42,10 @@ void api_websocket(http_ctx_t *ctx)
         http_respond_error(ctx, 400, why);
         return;
     }
+    ws_options_t opt;
+    ws_pmd_t pmd;
+    if (negotiate(ctx, &opt, &pmd) < 0)
+        return;
     char *session = NULL, *client = NULL, *accept = NULL;
     ssize_t sl = url_query_get(ctx->req->query, "sessionId", &session);
     ssize_t cl = url_query_get(ctx->req->query, "clientId", &client);
@@ -48,7 +72,7 @@ void api_websocket(http_ctx_t *ctx)
         const char *extra;
         size_t extra_len;
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);
-        if (ws_client_attach(c, key, &app->ws, id, client, app->cfg->channels, extra, extra_len) == 0)
+        if (ws_client_attach(c, key, &opt, id, client, app->cfg->channels, extra, extra_len) == 0)
             log_debug("websocket client connected", "client=%s", client);
     }
     free(session);
@@ -68,11 +92,14 @@ void api_echo(http_ctx_t *ctx)
         http_respond_error(ctx, 400, why);
         return;
     }
+    ws_options_t opt;
+    ws_pmd_t pmd;
+    if (negotiate(ctx, &opt, &pmd) < 0)
+        return;
     const char *extra;
     size_t extra_len;
     conn_t *c = http_take_conn(ctx, &extra, &extra_len);
     /* the echo endpoint must pass conformance tests with big frames: no output bound */
-    ws_options_t opt = app->ws;
     opt.max_output_bytes = 0;
     opt.max_message_bytes = 64u << 20;
     ws_echo_attach(c, key, &opt, extra, extra_len);

@@ -44,6 +44,8 @@ int config_init(config_t *cfg)
     cfg->sio_connect_timeout_ms = 45000;
     cfg->sio_max_payload = 1000000;
     cfg->tls_min_version = 12;
+    cfg->ws_compression = 0;
+    cfg->ws_client_window_bits = 10;
     cfg->device = (config_device_t){
         .hold_ms = 0,
         .redelivery_ms = 30000,
@@ -337,6 +339,34 @@ static int apply_tls(config_t *cfg, json_t *tls, char *err, size_t errlen)
     return 0;
 }
 
+/* "websocket": {"compression": bool, "clientMaxWindowBits": 8..15} */
+static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
+{
+    if (!json_is_object(ws))
+        FAIL("websocket must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(ws, k, v)
+    {
+        if (strcmp(k, "compression") != 0 && strcmp(k, "clientMaxWindowBits") != 0)
+            FAIL("websocket.%s is not a known key", k);
+    }
+    json_t *c = json_object_get(ws, "compression");
+    if (c && !json_is_boolean(c))
+        FAIL("websocket.compression must be true or false");
+    if (c)
+        cfg->ws_compression = json_is_true(c);
+    unsigned long long x;
+    int r = get_uint(ws, "clientMaxWindowBits", "websocket.", 15, &x, err, errlen);
+    if (r < 0)
+        return r;
+    if (r && x < 8)
+        FAIL("websocket.clientMaxWindowBits must be between 8 and 15");
+    if (r)
+        cfg->ws_client_window_bits = (unsigned)x;
+    return 0;
+}
+
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
@@ -345,7 +375,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   "tls",      NULL};
+                                  "device",   "tls",      "websocket", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -502,6 +532,9 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         return r;
     json_t *tls = json_object_get(doc, "tls");
     if (tls && (r = apply_tls(cfg, tls, err, errlen)) < 0)
+        return r;
+    json_t *wsc = json_object_get(doc, "websocket");
+    if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0)
         return r;
     return 0;
 }

@@ -68,6 +68,8 @@ typedef struct config_s {
     char *tls_cert;
     char *tls_key;
     int tls_min_version; /* 12 or 13 */
+    int ws_compression;             /* websocket.compression: permessage-deflate offered back */
+    unsigned ws_client_window_bits; /* websocket.clientMaxWindowBits (8..15, default 10) */
 } config_t;
 
 /* Fills cfg with the defaults of DESIGN §7. Returns 0 or -ENOMEM. */

@@ -18,7 +18,13 @@ enum push_kind {
     PUSH_KIND_STREAM,      /* seed 002: payload is the (projected) domain event */
 };
 
-enum push_format { PUSH_FORMAT_WS_JSON = 0, PUSH_FORMAT_SSE, PUSH_FORMAT_SIO, PUSH_FORMAT_COUNT };
+enum push_format {
+    PUSH_FORMAT_WS_JSON = 0,
+    PUSH_FORMAT_SSE,
+    PUSH_FORMAT_SIO,
+    PUSH_FORMAT_WS_DEFLATE, /* the WS_JSON frame compressed (permessage-deflate, RSV1) */
+    PUSH_FORMAT_COUNT
+};
 
 typedef struct push_s push_t;
 /* Encodes p for the subscribers reached through topic index ti (-1: by pattern).

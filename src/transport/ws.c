@@ -111,11 +111,19 @@ ws_conn_t *ws_upgrade(conn_t *c, const char *client_key, const ws_options_t *opt
         goto fail_alloc;
     if (ws_session_new(&wc->s, &ws_cbs, wc, opt->max_message_bytes) < 0)
         goto fail_alloc;
-    char head[256];
+    char ext[WS_PMD_RESPONSE_MAX + 32] = "";
+    if (opt->pmd) {
+        char v[WS_PMD_RESPONSE_MAX];
+        if (ws_pmd_response(opt->pmd, v, sizeof(v)) < 0)
+            goto fail_session;
+        snprintf(ext, sizeof(ext), "Sec-WebSocket-Extensions: %s\r\n", v);
+        ws_session_set_deflate(wc->s, opt->pmd);
+    }
+    char head[256 + sizeof(ext)];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
-                     accept);
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept, ext);
     if (conn_send_copy(c, head, (size_t)n) < 0)
         goto fail_session;
     wc->c = c;
@@ -148,11 +156,22 @@ int ws_conn_send_frame(ws_conn_t *wc, buf_t *frame)
     return conn_send(wc->c, frame, 0, frame->len);
 }
 
+unsigned ws_conn_deflate_bits(const ws_conn_t *wc)
+{
+    return ws_session_deflate_bits(wc->s);
+}
+
 int ws_conn_send_text(ws_conn_t *wc, const char *msg, size_t len)
 {
     if (wc->closing)
         return -EPIPE;
     buf_t *f = ws_frame_text(msg, len);
+    unsigned bits = ws_session_deflate_bits(wc->s);
+    if (f && bits) {
+        buf_t *z = ws_pmd_frame(f, bits);
+        buf_unref(f);
+        f = z;
+    }
     if (!f)
         return -ENOMEM;
     int r = ws_conn_send_frame(wc, f);

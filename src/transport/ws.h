@@ -24,6 +24,9 @@ typedef struct ws_options_s {
     size_t max_output_bytes; /* pending output bound; 0: unbounded */
     unsigned ping_interval_ms;
     unsigned pong_timeout_ms;
+    int compression;             /* permessage-deflate may be negotiated (config) */
+    unsigned client_window_bits; /* asked of clients that offer client_max_window_bits */
+    const ws_pmd_t *pmd;         /* per connection: what was negotiated; NULL: none */
 } ws_options_t;
 
 struct ws_conn_s {
@@ -44,6 +47,10 @@ struct ws_conn_s {
  * memory (c is closed). */
 ws_conn_t *ws_upgrade(conn_t *c, const char *client_key, const ws_options_t *opt,
                       const ws_handler_t *h, void *app, const char *extra, size_t extra_len);
+
+/* The window (bits) the server may compress with on wc: 8..15, or 0 when
+ * permessage-deflate was not negotiated. */
+unsigned ws_conn_deflate_bits(const ws_conn_t *wc);
 
 /* Queues a whole pre-encoded frame shared by reference. Returns 0, -ENOBUFS when the
  * connection's pending output would pass its bound (nothing queued), -EPIPE if closing. */

@@ -41,12 +41,30 @@ buf_t *ws_client_encode(const push_t *p, int ti)
     return frame;
 }
 
+buf_t *ws_client_encode_deflate(const push_t *p, int ti)
+{
+    /* the plain frame's slot is filled first (the push is mutable only there) */
+    buf_t *plain = push_frame((push_t *)(uintptr_t)p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
+    return plain ? ws_pmd_frame(plain, WS_PMD_MAX_BITS) : NULL;
+}
+
 static int client_deliver(subscriber_t *s, push_t *p, int ti)
 {
     ws_client_t *cl = (ws_client_t *)s;
     buf_t *f = push_frame(p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
     if (!f)
         return -ENOMEM;
+    /* one compressed frame per push and topic, shared like the plain one. It was made
+     * with a 32 KiB window, but a message of L bytes has no match reaching back more
+     * than L: a client that asked for a smaller server window can still read it when
+     * the message is no longer than that window; longer ones go to it plain */
+    unsigned bits = ws_conn_deflate_bits(cl->wc);
+    if (bits && (bits == WS_PMD_MAX_BITS || f->len <= ((size_t)1 << bits))) {
+        buf_t *z = push_frame(p, PUSH_FORMAT_WS_DEFLATE, ti, ws_client_encode_deflate);
+        if (!z)
+            return -ENOMEM;
+        f = z;
+    }
     int r = ws_conn_send_frame(cl->wc, f);
     if (r == -ENOBUFS) {
         METRICS_ADD(slow_consumer_closes, 1);

@@ -23,6 +23,11 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
  * Returns a new buffer holding the whole WebSocket frame, or NULL. */
 buf_t *ws_client_encode(const push_t *p, int ti);
 
+/* The same push frame compressed for permessage-deflate (RSV1, a fresh 32 KiB-window
+ * deflate stream; built from the shared plain frame). Returns a new buffer (or a new
+ * reference to the plain frame when compression does not shrink it), or NULL. */
+buf_t *ws_client_encode_deflate(const push_t *p, int ti);
+
 /* Upgrades c into an echo endpoint (diagnostics: text and binary messages come back
  * unchanged). Returns 0 or -ENOMEM (c is closed). */
 int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt,

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "http/parser.h"
+#include "transport/ws_deflate.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -52,6 +53,26 @@ int ws_check_upgrade(const http_request_t *req, const char **key, const char **w
         return -EINVAL;
     *key = k;
     return 0;
+}
+
+int ws_check_extensions(const http_request_t *req, unsigned want_client_bits, ws_pmd_t *out)
+{
+    /* several header lines are one list, in order (RFC 9110 §5.3) */
+    int found = 0;
+    for (unsigned i = 0; i < req->n_headers; i++) {
+        if (strcasecmp(req->headers[i].name, "Sec-WebSocket-Extensions") != 0)
+            continue;
+        ws_pmd_t p;
+        const char *v = req->headers[i].value;
+        int r = ws_pmd_negotiate(v, strlen(v), want_client_bits, &p);
+        if (r < 0)
+            return r;
+        if (r == 1 && !found) {
+            *out = p;
+            found = 1;
+        }
+    }
+    return found;
 }
 
 size_t ws_frame_header(uint8_t out[10], uint8_t opcode, uint64_t len)
@@ -141,6 +162,11 @@ struct ws_session_s {
     uint8_t hlen;
     uint8_t in_msg; /* a fragmented data message is in progress */
     uint64_t skip;  /* payload bytes of the current frame still to pass */
+    /* permessage-deflate, when negotiated: no zlib state between messages, only the
+     * client's recent plain bytes when it keeps its LZ77 context (RFC 7692 §7.2.3) */
+    uint8_t pmd_on;
+    ws_pmd_t pmd;
+    ws_pmd_hist_t hist;
 };
 
 /* Expected header length once the first two bytes are known. */
@@ -162,8 +188,11 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
         for (int i = 0; i < 8; i++)
             n = (n << 8) | h[2 + i];
     *len = n;
-    if (h[0] & 0x70)
-        return WSLAY_CODE_PROTOCOL_ERROR; /* RSV bits without an extension */
+    uint8_t rsv = h[0] & 0x70;
+    /* RSV1 marks a compressed message: only with permessage-deflate, only on the first
+     * frame of a data message (RFC 7692 §6); RSV2/RSV3 are never valid */
+    if (rsv && (rsv != 0x40 || !s->pmd_on || op == 0 || op >= 8))
+        return WSLAY_CODE_PROTOCOL_ERROR;
     if (!(h[1] & 0x80))
         return WSLAY_CODE_PROTOCOL_ERROR; /* client frames must be masked */
     if (l == 127 && (h[2] & 0x80))
@@ -238,24 +267,49 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
     return (ssize_t)len;
 }
 
+/* Fails the connection from inside a wslay callback. */
+static void fail_in_cb(wslay_event_context_ptr ctx, uint16_t code, const char *reason)
+{
+    wslay_event_queue_close(ctx, code, (const uint8_t *)reason, strlen(reason));
+    wslay_event_shutdown_read(ctx);
+}
+
 static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                       void *user)
 {
     ws_session_t *s = user;
     s->activity++;
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return; /* ping, pong and close are wslay's business */
+    const uint8_t *msg = arg->msg;
+    size_t len = arg->msg_length;
+    uint8_t *plain = NULL;
+    if (arg->rsv & WSLAY_RSV1_BIT) {
+        ws_pmd_hist_t *h = s->pmd.client_no_context_takeover ? NULL : &s->hist;
+        unsigned bits = s->pmd.client_max_bits ? s->pmd.client_max_bits : WS_PMD_MAX_BITS;
+        int r = ws_pmd_inflate(h, bits, msg, len, s->max_msg, &plain, &len);
+        if (r == -EMSGSIZE)
+            fail_in_cb(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
+        else if (r == -EBADMSG)
+            fail_in_cb(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "bad deflate data");
+        else if (r < 0)
+            fail_in_cb(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+        if (r < 0)
+            return;
+        msg = plain;
+    }
     if (arg->opcode == WSLAY_TEXT_FRAME) {
-        if (!ws_utf8_valid(arg->msg, arg->msg_length)) {
+        if (!ws_utf8_valid(msg, len)) {
             wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
                                     (const uint8_t *)"invalid UTF-8", 13);
             wslay_event_shutdown_read(ctx);
+            free(plain);
             return;
         }
-    } else if (arg->opcode != WSLAY_BINARY_FRAME) {
-        return; /* ping, pong and close are wslay's business */
     }
-    if (wslay_event_get_close_sent(ctx))
-        return;
-    s->cbs.on_message(s, arg->opcode, arg->msg, arg->msg_length, s->ud);
+    if (!wslay_event_get_close_sent(ctx))
+        s->cbs.on_message(s, arg->opcode, msg, len, s->ud);
+    free(plain);
 }
 
 static void on_frame_start_cb(wslay_event_context_ptr ctx,
@@ -284,6 +338,8 @@ static int ensure_ctx(ws_session_t *s)
         return -ENOMEM;
     }
     wslay_event_config_set_max_recv_msg_length(s->ctx, s->max_msg);
+    if (s->pmd_on)
+        wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
     return 0;
 }
 
@@ -316,7 +372,23 @@ void ws_session_free(ws_session_t *s)
         return;
     if (s->ctx)
         wslay_event_context_free(s->ctx);
+    ws_pmd_hist_free(&s->hist);
     free(s);
+}
+
+void ws_session_set_deflate(ws_session_t *s, const ws_pmd_t *pmd)
+{
+    s->pmd_on = 1;
+    s->pmd = *pmd;
+    if (s->ctx)
+        wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
+}
+
+unsigned ws_session_deflate_bits(const ws_session_t *s)
+{
+    if (!s->pmd_on)
+        return 0;
+    return s->pmd.server_max_bits ? s->pmd.server_max_bits : WS_PMD_MAX_BITS;
 }
 
 static int pump_out(ws_session_t *s)
@@ -409,13 +481,30 @@ int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t
      * callback wslay may hold a queued pong or close: it goes first, in order */
     if (ws_session_flush(s) < 0)
         return -EPIPE;
+    buf_t *z = NULL;
+    int compressed = 0;
+    if (s->pmd_on && opcode < 8 && len > 0) {
+        /* every message is its own deflate stream (server_no_context_takeover); one
+         * that does not shrink goes out plain, RSV1 clear */
+        if (!(z = ws_pmd_deflate(data, len, ws_session_deflate_bits(s))))
+            return -ENOMEM;
+        if (z->len < len) {
+            data = (const uint8_t *)z->data;
+            len = z->len;
+            compressed = 1;
+        }
+    }
     uint8_t hdr[10];
     size_t hl = ws_frame_header(hdr, opcode, len);
+    if (compressed)
+        hdr[0] |= 0x40;
+    int r = 0;
     if (s->cbs.write(s, hdr, hl, s->ud) < 0 || (len && s->cbs.write(s, data, len, s->ud) < 0)) {
         s->failed = 1;
-        return -EPIPE;
+        r = -EPIPE;
     }
-    return 0;
+    buf_unref(z);
+    return r;
 }
 
 int ws_session_close(ws_session_t *s, uint16_t code, const char *reason)

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "http/parser.h"
+#include "transport/ws_deflate.h"
 
 #define WS_ACCEPT_KEY_LEN 28
 
@@ -21,6 +22,11 @@ int ws_accept_key(const char *client_key, char out[WS_ACCEPT_KEY_LEN + 1]);
  * websocket, Connection: upgrade, Sec-WebSocket-Version: 13, a 16-byte base64 key).
  * Returns 0 and the key in *key, or -EINVAL with *why set. */
 int ws_check_upgrade(const http_request_t *req, const char **key, const char **why);
+
+/* Looks for an acceptable permessage-deflate offer in every Sec-WebSocket-Extensions
+ * line of req (ws_pmd_negotiate). Returns 1 with *out filled, 0 when none is
+ * acceptable, -EINVAL when a line does not parse. */
+int ws_check_extensions(const http_request_t *req, unsigned want_client_bits, ws_pmd_t *out);
 
 /* Writes an unmasked final-frame header for a payload of len bytes.
  * Returns the header length (2, 4 or 10). */
@@ -50,6 +56,15 @@ int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, siz
 
 /* Frees the session. */
 void ws_session_free(ws_session_t *s);
+
+/* Turns on permessage-deflate as negotiated (pmd is copied): RSV1 is then accepted on
+ * the first frame of a data message, whose payload is inflated, and ws_session_send
+ * compresses. Call before the first feed. */
+void ws_session_set_deflate(ws_session_t *s, const ws_pmd_t *pmd);
+
+/* The window (bits) the server may compress with on this session.
+ * Returns 8..15, or 0 when permessage-deflate is not on. */
+unsigned ws_session_deflate_bits(const ws_session_t *s);
 
 /* Feeds received bytes; calls back for messages, and writes any control frames
  * (pong, close) it owes. Returns 0, or -EPROTO / -ENOMEM when the session failed
