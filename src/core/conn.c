@@ -284,11 +284,20 @@ static void conn_flush(conn_t *c)
         c->proto->on_drain(c);
 }
 
+void conn_want_flush(conn_t *c)
+{
+    flush_list_add(c);
+}
+
 void conn_flush_pending(worker_t *w)
 {
     while (w->flush_head) {
         conn_t *c = w->flush_head;
         flush_list_remove(c);
+        if (c->proto->on_flush) {
+            c->proto->on_flush(c);
+            flush_list_remove(c); /* what on_flush queued is written just below */
+        }
         conn_flush(c);
     }
 }
