@@ -56,8 +56,7 @@ static void finish_req(h2_req_t *r)
         r->sink.cbs->on_close(r->sink.ud);
     } else if (r->ctx.deferred && !r->ctx.answered) {
         r->ctx.conn = NULL;
-        if (r->ctx.on_abort)
-            r->ctx.on_abort(&r->ctx);
+        if (r->ctx.on_abort) r->ctx.on_abort(&r->ctx);
     }
 }
 
@@ -102,10 +101,8 @@ static void pump(h2_conn_t *hc)
 {
     conn_t *c = hc->c;
     for (int i = 0; i < H2_PUMP_ROUNDS; i++) {
-        if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT))
-            return;
-        if (c->pending >= H2_OUT_HIGH)
-            return; /* on_drain pumps again */
+        if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)) return;
+        if (c->pending >= H2_OUT_HIGH) return; /* on_drain pumps again */
         int r = h2_session_flush(hc->s, H2_OUT_HIGH - c->pending);
         /* streams that ended while framing: their handlers may answer other streams,
          * which queues more frames for the next round */
@@ -115,8 +112,7 @@ static void pump(h2_conn_t *hc)
             conn_close(c);
             return;
         }
-        if (!h2_session_want_write(hc->s))
-            break;
+        if (!h2_session_want_write(hc->s)) break;
     }
     if (hc->dead || h2_session_done(hc->s) ||
         (hc->draining && h2_session_stream_count(hc->s) == 0 && !h2_session_want_write(hc->s)))
@@ -126,8 +122,7 @@ static void pump(h2_conn_t *hc)
 static void h2_on_read(conn_t *c, const char *data, size_t len)
 {
     h2_conn_t *hc = c->ud;
-    if (!hc || hc->dead || (c->flags & (CONN_END | CONN_CLOSING)))
-        return;
+    if (!hc || hc->dead || (c->flags & (CONN_END | CONN_CLOSING))) return;
     hc->last_active = uv_now(&c->w->loop);
     int r = h2_session_feed(hc->s, (const uint8_t *)data, len, hc->last_active);
     drain_closed(hc);
@@ -147,15 +142,13 @@ static void h2_on_eof(conn_t *c)
 static void h2_on_drain(conn_t *c)
 {
     h2_conn_t *hc = c->ud;
-    if (hc && h2_session_want_write(hc->s))
-        pump(hc);
+    if (hc && h2_session_want_write(hc->s)) pump(hc);
 }
 
 static void h2_on_flush(conn_t *c)
 {
     h2_conn_t *hc = c->ud;
-    if (hc)
-        pump(hc);
+    if (hc) pump(hc);
 }
 
 static void tick_stream(h2_stream_t *st, void *arg)
@@ -168,8 +161,7 @@ static void tick_stream(h2_stream_t *st, void *arg)
 static void h2_on_tick(conn_t *c, uint64_t now)
 {
     h2_conn_t *hc = c->ud;
-    if (!hc || (c->flags & (CONN_END | CONN_CLOSING)))
-        return;
+    if (!hc || (c->flags & (CONN_END | CONN_CLOSING))) return;
     unsigned timeout = http_server_config()->read_timeout_ms;
     if (h2_session_stream_count(hc->s) == 0) {
         if (now >= hc->last_active + timeout && !hc->draining) {
@@ -180,8 +172,7 @@ static void h2_on_tick(conn_t *c, uint64_t now)
         }
         return;
     }
-    if (now > timeout && h2_session_expire(hc->s, now - timeout))
-        schedule(hc);
+    if (now > timeout && h2_session_expire(hc->s, now - timeout)) schedule(hc);
     h2_session_each(hc->s, tick_stream, &now);
 }
 
@@ -189,8 +180,7 @@ static void end_sink(h2_stream_t *st, void *arg)
 {
     (void)arg;
     h2_req_t *r = h2_stream_get_ud(st);
-    if (r && r->sink_open)
-        h2_stream_end(st);
+    if (r && r->sink_open) h2_stream_end(st);
 }
 
 static void h2_on_shutdown(conn_t *c)
@@ -212,8 +202,7 @@ static void abort_stream(h2_stream_t *st, void *arg)
 {
     (void)arg;
     h2_req_t *r = h2_stream_get_ud(st);
-    if (!r)
-        return;
+    if (!r) return;
     h2_stream_set_ud(st, NULL);
     finish_req(r);
     free(r);
@@ -222,8 +211,7 @@ static void abort_stream(h2_stream_t *st, void *arg)
 static void h2_on_close(conn_t *c)
 {
     h2_conn_t *hc = c->ud;
-    if (!hc)
-        return;
+    if (!hc) return;
     drain_closed(hc);
     h2_session_each(hc->s, abort_stream, NULL);
     h2_session_free(hc->s);
@@ -247,17 +235,14 @@ void h2_conn_attach(conn_t *c, const char *pre, size_t pre_len, const char *data
 {
     const http_server_cfg_t *cfg = http_server_config();
     h2_conn_t *hc = calloc(1, sizeof(*hc));
-    if (!hc)
-        goto fail;
+    if (!hc) goto fail;
     hc->c = c;
     h2_limits_t lim = {cfg->limits, cfg->h2_max_streams};
-    if (h2_session_new(&hc->s, &lim, write_cb, hc) < 0)
-        goto fail_conn;
+    if (h2_session_new(&hc->s, &lim, write_cb, hc) < 0) goto fail_conn;
     c->deadline = 0;
     conn_set_proto(c, &h2_proto, hc);
     __atomic_add_fetch(&metrics.connections[METRICS_T_HTTP2], 1, __ATOMIC_RELAXED);
-    if (pre_len)
-        h2_on_read(c, pre, pre_len);
+    if (pre_len) h2_on_read(c, pre, pre_len);
     h2_on_read(c, data, len);
     return;
 fail_conn:
@@ -291,8 +276,8 @@ static void h2_respond(http_ctx_t *ctx, int status, const char *content_type, co
     schedule(r->hc);
 }
 
-static http_stream_t *h2_open(http_ctx_t *ctx, const char *content_type,
-                              const char *extra_headers, const http_stream_cbs_t *cbs, void *ud)
+static http_stream_t *h2_open(http_ctx_t *ctx, const char *content_type, const char *extra_headers,
+                              const http_stream_cbs_t *cbs, void *ud)
 {
     h2_req_t *r = ctx_req(ctx);
     ctx->answered = 1;
@@ -318,8 +303,7 @@ static int h2_sink_send(http_stream_t *s, buf_t *b, size_t off, size_t len)
 {
     h2_req_t *r = sink_req(s);
     int rc = h2_stream_write(r->st, b, off, len);
-    if (rc == 0)
-        schedule(r->hc);
+    if (rc == 0) schedule(r->hc);
     return rc;
 }
 

@@ -69,16 +69,15 @@ struct h2_session_s {
     int write_err;
 };
 
-static const char *const hop_headers[] = {"connection", "keep-alive", "proxy-connection",
-                                          "transfer-encoding", "upgrade", NULL};
+static const char *const hop_headers[] = {"connection",        "keep-alive", "proxy-connection",
+                                          "transfer-encoding", "upgrade",    NULL};
 
 int h2_header_next(const char **cur, char *name, size_t name_cap, const char **value,
                    size_t *value_len)
 {
     for (;;) {
         const char *p = *cur;
-        if (!p || !*p)
-            return 0;
+        if (!p || !*p) return 0;
         const char *eol = strstr(p, "\r\n");
         const char *colon = strchr(p, ':');
         if (!eol || !colon || colon > eol || colon == p || (size_t)(colon - p) >= name_cap) {
@@ -100,8 +99,7 @@ int h2_header_next(const char **cur, char *name, size_t name_cap, const char **v
         int hop = 0;
         for (int i = 0; hop_headers[i]; i++)
             hop |= strcmp(name, hop_headers[i]) == 0;
-        if (hop)
-            continue;
+        if (hop) continue;
         *value = v;
         *value_len = (size_t)(e - v);
         return 1;
@@ -125,8 +123,7 @@ static int queue_push(h2_stream_t *st, buf_t *b, size_t off, size_t len)
     if (st->qcount == st->qcap) {
         uint32_t cap = st->qcap ? st->qcap * 2 : 4;
         h2_slice_t *q = malloc(sizeof(*q) * cap);
-        if (!q)
-            return -ENOMEM;
+        if (!q) return -ENOMEM;
         for (uint32_t i = 0; i < st->qcount; i++)
             q[i] = st->q[(st->qhead + i) % st->qcap];
         free(st->q);
@@ -172,15 +169,13 @@ uint32_t h2_stream_close_code(const h2_stream_t *st)
 
 void h2_stream_free(h2_stream_t *st)
 {
-    if (!st)
-        return;
+    if (!st) return;
     h2_session_t *s = st->s;
     if (st->prev)
         st->prev->next = st->next;
     else
         s->streams = st->next;
-    if (st->next)
-        st->next->prev = st->prev;
+    if (st->next) st->next->prev = st->prev;
     s->n_streams--;
     queue_release(st);
     buf_unref(st->arena);
@@ -205,17 +200,15 @@ static ssize_t read_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t len
     }
     size_t n = st->qbytes < length ? st->qbytes : length;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (n == st->qbytes && st->eof)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (n == st->qbytes && st->eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
 
-static int submit(h2_stream_t *st, int status, const char *content_type,
-                  const char *extra_headers, long long content_length, int with_body)
+static int submit(h2_stream_t *st, int status, const char *content_type, const char *extra_headers,
+                  long long content_length, int with_body)
 {
     h2_session_t *s = st->s;
-    if (st->answered || st->closed || st->reset)
-        return -EPIPE;
+    if (st->answered || st->closed || st->reset) return -EPIPE;
     char status_s[8], clen_s[24];
     char names[H2_MAX_EXTRA_HEADERS][64];
     nghttp2_nv nv[3 + H2_MAX_EXTRA_HEADERS];
@@ -224,8 +217,7 @@ static int submit(h2_stream_t *st, int status, const char *content_type,
 #define NV(nm, nl, vl, vlen)                                                                       \
     nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(vl), (nl), (vlen), NGHTTP2_NV_FLAG_NONE}
     NV(":status", 7, status_s, strlen(status_s));
-    if (content_type && status != 204)
-        NV("content-type", 12, content_type, strlen(content_type));
+    if (content_type && status != 204) NV("content-type", 12, content_type, strlen(content_type));
     if (content_length >= 0 && status != 204 && status != 304) {
         snprintf(clen_s, sizeof(clen_s), "%lld", content_length);
         NV("content-length", 14, clen_s, strlen(clen_s));
@@ -233,15 +225,15 @@ static int submit(h2_stream_t *st, int status, const char *content_type,
     const char *cur = extra_headers, *v;
     size_t vl;
     unsigned k = 0;
-    while (k < H2_MAX_EXTRA_HEADERS && h2_header_next(&cur, names[k], sizeof(names[k]), &v, &vl) > 0) {
+    while (k < H2_MAX_EXTRA_HEADERS &&
+           h2_header_next(&cur, names[k], sizeof(names[k]), &v, &vl) > 0) {
         NV(names[k], strlen(names[k]), v, vl);
         k++;
     }
 #undef NV
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_cb};
     int r = nghttp2_submit_response(s->ng, st->id, nv, n, with_body ? &prd : NULL);
-    if (r < 0)
-        return r == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPIPE;
+    if (r < 0) return r == NGHTTP2_ERR_NOMEM ? -ENOMEM : -EPIPE;
     st->answered = 1;
     return 0;
 }
@@ -257,33 +249,26 @@ int h2_stream_respond(h2_stream_t *st, int status, const char *content_type,
         /* one slice: the caller's buffer is framed without a copy */
         r = queue_push(st, body, 0, len);
         st->eof = 1;
-        if (r < 0)
-            h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
+        if (r < 0) h2_stream_reset(st, NGHTTP2_INTERNAL_ERROR);
     }
     buf_unref(body);
     return r;
 }
 
-int h2_stream_open(h2_stream_t *st, int status, const char *content_type,
-                   const char *extra_headers)
+int h2_stream_open(h2_stream_t *st, int status, const char *content_type, const char *extra_headers)
 {
     int r = submit(st, status, content_type, extra_headers, -1, 1);
-    if (r == 0)
-        st->opened = 1;
+    if (r == 0) st->opened = 1;
     return r;
 }
 
 int h2_stream_write(h2_stream_t *st, buf_t *b, size_t off, size_t len)
 {
-    if (st->closed || st->reset || !st->opened || st->eof)
-        return -EPIPE;
-    if (len == 0)
-        return 0;
-    if (st->limit && st->qbytes + len > st->limit)
-        return -ENOBUFS;
+    if (st->closed || st->reset || !st->opened || st->eof) return -EPIPE;
+    if (len == 0) return 0;
+    if (st->limit && st->qbytes + len > st->limit) return -ENOBUFS;
     int r = queue_push(st, b, off, len);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     if (st->deferred) {
         st->deferred = 0;
         nghttp2_session_resume_data(st->s->ng, st->id);
@@ -299,8 +284,7 @@ void h2_stream_set_limit(h2_stream_t *st, size_t max)
 
 void h2_stream_end(h2_stream_t *st)
 {
-    if (st->closed || st->reset || !st->opened || st->eof)
-        return;
+    if (st->closed || st->reset || !st->opened || st->eof) return;
     st->eof = 1;
     if (st->deferred) {
         st->deferred = 0;
@@ -310,8 +294,7 @@ void h2_stream_end(h2_stream_t *st)
 
 void h2_stream_reset(h2_stream_t *st, uint32_t code)
 {
-    if (st->closed || st->reset)
-        return;
+    if (st->closed || st->reset) return;
     st->reset = 1;
     nghttp2_submit_rst_stream(st->s->ng, NGHTTP2_FLAG_NONE, st->id, code);
 }
@@ -329,8 +312,7 @@ static void stream_fail(h2_stream_t *st, int status, const char *msg)
 /* Answers a request refused by a limit, in the HTTP/1.1 server's words. */
 static void answer_error(h2_stream_t *st)
 {
-    if (st->answered)
-        return;
+    if (st->answered) return;
     buf_t *b = buf_new(64 + strlen(st->error_msg));
     if (b && (buf_puts(&b, "{\"error\":") < 0 || buf_put_json_string(&b, st->error_msg) < 0 ||
               buf_puts(&b, "}") < 0)) {
@@ -343,30 +325,25 @@ static void answer_error(h2_stream_t *st)
 
 static int arena_add(h2_stream_t *st, const uint8_t *p, size_t n, size_t *off)
 {
-    if (!st->arena && !(st->arena = buf_new(256)))
-        return -ENOMEM;
+    if (!st->arena && !(st->arena = buf_new(256))) return -ENOMEM;
     *off = st->arena->len;
-    if (buf_append(&st->arena, p, n) < 0 || buf_append(&st->arena, "", 1) < 0)
-        return -ENOMEM;
+    if (buf_append(&st->arena, p, n) < 0 || buf_append(&st->arena, "", 1) < 0) return -ENOMEM;
     return 0;
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
 {
     h2_session_t *s = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     h2_stream_t *st = calloc(1, sizeof(*st));
-    if (!st)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->s = s;
     st->id = frame->hd.stream_id;
     st->state = H2S_RECV;
     st->method_off = st->path_off = st->authority_off = H2_NO_OFF;
     st->opened_at = s->now;
     st->next = s->streams;
-    if (s->streams)
-        s->streams->prev = st;
+    if (s->streams) s->streams->prev = st;
     s->streams = st;
     s->n_streams++;
     nghttp2_session_set_stream_user_data(ng, st->id, st);
@@ -389,8 +366,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
     }
     size_t off;
     if (namelen && name[0] == ':') {
-        size_t *slot = namelen == 7 && memcmp(name, ":method", 7) == 0      ? &st->method_off
-                       : namelen == 5 && memcmp(name, ":path", 5) == 0      ? &st->path_off
+        size_t *slot = namelen == 7 && memcmp(name, ":method", 7) == 0        ? &st->method_off
+                       : namelen == 5 && memcmp(name, ":path", 5) == 0        ? &st->path_off
                        : namelen == 10 && memcmp(name, ":authority", 10) == 0 ? &st->authority_off
                                                                               : NULL;
         if (slot && *slot == H2_NO_OFF) {
@@ -432,8 +409,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     (void)flags;
     h2_session_t *s = ud;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(ng, id);
-    if (!st || st->state != H2S_RECV || st->error_status)
-        return 0;
+    if (!st || st->state != H2S_RECV || st->error_status) return 0;
     size_t have = st->body ? st->body->len : 0;
     if (len > s->lim.req.max_body_bytes - have || have + len > s->lim.req.max_body_bytes) {
         stream_fail(st, 413, "request body is too large");
@@ -445,8 +421,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         stream_fail(st, 500, "out of memory");
         return 0;
     }
-    if (buf_append(&st->body, data, len) < 0)
-        stream_fail(st, 500, "out of memory");
+    if (buf_append(&st->body, data, len) < 0) stream_fail(st, 500, "out of memory");
     return 0;
 }
 
@@ -454,8 +429,8 @@ static const struct {
     const char *name;
     int method;
 } methods[] = {
-    {"GET", HTTP_GET},       {"HEAD", HTTP_HEAD},       {"POST", HTTP_POST},
-    {"PUT", HTTP_PUT},       {"DELETE", HTTP_DELETE},   {"PATCH", HTTP_PATCH},
+    {"GET", HTTP_GET},         {"HEAD", HTTP_HEAD},       {"POST", HTTP_POST},
+    {"PUT", HTTP_PUT},         {"DELETE", HTTP_DELETE},   {"PATCH", HTTP_PATCH},
     {"OPTIONS", HTTP_OPTIONS}, {"CONNECT", HTTP_CONNECT}, {"TRACE", HTTP_TRACE},
 };
 
@@ -469,19 +444,21 @@ static int build_request(h2_stream_t *st)
     }
     size_t plen = strcspn(st->arena->data + st->path_off, "?");
     size_t path_copy;
-    if (arena_add(st, (const uint8_t *)st->arena->data + st->path_off, plen, &path_copy) < 0)
+    /* a copy first: appending to the arena may move what it points into */
+    char *path = strndup(st->arena->data + st->path_off, plen);
+    int r = path ? arena_add(st, (const uint8_t *)path, plen, &path_copy) : -ENOMEM;
+    free(path);
+    if (r < 0)
         goto fail_nomem;
     int has_host = 0;
     for (unsigned i = 0; i < st->n_hdr; i++)
         has_host |= strcmp(st->arena->data + st->hdr_off[2 * i], "host") == 0;
     int add_host = !has_host && st->authority_off != H2_NO_OFF;
     size_t host_name = 0;
-    if (add_host && arena_add(st, (const uint8_t *)"host", 4, &host_name) < 0)
-        goto fail_nomem;
+    if (add_host && arena_add(st, (const uint8_t *)"host", 4, &host_name) < 0) goto fail_nomem;
     http_request_t *q = &st->req;
     q->headers = malloc(sizeof(*q->headers) * (st->n_hdr + 1));
-    if (!q->headers)
-        goto fail_nomem;
+    if (!q->headers) goto fail_nomem;
     const char *a = st->arena->data;
     for (unsigned i = 0; i < st->n_hdr; i++)
         q->headers[i] = (http_header_t){a + st->hdr_off[2 * i], a + st->hdr_off[2 * i + 1]};
@@ -491,14 +468,12 @@ static int build_request(h2_stream_t *st)
     q->method_name = a + st->method_off;
     q->method = -1;
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (strcmp(methods[i].name, q->method_name) == 0)
-            q->method = methods[i].method;
+        if (strcmp(methods[i].name, q->method_name) == 0) q->method = methods[i].method;
     q->target = a + st->path_off;
     q->path = a + path_copy;
     q->query = q->target[plen] == '?' ? q->target + plen + 1 : "";
     if (st->body) {
-        if (buf_append(&st->body, "", 1) < 0)
-            goto fail_nomem;
+        if (buf_append(&st->body, "", 1) < 0) goto fail_nomem;
         st->body->len--;
         q->body = st->body->data;
         q->body_len = st->body->len;
@@ -519,19 +494,15 @@ fail_nomem:
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *ud)
 {
     h2_session_t *s = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
-        return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
-    if (!st || st->state != H2S_RECV)
-        return 0;
+    if (!st || st->state != H2S_RECV) return 0;
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        if (st->error_status)
-            answer_error(st); /* at once: the rest of the request is not wanted */
+        if (st->error_status) answer_error(st); /* at once: the rest of the request is not wanted */
         return 0;
     }
     st->req_done = 1;
-    if (!st->error_status)
-        build_request(st);
+    if (!st->error_status) build_request(st);
     if (st->error_status) {
         answer_error(st);
         return 0;
@@ -565,8 +536,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 {
     h2_session_t *s = ud;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(ng, id);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     nghttp2_session_set_stream_user_data(ng, id, NULL);
     st->closed = 1;
     st->close_code = code;
@@ -587,8 +557,7 @@ static int emit(h2_session_t *s, const uint8_t *data, size_t len)
     if (!s->scratch || s->scratch->cap - s->scratch->len < len) {
         buf_unref(s->scratch);
         s->scratch = buf_new(len > H2_SCRATCH_BYTES ? len : H2_SCRATCH_BYTES);
-        if (!s->scratch)
-            return -ENOMEM;
+        if (!s->scratch) return -ENOMEM;
     }
     /* bytes past len are ours even while the writer holds slices before them */
     memcpy(s->scratch->data + s->scratch->len, data, len);
@@ -601,8 +570,7 @@ static ssize_t send_cb(nghttp2_session *ng, const uint8_t *data, size_t len, int
 {
     (void)ng, (void)flags;
     h2_session_t *s = ud;
-    if (s->sent >= s->budget)
-        return NGHTTP2_ERR_WOULDBLOCK;
+    if (s->sent >= s->budget) return NGHTTP2_ERR_WOULDBLOCK;
     int r = emit(s, data, len);
     if (r < 0) {
         s->write_err = r;
@@ -618,8 +586,7 @@ static int send_data_cb(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t
     (void)ng, (void)frame;
     h2_session_t *s = ud;
     h2_stream_t *st = source->ptr;
-    if (s->sent >= s->budget)
-        return NGHTTP2_ERR_WOULDBLOCK;
+    if (s->sent >= s->budget) return NGHTTP2_ERR_WOULDBLOCK;
     int r = emit(s, framehd, 9);
     size_t left = length;
     while (r == 0 && left > 0 && st->qcount > 0) {
@@ -658,13 +625,11 @@ int h2_session_new(h2_session_t **out, const h2_limits_t *lim, h2_write_fn write
 {
     h2_session_t *s = calloc(1, sizeof(*s));
     nghttp2_session_callbacks *cbs = NULL;
-    if (!s)
-        goto fail_alloc;
+    if (!s) goto fail_alloc;
     s->lim = *lim;
     s->write = write;
     s->ud = ud;
-    if (nghttp2_session_callbacks_new(&cbs) != 0)
-        goto fail_cbs;
+    if (nghttp2_session_callbacks_new(&cbs) != 0) goto fail_cbs;
     nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
     nghttp2_session_callbacks_set_send_data_callback(cbs, send_data_cb);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
@@ -675,8 +640,7 @@ int h2_session_new(h2_session_t **out, const h2_limits_t *lim, h2_write_fn write
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     int r = nghttp2_session_server_new(&s->ng, cbs, s);
     nghttp2_session_callbacks_del(cbs);
-    if (r != 0)
-        goto fail_cbs;
+    if (r != 0) goto fail_cbs;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_concurrent_streams},
         /* RFC 9113 §6.5.2 counts 32 bytes per field on top of name and value */
@@ -697,8 +661,7 @@ fail_alloc:
 
 void h2_session_free(h2_session_t *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     nghttp2_session_del(s->ng);
     while (s->streams)
         h2_stream_free(s->streams);
@@ -727,8 +690,7 @@ int h2_session_flush(h2_session_t *s, size_t budget)
     int r = nghttp2_session_send(s->ng);
     buf_unref(s->scratch);
     s->scratch = NULL;
-    if (s->write_err)
-        return s->write_err;
+    if (s->write_err) return s->write_err;
     return r < 0 ? ng_error(r) : 0;
 }
 
@@ -745,8 +707,8 @@ int h2_session_done(const h2_session_t *s)
 int h2_session_goaway(h2_session_t *s)
 {
     int r = nghttp2_submit_goaway(s->ng, NGHTTP2_FLAG_NONE,
-                                  nghttp2_session_get_last_proc_stream_id(s->ng),
-                                  NGHTTP2_NO_ERROR, NULL, 0);
+                                  nghttp2_session_get_last_proc_stream_id(s->ng), NGHTTP2_NO_ERROR,
+                                  NULL, 0);
     return r < 0 ? ng_error(r) : 0;
 }
 
@@ -768,13 +730,11 @@ h2_stream_t *h2_session_next_request(h2_session_t *s)
     while (s->ready_head) {
         h2_stream_t *st = s->ready_head;
         s->ready_head = st->qnext;
-        if (!s->ready_head)
-            s->ready_tail = NULL;
+        if (!s->ready_head) s->ready_tail = NULL;
         st->qnext = NULL;
         st->in_ready = 0;
         st->state = H2S_ACTIVE;
-        if (!st->closed)
-            return st;
+        if (!st->closed) return st;
         /* reset before it was handed out: report it closed instead */
         if (s->closed_tail)
             s->closed_tail->qnext = st;
@@ -807,11 +767,9 @@ h2_stream_t *h2_session_next_closed(h2_session_t *s)
     }
     s->ready_tail = last;
     h2_stream_t *st = s->closed_head;
-    if (!st)
-        return NULL;
+    if (!st) return NULL;
     s->closed_head = st->qnext;
-    if (!s->closed_head)
-        s->closed_tail = NULL;
+    if (!s->closed_head) s->closed_tail = NULL;
     st->qnext = NULL;
     return st;
 }
@@ -824,6 +782,5 @@ size_t h2_session_stream_count(const h2_session_t *s)
 void h2_session_each(h2_session_t *s, void (*fn)(h2_stream_t *st, void *arg), void *arg)
 {
     for (h2_stream_t *st = s->streams; st; st = st->next)
-        if (st->state == H2S_ACTIVE && !st->closed)
-            fn(st, arg);
+        if (st->state == H2S_ACTIVE && !st->closed) fn(st, arg);
 }

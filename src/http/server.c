@@ -166,7 +166,7 @@ static void process(http_conn_t *hc, const char *data, size_t len)
 static int sniff_h2(http_conn_t *hc, const char *data, size_t len)
 {
     size_t want = H2_PREFACE_LEN - hc->pre_len, n = len < want ? len : want;
-    if (memcmp(data, H2_PREFACE + hc->pre_len, n) != 0) {
+    if (memcmp(data, &H2_PREFACE[hc->pre_len], n) != 0) {
         hc->sniff = 0;
         return 0;
     }
