@@ -234,6 +234,8 @@ int node_run(config_t *cfg)
         .routes = api_routes,
         .n_routes = api_n_routes,
         .app = &n.app,
+        .h2_enabled = cfg->http2.enabled,
+        .h2_max_streams = cfg->http2.max_concurrent_streams,
     };
     http_server_setup(&n.http);
     worker_pool_cfg_t pc = {

@@ -254,12 +254,9 @@ void api_sse(http_ctx_t *ctx)
         /* nothing to stream: 204 tells an EventSource to stop reconnecting */
         http_respond(ctx, 204, NULL, NULL, 0, NULL);
     } else {
-        const char *extra;
-        size_t extra_len;
-        conn_t *c = http_take_conn(ctx, &extra, &extra_len);
         sse_options_t opt = {app->cfg->sse_heartbeat_ms, app->cfg->sse_retry_ms,
                              app->cfg->limits.max_output_bytes};
-        sse_attach(c, &opt, id, client ? client : "sse", NULL, topics, n, last,
+        sse_attach(ctx, &opt, id, client ? client : "sse", NULL, topics, n, last,
                    hub_history(app->hub));
         id = NULL;
     }

@@ -62,7 +62,7 @@ static int n_stages;
  * than at the shutdown deadline (the server leaves held requests' connections open). */
 static void end_conn(conn_t *c)
 {
-    if (c && !(c->flags & (CONN_END | CONN_CLOSING))) conn_end(c);
+    http_conn_end(c);
 }
 
 static void on_staged_abort(http_ctx_t *ctx)

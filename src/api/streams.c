@@ -239,12 +239,9 @@ void api_stream_sse(http_ctx_t *ctx)
         http_respond_error(ctx, 500, "out of memory");
         auth_identity_free(id);
     } else {
-        const char *extra;
-        size_t extra_len;
-        conn_t *c = http_take_conn(ctx, &extra, &extra_len);
         sse_options_t opt = {app->cfg->sse_heartbeat_ms, app->cfg->sse_retry_ms,
                              app->cfg->limits.max_output_bytes};
-        sse_attach(c, &opt, id, "sse", tenant, &topic, 1, last, hub_history(app->hub));
+        sse_attach(ctx, &opt, id, "sse", tenant, &topic, 1, last, hub_history(app->hub));
     }
     free(topic);
     free(last);

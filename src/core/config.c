@@ -53,6 +53,7 @@ int config_init(config_t *cfg)
         .max_queue = 1000,
         .retention_seconds = 7 * 86400,
     };
+    cfg->http2 = (config_http2_t){.enabled = 1, .max_concurrent_streams = 100};
     cfg->limits = (config_limits_t){
         .max_output_bytes = 1u << 20,
         .max_message_bytes = 1u << 20,
@@ -269,6 +270,30 @@ static int apply_redis(config_t *cfg, json_t *doc, char *err, size_t errlen)
     return 0;
 }
 
+static int apply_http2(config_http2_t *h, json_t *obj, char *err, size_t errlen)
+{
+    if (!json_is_object(obj))
+        FAIL("http2 must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (strcmp(k, "enabled") != 0 && strcmp(k, "maxConcurrentStreams") != 0)
+            FAIL("http2.%s is not a known key (enabled, maxConcurrentStreams)", k);
+    }
+    if ((v = json_object_get(obj, "enabled"))) {
+        if (!json_is_boolean(v))
+            FAIL("http2.enabled must be a boolean");
+        h->enabled = json_is_true(v);
+    }
+    if ((v = json_object_get(obj, "maxConcurrentStreams"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 10000)
+            FAIL("http2.maxConcurrentStreams must be an integer between 1 and 10000");
+        h->max_concurrent_streams = (unsigned)json_integer_value(v);
+    }
+    return 0;
+}
+
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
     if (!json_is_object(dev))
@@ -375,7 +400,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   "tls",      "websocket", NULL};
+                                  "device",   "tls",      "websocket", "http2",   NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -535,6 +560,9 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         return r;
     json_t *wsc = json_object_get(doc, "websocket");
     if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0)
+        return r;
+    json_t *h2 = json_object_get(doc, "http2");
+    if (h2 && (r = apply_http2(&cfg->http2, h2, err, errlen)) < 0)
         return r;
     return 0;
 }

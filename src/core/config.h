@@ -37,6 +37,12 @@ typedef struct config_device_s {
     unsigned retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
 } config_device_t;
 
+/* HTTP/2 (docs/api.md): h2c by prior knowledge, and ALPN h2 below TLS. */
+typedef struct config_http2_s {
+    int enabled;                     /* answer the HTTP/2 preface */
+    unsigned max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS per connection */
+} config_http2_t;
+
 typedef struct config_s {
     char *listen_host;
     int listen_port;
@@ -62,6 +68,7 @@ typedef struct config_s {
     unsigned sse_retry_ms;
     config_limits_t limits;
     config_device_t device;
+    config_http2_t http2;
     int diagnostics;
     char *log_level;
     /* TLS on the listener (docs/configuration.md): both set, or neither */

@@ -470,6 +470,11 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
         flush_list_add(c); /* handshake records, or output the handshake held back */
 }
 
+void conn_want_flush(conn_t *c)
+{
+    flush_list_add(c);
+}
+
 void conn_flush_pending(worker_t *w)
 {
     while (w->flush_head) {
@@ -482,6 +487,10 @@ void conn_flush_pending(worker_t *w)
             flush_list_remove(c);
             if (c->flags & CONN_CLOSING)
                 continue;
+        }
+        if (c->proto->on_flush) {
+            c->proto->on_flush(c);
+            flush_list_remove(c); /* what on_flush queued is written just below */
         }
         conn_flush(c);
     }

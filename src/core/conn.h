@@ -30,6 +30,9 @@ typedef struct conn_proto_s {
     void (*on_tick)(conn_t *c, uint64_t now);
     /* the node is shutting down: say goodbye the protocol's way (optional; default close) */
     void (*on_shutdown)(conn_t *c);
+    /* the worker is about to write c's output: produce what was deferred until now
+     * (optional; see conn_want_flush) */
+    void (*on_flush)(conn_t *c);
     /* last call before the conn is freed: release protocol state (optional) */
     void (*on_close)(conn_t *c);
 } conn_proto_t;
@@ -80,6 +83,11 @@ int conn_send_copy(conn_t *c, const void *data, size_t len);
 /* Queues b whole and drops the caller's reference, whatever the outcome.
  * Returns as conn_send. */
 int conn_send_owned(conn_t *c, buf_t *b);
+
+/* Marks c for the worker's flush pass, where proto->on_flush runs before c's output is
+ * written: a protocol that frames output lazily (HTTP/2) produces it once per loop turn
+ * however many streams asked. */
+void conn_want_flush(conn_t *c);
 
 /* Closes now, dropping unsent output. Idempotent. The conn is freed in the close
  * callback, after proto->on_close. */

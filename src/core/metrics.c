@@ -41,7 +41,7 @@ static int render_devices(buf_t **bp)
 
 int metrics_render(buf_t **bp)
 {
-    static const char *tnames[METRICS_T_COUNT] = {"websocket", "http", "sse"};
+    static const char *tnames[METRICS_T_COUNT] = {"websocket", "http", "sse", "http2"};
     int r = buf_puts(bp, "# HELP pushgate_connections Open connections by transport.\n"
                          "# TYPE pushgate_connections gauge\n");
     for (int t = 0; t < METRICS_T_COUNT && r == 0; t++)

@@ -6,7 +6,13 @@
 
 #include "core/buf.h"
 
-enum metrics_transport { METRICS_T_WEBSOCKET = 0, METRICS_T_HTTP, METRICS_T_SSE, METRICS_T_COUNT };
+enum metrics_transport {
+    METRICS_T_WEBSOCKET = 0,
+    METRICS_T_HTTP,
+    METRICS_T_SSE,
+    METRICS_T_HTTP2,
+    METRICS_T_COUNT
+};
 
 /* queued, sent, done, failed, expired, cancelled (enum devices_status) */
 #define METRICS_DEVICE_STATUSES 6

@@ -198,6 +198,7 @@ static int on_message_complete(llhttp_t *ll)
     }
     q->keep_alive = llhttp_should_keep_alive(ll);
     q->upgrade = ll->upgrade;
+    q->http_major = ll->http_major;
     q->http_minor = ll->http_minor;
     p->in_message = 0;
     return HPE_PAUSED;

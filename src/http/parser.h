@@ -27,6 +27,7 @@ typedef struct http_request_s {
     size_t body_len;
     int keep_alive;
     int upgrade; /* bytes after this request belong to another protocol */
+    int http_major; /* 2 for a request that came over HTTP/2 */
     int http_minor;
 } http_request_t;
 

@@ -8,6 +8,8 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "http/h2.h"
+#include "http/h2_session.h"
 #include "http/response.h"
 
 typedef struct http_conn_s {
@@ -20,13 +22,22 @@ typedef struct http_conn_s {
     size_t rest_len;
     int in_handler;
     int taken;
+    int sniff;                 /* the first bytes may still be the HTTP/2 preface */
+    size_t pre_len;            /* how many of them arrived */
+    char pre[H2_PREFACE_LEN];
 } http_conn_t;
 
 static const http_server_cfg_t *srv_cfg;
+static const http_ctx_ops_t h1_ops;
 
 void http_server_setup(const http_server_cfg_t *cfg)
 {
     srv_cfg = cfg;
+}
+
+const http_server_cfg_t *http_server_config(void)
+{
+    return srv_cfg;
 }
 
 static void process(http_conn_t *hc, const char *data, size_t len);
@@ -45,6 +56,7 @@ static void http_on_open(conn_t *c)
     }
     http_parser_init(&hc->p, &srv_cfg->limits);
     hc->c = c;
+    hc->sniff = srv_cfg->h2_enabled;
     c->ud = hc;
     arm_timeout(hc);
     __atomic_add_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
@@ -58,9 +70,15 @@ static void send_error_and_end(http_conn_t *hc, int status, const char *msg)
 
 static void dispatch(http_conn_t *hc)
 {
-    const http_request_t *req = &hc->p.req;
     METRICS_ADD(http_requests, 1);
-    hc->ctx = (http_ctx_t){.req = req, .conn = hc->c, .w = hc->c->w, .app = srv_cfg->app};
+    hc->ctx = (http_ctx_t){
+        .ops = &h1_ops, .req = &hc->p.req, .conn = hc->c, .w = hc->c->w, .app = srv_cfg->app};
+    http_route(&hc->ctx);
+}
+
+void http_route(http_ctx_t *ctx)
+{
+    const http_request_t *req = ctx->req;
     int path_known = 0;
     for (size_t i = 0; i < srv_cfg->n_routes; i++) {
         const http_route_t *rt = &srv_cfg->routes[i];
@@ -72,13 +90,13 @@ static void dispatch(http_conn_t *hc)
         if (rt->method && strcmp(rt->method, req->method_name) != 0 &&
             !(strcmp(rt->method, "GET") == 0 && strcmp(req->method_name, "HEAD") == 0))
             continue;
-        rt->fn(&hc->ctx);
+        rt->fn(ctx);
         return;
     }
     if (path_known)
-        http_respond_error(&hc->ctx, 405, "method not allowed");
+        http_respond_error(ctx, 405, "method not allowed");
     else
-        http_respond_error(&hc->ctx, 404, "not found");
+        http_respond_error(ctx, 404, "not found");
 }
 
 /* Finishes the answered request; returns 1 if the connection can go on. */
@@ -142,6 +160,34 @@ static void process(http_conn_t *hc, const char *data, size_t len)
     }
 }
 
+/* Whether the connection opens with the HTTP/2 preface (h2c by prior knowledge, or
+ * ALPN h2 below a TLS layer): returns 1 when it switched to HTTP/2, 0 when the bytes
+ * (and any held back) are HTTP/1.1 to process, -1 when more bytes must decide. */
+static int sniff_h2(http_conn_t *hc, const char *data, size_t len)
+{
+    size_t want = H2_PREFACE_LEN - hc->pre_len, n = len < want ? len : want;
+    if (memcmp(data, &H2_PREFACE[hc->pre_len], n) != 0) {
+        hc->sniff = 0;
+        return 0;
+    }
+    if (n < want) {
+        memcpy(hc->pre + hc->pre_len, data, n);
+        hc->pre_len += n;
+        return -1;
+    }
+    conn_t *c = hc->c;
+    char pre[H2_PREFACE_LEN];
+    size_t pre_len = hc->pre_len;
+    memcpy(pre, hc->pre, pre_len);
+    /* the HTTP/1.1 state goes; the connection is HTTP/2's from here */
+    c->ud = NULL;
+    http_parser_free(&hc->p);
+    free(hc);
+    __atomic_sub_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
+    h2_conn_attach(c, pre, pre_len, data, len);
+    return 1;
+}
+
 static void http_on_read(conn_t *c, const char *data, size_t len)
 {
     http_conn_t *hc = c->ud;
@@ -149,6 +195,21 @@ static void http_on_read(conn_t *c, const char *data, size_t len)
         return;
     if (c->flags & (CONN_END | CONN_CLOSING))
         return;
+    if (hc->sniff) {
+        int r = sniff_h2(hc, data, len);
+        if (r != 0)
+            return;
+        if (hc->pre_len) {
+            /* not HTTP/2 after all: what was held back is the request's start */
+            size_t n = hc->pre_len;
+            hc->pre_len = 0;
+            char pre[H2_PREFACE_LEN];
+            memcpy(pre, hc->pre, n);
+            process(hc, pre, n);
+            if (c->ud != hc || (c->flags & (CONN_END | CONN_CLOSING)))
+                return;
+        }
+    }
     process(hc, data, len);
 }
 
@@ -215,6 +276,12 @@ void http_respond(http_ctx_t *ctx, int status, const char *content_type, const c
     ctx->answered = 1;
     if (!ctx->conn)
         return;
+    ctx->ops->respond(ctx, status, content_type, body, len, extra_headers);
+}
+
+static void h1_respond(http_ctx_t *ctx, int status, const char *content_type, const char *body,
+                       size_t len, const char *extra_headers)
+{
     http_conn_t *hc = ctx_conn(ctx);
     int keep = hc->p.req.keep_alive && !hc->p.req.upgrade;
     int head = strcmp(hc->p.req.method_name, "HEAD") == 0;
@@ -298,6 +365,11 @@ conn_t *http_take_conn(http_ctx_t *ctx, const char **extra, size_t *extra_len)
 
 int http_migrate(http_ctx_t *ctx, worker_t *to)
 {
+    return ctx->ops->migrate ? ctx->ops->migrate(ctx, to) : -EPROTONOSUPPORT;
+}
+
+static int h1_migrate(http_ctx_t *ctx, worker_t *to)
+{
     http_conn_t *hc = ctx_conn(ctx);
     const http_request_t *req = ctx->req;
     conn_t *c = hc->c;
@@ -334,3 +406,107 @@ int http_migrate(http_ctx_t *ctx, worker_t *to)
     }
     return 0;
 }
+
+void http_conn_end(conn_t *c)
+{
+    if (c && c->proto == &http_proto && !(c->flags & (CONN_END | CONN_CLOSING)))
+        conn_end(c);
+}
+
+/* ---- HTTP/1.1 responses that stay open: the connection carries one body ---- */
+
+typedef struct h1_stream_s {
+    http_stream_t base;
+    conn_t *c;
+} h1_stream_t;
+
+static void h1_stream_on_read(conn_t *c, const char *data, size_t len)
+{
+    (void)c, (void)data, (void)len; /* the client has nothing to say; ignored */
+}
+
+static void h1_stream_on_eof(conn_t *c)
+{
+    conn_close(c);
+}
+
+static void h1_stream_on_tick(conn_t *c, uint64_t now)
+{
+    h1_stream_t *st = c->ud;
+    if (st->base.cbs->on_tick)
+        st->base.cbs->on_tick(st->base.ud, now);
+}
+
+static void h1_stream_on_close(conn_t *c)
+{
+    h1_stream_t *st = c->ud;
+    st->base.cbs->on_close(st->base.ud);
+    free(st);
+}
+
+static const conn_proto_t h1_stream_proto = {
+    .name = "http-stream",
+    .on_read = h1_stream_on_read,
+    .on_eof = h1_stream_on_eof,
+    .on_tick = h1_stream_on_tick,
+    .on_close = h1_stream_on_close,
+};
+
+static int h1_stream_send(http_stream_t *s, buf_t *b, size_t off, size_t len)
+{
+    return conn_send(((h1_stream_t *)s)->c, b, off, len);
+}
+
+static void h1_stream_set_limit(http_stream_t *s, size_t max)
+{
+    conn_t *c = ((h1_stream_t *)s)->c;
+    c->limit = max ? c->pending + max : 0;
+}
+
+static void h1_stream_close(http_stream_t *s)
+{
+    conn_close(((h1_stream_t *)s)->c);
+}
+
+static const http_stream_ops_t h1_stream_ops = {h1_stream_send, h1_stream_set_limit,
+                                                h1_stream_close};
+
+static http_stream_t *h1_open(http_ctx_t *ctx, const char *content_type,
+                              const char *extra_headers, const http_stream_cbs_t *cbs, void *ud)
+{
+    const char *extra;
+    size_t extra_len;
+    conn_t *c = http_take_conn(ctx, &extra, &extra_len);
+    h1_stream_t *st = calloc(1, sizeof(*st));
+    buf_t *head = buf_new(256);
+    if (!st || !head)
+        goto fail;
+    if (buf_printf(&head, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
+                   content_type, extra_headers ? extra_headers : "") < 0)
+        goto fail;
+    c->limit = 0;
+    c->deadline = 0;
+    if (conn_send_owned(c, head) < 0) {
+        head = NULL;
+        goto fail;
+    }
+    st->base = (http_stream_t){&h1_stream_ops, c->w, cbs, ud};
+    st->c = c;
+    conn_set_proto(c, &h1_stream_proto, st);
+    return &st->base;
+fail:
+    buf_unref(head);
+    free(st);
+    conn_close(c);
+    return NULL;
+}
+
+http_stream_t *http_stream_open(http_ctx_t *ctx, const char *content_type,
+                                const char *extra_headers, const http_stream_cbs_t *cbs, void *ud)
+{
+    if (ctx->answered || !ctx->conn)
+        return NULL;
+    return ctx->ops->open(ctx, content_type, extra_headers, cbs, ud);
+}
+
+static const http_ctx_ops_t h1_ops = {h1_respond, h1_open, h1_migrate};

@@ -14,7 +14,7 @@
 
 typedef struct sse_client_s {
     subscriber_t sub;
-    conn_t *c;
+    http_stream_t *out; /* NULL until the response is open */
     auth_identity_t *id;
     char *client_id;
     char *tenant;
@@ -57,19 +57,19 @@ static int send_push(sse_client_t *cl, push_t *p, int ti)
     buf_t *f = push_frame(p, PUSH_FORMAT_SSE, ti, sse_encode_push);
     if (!f)
         return -ENOMEM;
-    return conn_send(cl->c, f, 0, f->len);
+    return http_stream_send(cl->out, f, 0, f->len);
 }
 
 static int sse_deliver(subscriber_t *s, push_t *p, int ti)
 {
     sse_client_t *cl = (sse_client_t *)s;
-    if (history_sent_has(&cl->replayed, p->id, uv_now(&cl->c->w->loop)))
+    if (history_sent_has(&cl->replayed, p->id, uv_now(&cl->out->w->loop)))
         return 0;
     int r = send_push(cl, p, ti);
     if (r == -ENOBUFS) {
         METRICS_ADD(slow_consumer_closes, 1);
         log_info("sse subscriber cut off", "reason=\"slow consumer\" client=%s", cl->client_id);
-        conn_close(cl->c);
+        http_stream_close(cl->out);
     }
     if (r < 0)
         hub_unsubscribe(s);
@@ -78,49 +78,36 @@ static int sse_deliver(subscriber_t *s, push_t *p, int ti)
 
 static const subscriber_ops_t sse_ops = {sse_deliver};
 
-static void sse_on_read(conn_t *c, const char *data, size_t len)
+static void sse_on_tick(void *ud, uint64_t now)
 {
-    (void)c;
-    (void)data;
-    (void)len; /* a subscriber has nothing to say; what it sends is ignored */
-}
-
-static void sse_on_eof(conn_t *c)
-{
-    conn_close(c);
-}
-
-static void sse_on_tick(conn_t *c, uint64_t now)
-{
-    sse_client_t *cl = c->ud;
+    sse_client_t *cl = ud;
     if (now < cl->next_heartbeat)
         return;
     cl->next_heartbeat = now + cl->heartbeat_ms;
     buf_t *b = buf_new(16);
     if (b && sse_write_comment(&b, "heartbeat") == 0)
-        conn_send(c, b, 0, b->len);
+        http_stream_send(cl->out, b, 0, b->len);
     buf_unref(b);
 }
 
-static void sse_on_close(conn_t *c)
+static void client_free(sse_client_t *cl)
 {
-    sse_client_t *cl = c->ud;
-    hub_unsubscribe(&cl->sub);
     auth_identity_free(cl->id);
     free(cl->client_id);
     free(cl->tenant);
     history_sent_free(&cl->replayed);
     free(cl);
+}
+
+static void sse_on_close(void *ud)
+{
+    sse_client_t *cl = ud;
+    hub_unsubscribe(&cl->sub);
+    client_free(cl);
     __atomic_sub_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
 }
 
-static const conn_proto_t sse_proto = {
-    .name = "sse",
-    .on_read = sse_on_read,
-    .on_eof = sse_on_eof,
-    .on_tick = sse_on_tick,
-    .on_close = sse_on_close,
-};
+static const http_stream_cbs_t sse_cbs = {sse_on_tick, sse_on_close};
 
 static int by_id(const void *a, const void *b)
 {
@@ -164,7 +151,7 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
         if (!data || !b || buf_puts(&data, "{\"lastEventId\":") < 0 ||
             buf_put_json_string(&data, last_id) < 0 || buf_puts(&data, "}") < 0 ||
             sse_write_event(&b, NULL, "gap", data->data, data->len) < 0 ||
-            conn_send(cl->c, b, 0, b->len) < 0)
+            http_stream_send(cl->out, b, 0, b->len) < 0)
             r = -ENOMEM;
         buf_unref(data);
         buf_unref(b);
@@ -173,7 +160,7 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
         qsort(all, total, sizeof(*all), by_id);
     if (r == 0)
         history_sent_record(&cl->replayed, all, total,
-                            uv_now(&cl->c->w->loop) + HISTORY_SENT_WINDOW_MS);
+                            uv_now(&cl->out->w->loop) + HISTORY_SENT_WINDOW_MS);
     for (size_t i = 0; i < total; i++) {
         /* a push in several of the subscriber's topics is replayed once */
         int dup = i > 0 && all[i].p == all[i - 1].p;
@@ -185,9 +172,9 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
     return r;
 }
 
-int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
-               const char *tenant, char *const *topics, size_t n, const char *last_event_id,
-               history_t *hist)
+int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
+               const char *client_id, const char *tenant, char *const *topics, size_t n,
+               const char *last_event_id, history_t *hist)
 {
     sse_client_t *cl = calloc(1, sizeof(*cl));
     if (!cl || !(cl->client_id = strdup(client_id)))
@@ -196,20 +183,23 @@ int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const c
         tenant = id->tenant;
     if (tenant && !(cl->tenant = strdup(tenant)))
         goto fail_client;
-    cl->c = c;
     cl->id = id;
     cl->heartbeat_ms = opt->heartbeat_ms;
-    cl->next_heartbeat = uv_now(&c->w->loop) + opt->heartbeat_ms;
-    buf_t *head = buf_new(256);
-    if (!head ||
-        buf_puts(&head, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
-                        "Connection: close\r\n\r\n") < 0 ||
-        sse_write_retry(&head, opt->retry_ms) < 0 || conn_send_owned(c, head) < 0) {
-        if (head)
-            buf_unref(head);
-        goto fail_client;
+    cl->next_heartbeat = uv_now(&ctx->w->loop) + opt->heartbeat_ms;
+    buf_t *retry = buf_new(32);
+    if (!retry || sse_write_retry(&retry, opt->retry_ms) < 0)
+        goto fail_retry;
+    cl->out = http_stream_open(ctx, "text/event-stream",
+                               "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", &sse_cbs, cl);
+    if (!cl->out) {
+        buf_unref(retry);
+        client_free(cl);
+        return -ENOMEM;
     }
+    /* from here the stream owns cl: every failure closes it and on_close frees */
+    __atomic_add_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
+    int r = http_stream_send(cl->out, retry, 0, retry->len);
+    buf_unref(retry);
     subscriber_t *s = &cl->sub;
     s->ops = &sse_ops;
     s->transport = "sse";
@@ -221,30 +211,29 @@ int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const c
     s->n_roles = id ? id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
     s->topics_only = 1;
-    c->limit = 0; /* the replay may be large; the bound applies to live pushes */
-    c->deadline = 0;
-    conn_set_proto(c, &sse_proto, cl);
-    __atomic_add_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
     /* subscribe before replaying: a push recorded after the replay read the history
      * arrives live; one recorded before arrives in the replay and is skipped live */
-    hub_subscribe(c->w, s);
-    for (size_t i = 0; i < n; i++)
-        if (hub_topic_add(s, topics[i]) == -ENOMEM) {
-            conn_close(c);
-            return -ENOMEM;
-        }
-    if (last_event_id && *last_event_id && replay(cl, topics, n, last_event_id, hist) < 0) {
-        conn_close(c);
+    hub_subscribe(cl->out->w, s);
+    for (size_t i = 0; i < n && r == 0; i++)
+        if (hub_topic_add(s, topics[i]) == -ENOMEM)
+            r = -ENOMEM;
+    if (r == 0 && last_event_id && *last_event_id)
+        r = replay(cl, topics, n, last_event_id, hist);
+    if (r < 0) {
+        http_stream_close(cl->out);
         return -ENOMEM;
     }
-    c->limit = opt->max_output_bytes ? c->pending + opt->max_output_bytes : 0;
+    /* the replay may be large; the bound applies to live pushes */
+    http_stream_set_limit(cl->out, opt->max_output_bytes);
     return 0;
+fail_retry:
+    buf_unref(retry);
 fail_client:
     free(cl->tenant);
     free(cl->client_id);
 fail_alloc:
     free(cl);
     auth_identity_free(id);
-    conn_close(c);
+    http_respond_error(ctx, 500, "out of memory");
     return -ENOMEM;
 }

@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 #include "auth/auth.h"
-#include "core/conn.h"
+#include "http/server.h"
 #include "hub/history.h"
 #include "hub/push.h"
 
@@ -17,13 +17,15 @@ typedef struct sse_options_s {
     size_t max_output_bytes;
 } sse_options_t;
 
-/* Turns c (an HTTP connection whose request was accepted) into an SSE subscriber of
- * topics (copied) on c's worker: answers 200 text/event-stream, sends `retry:`, replays
+/* Answers ctx (a request that was accepted) with an open 200 text/event-stream
+ * response (http_stream_open: the raw connection for HTTP/1.1, one stream among others
+ * for HTTP/2) and makes it an SSE subscriber of topics (copied) on ctx's worker: sends
+ * `retry:`, replays
  * what hist has after last_event_id (NULL: nothing) — preceded by `event: gap` when some
  * of it is lost — then live pushes. id may be NULL (anonymous) and is taken. tenant
  * (copied; NULL: the identity's) is the tenant whose pushes the subscriber may see.
- * Returns 0, or -ENOMEM (c is closed, id freed). */
-int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
+ * Returns 0, or -ENOMEM (the response is closed, id freed). */
+int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
                const char *tenant, char *const *topics, size_t n, const char *last_event_id,
                history_t *hist);
 

@@ -39,7 +39,7 @@ int ws_check_upgrade(const http_request_t *req, const char **key, const char **w
     *why = NULL;
     if (strcmp(req->method_name, "GET") != 0)
         *why = "a WebSocket handshake must be a GET";
-    else if (req->http_minor < 1)
+    else if (req->http_major != 1 || req->http_minor < 1)
         *why = "a WebSocket handshake needs HTTP/1.1";
     else if (!up || !http_header_has_token(up, "websocket"))
         *why = "Upgrade: websocket is required";
