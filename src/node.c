@@ -20,6 +20,7 @@
 #include "hub/hub.h"
 #include "transport/engineio.h"
 #include "store/devices_redis.h"
+#include "store/idem.h"
 #include "streams/stream.h"
 
 typedef struct node_s {
@@ -193,6 +194,21 @@ int node_run(config_t *cfg)
         goto fail_pool;
     if (cfg->redis_url && devices_in_redis(&n, cfg, bus) < 0)
         goto fail_pool;
+    /* Idempotency-Keys of pushes: shared in Redis by a cluster, in memory on one node */
+    int64_t idem_ttl = (int64_t)cfg->idem_ttl_seconds * 1000;
+    if (cfg->redis_url) {
+        idem_redis_cfg_t ic = {.host = n.redis.host,
+                               .port = n.redis.port,
+                               .db = n.redis.db,
+                               .prefix = n.redis_prefix,
+                               .healthy = bus_up,
+                               .healthy_arg = &n};
+        n.app.idem = idem_redis_new(&ic, idem_ttl);
+    } else {
+        n.app.idem = idem_mem_new(idem_ttl, cfg->idem_max_keys);
+    }
+    if (!n.app.idem)
+        goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -237,6 +253,7 @@ int node_run(config_t *cfg)
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
     api_devices_free(&n.app);
+    idem_free(n.app.idem);
     bus->ops->free(bus);
     hub_free(n.app.hub);
     streams_shutdown();
@@ -249,6 +266,7 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sigint, NULL);
     api_devices_free(&n.app);
 fail_devices:
+    idem_free(n.app.idem);
     if (bus->ops->close)
         bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -48,6 +48,8 @@ int config_init(config_t *cfg)
         .max_queue = 1000,
         .retention_seconds = 7 * 86400,
     };
+    cfg->idem_ttl_seconds = 86400;
+    cfg->idem_max_keys = 100000;
     cfg->limits = (config_limits_t){
         .max_output_bytes = 1u << 20,
         .max_message_bytes = 1u << 20,
@@ -274,6 +276,37 @@ static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errle
     return 0;
 }
 
+/* "idempotency": {"ttlSeconds", "maxKeys"} (docs/api.md "Idempotency-Key"). */
+static int apply_idempotency(config_t *cfg, json_t *o, char *err, size_t errlen)
+{
+    if (!json_is_object(o))
+        FAIL("idempotency must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "ttlSeconds") != 0 && strcmp(k, "maxKeys") != 0)
+            FAIL("idempotency.%s is not a known key (ttlSeconds, maxKeys)", k);
+    }
+    unsigned long long x;
+    int r;
+    if ((r = get_uint(o, "ttlSeconds", "idempotency.", 30 * 86400, &x, err, errlen)) < 0)
+        return r;
+    if (r) {
+        if (x < 1)
+            FAIL("idempotency.ttlSeconds must be between 1 and %d", 30 * 86400);
+        cfg->idem_ttl_seconds = (unsigned)x;
+    }
+    if ((r = get_uint(o, "maxKeys", "idempotency.", 100000000, &x, err, errlen)) < 0)
+        return r;
+    if (r) {
+        if (x < 1)
+            FAIL("idempotency.maxKeys must be between 1 and 100000000");
+        cfg->idem_max_keys = (unsigned)x;
+    }
+    return 0;
+}
+
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
@@ -282,7 +315,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   NULL};
+                                  "device",   "idempotency", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -436,6 +469,9 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         return r;
     json_t *dev = json_object_get(doc, "device");
     if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0)
+        return r;
+    json_t *idem = json_object_get(doc, "idempotency");
+    if (idem && (r = apply_idempotency(cfg, idem, err, errlen)) < 0)
         return r;
     return 0;
 }

@@ -61,6 +61,8 @@ typedef struct config_s {
     unsigned sse_retry_ms;
     config_limits_t limits;
     config_device_t device;
+    unsigned idem_ttl_seconds; /* how long an Idempotency-Key's answer is kept */
+    unsigned idem_max_keys;    /* keys kept in memory on a single node (pushes) */
     int diagnostics;
     char *log_level;
 } config_t;

@@ -18,6 +18,7 @@
  *   orph:{dev}         zset: the device's orphan ids (score: the id)
  *   orphans            zset: orphan ids by receivedAt (retention)
  *   stats              hash: queued (every device's queued commands)
+ *   idem:{scope}       hash: an enqueue's Idempotency-Key {fp, id}, PEXPIRE its TTL
  * Device ids stay strings inside the scripts (Lua numbers are doubles); times and
  * command ids are well within a double's integers. */
 #include "store/devices_redis.h"
@@ -36,7 +37,7 @@
 #include "store/devices_rcodec.h"
 
 #define POOL_MAX 64
-#define ARGS_MAX 24
+#define ARGS_MAX 32
 #define HASH_MAX 48 /* most entries of a command hash (fields and values) */
 #define SWEEP_BATCH 2000
 
@@ -126,10 +127,22 @@ enum script_id {
 };
 
 static const char *const script_body[SC_COUNT] = {
-    /* ARGV[6] device, [7] max queue, [8] expiresAt (0: never), [9…] field, value pairs.
-     * Returns {id or -1 (full), expired queued, expired sent} */
+    /* ARGV[6] device, [7] max queue, [8] expiresAt (0: never), [9] Idempotency-Key
+     * scope ("": none), [10] its fingerprint, [11] its TTL ms, [12…] field, value
+     * pairs. Returns {id or -1 (full) or -2 (the key is another request's), expired
+     * queued, expired sent, 1 when the id is the key's earlier command}. The key is
+     * checked and written here, with the command, so a call cut off by a timeout after
+     * Redis ran it is found by its retry */
     [SC_ENQUEUE] =
         "local dev, maxq, expires = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+        "local ik = ARGV[9] ~= '' and (P .. 'idem:' .. ARGV[9]) or nil\n"
+        "if ik then\n"
+        "  local v = redis.call('HMGET', ik, 'fp', 'id')\n"
+        "  if v[1] then\n"
+        "    if v[1] ~= ARGV[10] then return {-2, 0, 0, 0} end\n"
+        "    return {tonumber(v[2]), 0, 0, 1}\n"
+        "  end\n"
+        "end\n"
         "expire_device(dev)\n"
         "local q = P .. 'q:' .. dev\n"
         "if redis.call('LLEN', q) >= maxq then return {-1, EXP[1], EXP[2]} end\n"
@@ -137,7 +150,7 @@ static const char *const script_body[SC_COUNT] = {
         "local c = P .. 'c:' .. id\n"
         "local h = {'id', id, 'device', dev, 'status', 'queued', 'attempts', '0', 'createdAt', "
         "D(NOW)}\n"
-        "for i = 9, #ARGV do h[#h + 1] = ARGV[i] end\n"
+        "for i = 12, #ARGV do h[#h + 1] = ARGV[i] end\n"
         "if expires > 0 then\n"
         "  h[#h + 1] = 'expiresAt'; h[#h + 1] = D(expires)\n"
         "  redis.call('ZADD', P .. 'dexp:' .. dev, D(expires), id)\n"
@@ -148,8 +161,12 @@ static const char *const script_body[SC_COUNT] = {
         "redis.call('ZADD', P .. 'all:' .. dev, id, id)\n"
         "redis.call('ZADD', P .. 'devs', 0, lex(dev) .. dev)\n"
         "redis.call('HINCRBY', P .. 'stats', 'queued', 1)\n"
+        "if ik then\n"
+        "  redis.call('HSET', ik, 'fp', ARGV[10], 'id', id)\n"
+        "  redis.call('PEXPIRE', ik, ARGV[11])\n"
+        "end\n"
         "wake('p' .. dev); publish()\n"
-        "return {tonumber(id), EXP[1], EXP[2]}\n",
+        "return {tonumber(id), EXP[1], EXP[2], 0}\n",
     /* ARGV[6] device. Returns {delivered 0/1, expired queued, expired sent,
      * redelivery 0/1, the command's hash} */
     [SC_NEXT] = "local dev = ARGV[6]\n"
@@ -550,7 +567,7 @@ static void set_gauges(int64_t queued, int64_t sent)
 }
 
 static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cmd,
-                      int64_t expires_at, int64_t now, int64_t *id)
+                      int64_t expires_at, int64_t now, const devices_idem_t *idem, int64_t *id)
 {
     rq_t *q = (rq_t *)base;
     call_t c;
@@ -558,6 +575,9 @@ static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cm
     arg_i(&c, device_id);
     arg_i(&c, q->opts.max_queue);
     arg_i(&c, expires_at > 0 ? expires_at : 0);
+    arg_s(&c, idem ? idem->scope : "");
+    arg_s(&c, idem ? idem->fp : "");
+    arg_i(&c, q->opts.idem_ttl_ms > 0 ? q->opts.idem_ttl_ms : 86400000);
     devices_rstr_t f[DEVICES_RCMD_FIELDS_MAX];
     size_t n = devices_rcmd_fields(cmd, f);
     for (size_t i = 0; i < n; i++)
@@ -567,13 +587,16 @@ static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cm
     if (ret < 0) return ret;
     expired(r, 1);
     int64_t got = el_int(r, 0);
-    if (got > 0) {
+    if (got > 0 && el_int(r, 3) == 1) {
+        *id = got; /* the key's command: nothing was enqueued now */
+        ret = 1;
+    } else if (got > 0) {
         *id = got;
         gauges(1, 0);
         METRICS_ADD(device_commands[DEVICES_QUEUED], 1);
         ret = 0;
     } else {
-        ret = got == -1 ? -ENOSPC : -EIO;
+        ret = got == -1 ? -ENOSPC : got == -2 ? -EEXIST : -EIO;
     }
     freeReplyObject(r);
     return ret;
