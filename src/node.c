@@ -14,6 +14,7 @@
 #include "cluster/codec.h"
 #include "core/ids.h"
 #include "core/log.h"
+#include "core/memtrim.h"
 #include "core/worker.h"
 #include "http/server.h"
 #include "auth/channels.h"
@@ -35,6 +36,7 @@ typedef struct node_s {
     char redis_prefix[300];
     devices_redis_cfg_t devices_redis;
     int devices_keep; /* atomic: the bus closed at shutdown with Redis up */
+    memtrim_t memtrim; /* freed heap back to the kernel after disconnects */
 } node_t;
 
 /* The device queue in Redis skips Redis while the bus finds it down. Once the bus has
@@ -107,6 +109,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (n->bus && n->bus->ops->close)
         n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
+    memtrim_stop(&n->memtrim);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
 }
@@ -245,8 +248,12 @@ int node_run(config_t *cfg)
                   uv_strerror(r));
         goto fail_pool;
     }
-    if (n.stopping)
+    if (memtrim_start(&n.memtrim, loop, &n.pool.connections) < 0)
+        log_warn("cannot start the heap trimmer", NULL);
+    if (n.stopping) {
         worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
+        memtrim_stop(&n.memtrim);
+    }
     log_info("listening", "addr=%s:%d workers=%d application=%s", cfg->listen_host,
              n.pool.cfg.port, cfg->workers, cfg->application_id);
     uv_run(loop, UV_RUN_DEFAULT);
