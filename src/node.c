@@ -15,6 +15,7 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/tls.h"
+#include "core/memtrim.h"
 #include "core/worker.h"
 #include "http/server.h"
 #include "auth/channels.h"
@@ -22,6 +23,7 @@
 #include "transport/engineio.h"
 #include "cluster/redis_cluster.h"
 #include "store/devices_redis.h"
+#include "store/idem.h"
 #include "streams/stream.h"
 
 typedef struct node_s {
@@ -37,6 +39,7 @@ typedef struct node_s {
     char redis_prefix[300];
     devices_redis_cfg_t devices_redis;
     int devices_keep; /* atomic: the bus closed at shutdown with Redis up */
+    memtrim_t memtrim; /* freed heap back to the kernel after disconnects */
 } node_t;
 
 /* The device queue in Redis skips Redis while the bus finds it down. Once the bus has
@@ -107,6 +110,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (n->bus && n->bus->ops->close)
         n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
+    memtrim_stop(&n->memtrim);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->sighup, NULL);
@@ -223,6 +227,19 @@ int node_run(config_t *cfg)
         goto fail_pool;
     if (redis && devices_in_redis(&n, cfg, bus) < 0)
         goto fail_pool;
+    /* Idempotency-Keys of pushes: shared in Redis by a cluster, in memory on one node */
+    int64_t idem_ttl = (int64_t)cfg->idem_ttl_seconds * 1000;
+    if (redis) {
+        idem_redis_cfg_t ic = {.target = &n.redis,
+                               .prefix = n.redis_prefix,
+                               .healthy = bus_up,
+                               .healthy_arg = &n};
+        n.app.idem = idem_redis_new(&ic, idem_ttl);
+    } else {
+        n.app.idem = idem_mem_new(idem_ttl, cfg->idem_max_keys);
+    }
+    if (!n.app.idem)
+        goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -265,14 +282,19 @@ int node_run(config_t *cfg)
                   uv_strerror(r));
         goto fail_pool;
     }
-    if (n.stopping)
+    if (memtrim_start(&n.memtrim, loop, &n.pool.connections) < 0)
+        log_warn("cannot start the heap trimmer", NULL);
+    if (n.stopping) {
         worker_pool_stop(&n.pool); /* a signal came while the workers were starting */
+        memtrim_stop(&n.memtrim);
+    }
     log_info("listening", "addr=%s:%d workers=%d application=%s tls=%s", cfg->listen_host,
              n.pool.cfg.port, cfg->workers, cfg->application_id, n.tls ? "on" : "off");
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
     api_devices_free(&n.app);
+    idem_free(n.app.idem);
     bus->ops->free(bus);
     hub_free(n.app.hub);
     streams_shutdown();
@@ -287,6 +309,7 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sighup, NULL);
     api_devices_free(&n.app);
 fail_devices:
+    idem_free(n.app.idem);
     if (bus->ops->close)
         bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);

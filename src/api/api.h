@@ -26,6 +26,7 @@ typedef struct app_s {
     /* set (by the node, when clustered): the device queue lives in Redis
      * (store/devices_redis.h) rather than in the node's SQLite */
     const struct devices_redis_cfg_s *devices_redis;
+    struct idem_s *idem; /* Idempotency-Keys of pushes (store/idem.h) */
 } app_t;
 
 extern const http_route_t api_routes[];
@@ -34,6 +35,32 @@ extern const size_t api_n_routes;
 /* Checks `Authorization: Bearer <key>` for scope (CONFIG_SCOPE_*). On failure answers
  * 403 {"error":"Access Forbidden"}. Returns the key, or NULL (already answered). */
 const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
+
+/* ---- Idempotency-Key (api/idempotency.c, docs/api.md) ---- */
+
+typedef struct api_idem_s api_idem_t;
+
+/* The request's Idempotency-Key, if any, scoped to the API key k and endpoint (a short
+ * name): *scope gets a new string and fp (IDEM_FP_LEN + 1 bytes) the fingerprint of
+ * extra (may be NULL) and the body. Returns 1 (a key), 0 (none), -1 (a bad key:
+ * answered 400, or 500). */
+int api_idem_key(http_ctx_t *ctx, const config_apikey_t *k, const char *endpoint,
+                 const char *extra, char **scope, char *fp);
+
+/* For a push: looks the request's key up in app->idem. Returns 0 with *out NULL (no
+ * key) or the reserved key (act, then api_idem_finish or api_idem_forget it); 1 when
+ * the request is already answered: the first attempt's answer again, 409 (that attempt
+ * is still in progress), 422 (the key was used with another request), 400, 503. */
+int api_idem_begin(http_ctx_t *ctx, const config_apikey_t *k, const char *endpoint,
+                   api_idem_t **out);
+
+/* Stores the answer the reserved key's attempt gave (the strings are copied) and frees
+ * ik. NULL is a no-op. */
+void api_idem_finish(api_idem_t *ik, int status, const char *content_type, const char *headers,
+                     const char *body, size_t len);
+
+/* Releases the key of an attempt that did nothing, and frees ik. NULL is a no-op. */
+void api_idem_forget(api_idem_t *ik);
 
 /* Parses the request body as a JSON object. On failure answers 415/422. Returns a new
  * reference, or NULL (already answered). */

@@ -13,14 +13,20 @@
 #define PUSH_MAX_CHANNELS 100
 
 typedef struct channel_push_s {
-    http_ctx_t *ctx;
+    http_ctx_t *ctx; /* NULL once the client is gone (with an Idempotency-Key) */
     uint64_t token;
-    char *body; /* the sanitized push, answered as is */
+    char *body;       /* the sanitized push, answered as is */
+    api_idem_t *idem; /* the request's Idempotency-Key, or NULL */
 } channel_push_t;
 
 static void on_abort(http_ctx_t *ctx)
 {
     channel_push_t *cp = ctx->abort_arg;
+    if (cp->idem) {
+        /* the push went out: its answer is still stored for the client's retry */
+        cp->ctx = NULL;
+        return;
+    }
     hub_cancel(ctx->w, cp->token);
     free(cp->body);
     free(cp);
@@ -33,16 +39,18 @@ static void on_report(void *arg, push_t *p, buf_t *report)
     long long reached = 0;
     json_t *doc = report ? json_loadb(report->data, report->len, 0, NULL) : NULL;
     json_t *delivered = json_object_get(json_object_get(doc, "summary"), "delivered");
-    if (json_is_integer(delivered))
-        reached = json_integer_value(delivered);
+    if (json_is_integer(delivered)) reached = json_integer_value(delivered);
     json_decref(doc);
     buf_unref(report);
     char headers[160];
     snprintf(headers, sizeof(headers), "X-Push-Id: %s\r\nX-Push-Subscribers: %lld\r\n", p->id,
              reached);
-    ctx->on_abort = NULL;
-    http_respond(ctx, 200, "application/json; charset=utf-8", cp->body, strlen(cp->body),
-                 headers);
+    static const char ctype[] = "application/json; charset=utf-8";
+    api_idem_finish(cp->idem, 200, ctype, headers, cp->body, strlen(cp->body));
+    if (ctx) {
+        ctx->on_abort = NULL;
+        http_respond(ctx, 200, ctype, cp->body, strlen(cp->body), headers);
+    }
     free(cp->body);
     free(cp);
 }
@@ -53,8 +61,7 @@ static int parse_push(json_t *doc, json_t **channels, char *err, size_t errlen)
     json_t *ch = json_object_get(doc, "channel");
     json_t *event = json_object_get(doc, "event");
     json_t *out = json_array();
-    if (!out)
-        return -ENOMEM;
+    if (!out) return -ENOMEM;
     if (json_is_string(ch)) {
         json_t *one = json_array();
         json_array_append(one, ch);
@@ -75,8 +82,7 @@ static int parse_push(json_t *doc, json_t **channels, char *err, size_t errlen)
     }
     json_array_foreach(ch, i, c)
     {
-        if (r)
-            break;
+        if (r) break;
         const char *name = json_string_value(c);
         if (!name || channel_name_valid(name) < 0) {
             snprintf(err, errlen,
@@ -92,8 +98,7 @@ static int parse_push(json_t *doc, json_t **channels, char *err, size_t errlen)
         {
             dup |= strcmp(json_string_value(o), name) == 0;
         }
-        if (!dup)
-            json_array_append(out, c);
+        if (!dup) json_array_append(out, c);
     }
     if (r == 0 && json_array_size(out) > PUSH_MAX_CHANNELS) {
         snprintf(err, errlen, "channel names more than %d channels", PUSH_MAX_CHANNELS);
@@ -118,16 +123,22 @@ static int parse_push(json_t *doc, json_t **channels, char *err, size_t errlen)
 
 void api_push(http_ctx_t *ctx)
 {
-    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH))
-        return;
+    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_PUBLISH);
+    if (!key) return;
     json_t *doc = api_json_body(ctx);
-    if (!doc)
-        return;
+    if (!doc) return;
     json_t *channels = NULL;
     char err[256];
     int r = parse_push(doc, &channels, err, sizeof(err));
     if (r < 0) {
         http_respond_error(ctx, r == -ENOMEM ? 500 : 422, r == -ENOMEM ? "out of memory" : err);
+        json_decref(doc);
+        return;
+    }
+    /* a valid request: a repeat of one already made is answered here */
+    api_idem_t *idem = NULL;
+    if (api_idem_begin(ctx, key, "push", &idem)) {
+        json_decref(channels);
         json_decref(doc);
         return;
     }
@@ -163,19 +174,21 @@ void api_push(http_ctx_t *ctx)
     json_decref(channels);
     json_decref(doc);
     if (r < 0) {
-        if (cp)
-            free(cp->body);
+        if (cp) free(cp->body);
         free(cp);
         push_unref(p);
+        api_idem_forget(idem);
         http_respond_error(ctx, 500, "out of memory");
         return;
     }
     cp->ctx = ctx;
+    cp->idem = idem;
     uint64_t token = 0;
     http_defer(ctx);
     if (hub_publish(ctx->w, p, on_report, cp, &token) < 0) {
         free(cp->body);
         free(cp);
+        api_idem_forget(idem);
         http_respond_error(ctx, 503, "the push could not be published");
     } else {
         cp->token = token;
@@ -229,8 +242,7 @@ void api_sse(http_ctx_t *ctx)
                     topics = t;
                     n++;
                 } else {
-                    if (t)
-                        topics = t;
+                    if (t) topics = t;
                     status = 500;
                     snprintf(err, sizeof(err), "out of memory");
                 }

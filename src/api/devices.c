@@ -14,6 +14,7 @@
 #include "store/devices.h"
 #include "store/devices_rcodec.h"
 #include "store/devices_redis.h"
+#include "store/idem.h"
 #include "transport/device.h"
 #include "transport/device_codec.h"
 
@@ -444,7 +445,7 @@ static void on_result_hold(device_hold_t *h, enum device_why why)
     devices_cmd_clear(&c);
 }
 
-static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
+static void enqueue(http_ctx_t *ctx, app_t *app, const config_apikey_t *key, int64_t device_id)
 {
     int64_t wait = 0;
     if (query_uint(ctx, "waitMs", WAIT_MAX_MS, &wait) < 0) return;
@@ -459,15 +460,31 @@ static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
         http_respond_error(ctx, r == -ENOMEM ? 500 : 422, r == -ENOMEM ? "out of memory" : err);
         return;
     }
+    /* the Idempotency-Key goes into the store with the command (docs/api.md); the
+     * fingerprint covers the device and the body */
+    char dev[24], fp[IDEM_FP_LEN + 1];
+    snprintf(dev, sizeof(dev), "%lld", (long long)device_id);
+    devices_idem_t idem = {.fp = fp};
+    char *scope = NULL;
+    if (api_idem_key(ctx, key, "devices", dev, &scope, fp) < 0) {
+        device_cmd_clear(&cmd);
+        return;
+    }
+    idem.scope = scope;
     if (!ttl_s) ttl_s = app->cfg->device.ttl_seconds;
     int64_t now = now_ms(), id = 0;
     int64_t expires = ttl_s ? now + ttl_s * 1000 : 0;
     if (wait) device_reserve(app->device_reg, DEVICE_HOLD_RESULT);
-    r = devices_enqueue(app->devices, device_id, &cmd, expires, now, &id);
+    r = devices_enqueue_idem(app->devices, device_id, &cmd, expires, now, scope ? &idem : NULL,
+                             &id);
     device_cmd_clear(&cmd);
+    free(scope);
+    int replayed = r == 1;
     if (r < 0) {
         if (wait) device_unreserve(app->device_reg, DEVICE_HOLD_RESULT);
-        if (r == -ENOSPC) {
+        if (r == -EEXIST) {
+            answer_error(ctx, 422, "this Idempotency-Key was already used with a different request");
+        } else if (r == -ENOSPC) {
             snprintf(err, sizeof(err),
                      "device %lld already has %u unfinished commands (device.maxQueue)",
                      (long long)device_id, app->cfg->device.max_queue);
@@ -477,7 +494,7 @@ static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
         }
         return;
     }
-    device_notify(app->device_reg, ctx->w, DEVICE_HOLD_POLL, device_id);
+    if (!replayed) device_notify(app->device_reg, ctx->w, DEVICE_HOLD_POLL, device_id);
     if (wait) {
         if (device_hold(app->device_reg, ctx->w, ctx, DEVICE_HOLD_RESULT, id, device_id,
                         (uint64_t)wait, on_result_hold, NULL) == 0) {
@@ -494,9 +511,10 @@ static void enqueue(http_ctx_t *ctx, app_t *app, int64_t device_id)
         devices_cmd_clear(&c);
         return;
     }
-    char loc[128];
-    snprintf(loc, sizeof(loc), "Location: /api/devices/%lld/commands/%lld\r\n",
-             (long long)device_id, (long long)id);
+    /* a repeat gets the first answer again: the same id, still "queued" as it was then */
+    char loc[160];
+    snprintf(loc, sizeof(loc), "Location: /api/devices/%lld/commands/%lld\r\n%s",
+             (long long)device_id, (long long)id, replayed ? "Idempotent-Replayed: true\r\n" : "");
     buf_t *b = buf_new(64);
     if (b && buf_printf(&b, "{\"id\":%lld,\"status\":\"queued\"}", (long long)id) < 0) {
         buf_unref(b);
@@ -775,7 +793,8 @@ static int segment(const char **p, char *seg, size_t size)
 void api_devices_route(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (!api_require_key(ctx, CONFIG_SCOPE_PUBLISH)) return;
+    const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_PUBLISH);
+    if (!key) return;
     const char *p = ctx->req->path + strlen("/api/devices/");
     const char *m = ctx->req->method_name;
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
@@ -807,7 +826,7 @@ void api_devices_route(http_ctx_t *ctx)
     int cn = segment(&p, cid, sizeof(cid));
     if (cn == 0 && !*p) {
         if (strcmp(m, "POST") == 0)
-            enqueue(ctx, app, device_id);
+            enqueue(ctx, app, key, device_id);
         else if (get)
             list_commands(ctx, app, device_id);
         else
@@ -886,6 +905,7 @@ int api_devices_init(app_t *app, char *err, size_t errlen)
         .max_queue = dc->max_queue,
         .retention_ms = (int64_t)dc->retention_seconds * 1000,
         .group_commit = 1,
+        .idem_ttl_ms = (int64_t)app->cfg->idem_ttl_seconds * 1000,
     };
     int r;
     if (app->devices_redis) {

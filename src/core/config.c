@@ -54,6 +54,8 @@ int config_init(config_t *cfg)
         .retention_seconds = 7 * 86400,
     };
     cfg->http2 = (config_http2_t){.enabled = 1, .max_concurrent_streams = 100};
+    cfg->idem_ttl_seconds = 86400;
+    cfg->idem_max_keys = 100000;
     cfg->limits = (config_limits_t){
         .max_output_bytes = 1u << 20,
         .max_message_bytes = 1u << 20,
@@ -392,6 +394,37 @@ static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
     return 0;
 }
 
+/* "idempotency": {"ttlSeconds", "maxKeys"} (docs/api.md "Idempotency-Key"). */
+static int apply_idempotency(config_t *cfg, json_t *o, char *err, size_t errlen)
+{
+    if (!json_is_object(o))
+        FAIL("idempotency must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (strcmp(k, "ttlSeconds") != 0 && strcmp(k, "maxKeys") != 0)
+            FAIL("idempotency.%s is not a known key (ttlSeconds, maxKeys)", k);
+    }
+    unsigned long long x;
+    int r;
+    if ((r = get_uint(o, "ttlSeconds", "idempotency.", 30 * 86400, &x, err, errlen)) < 0)
+        return r;
+    if (r) {
+        if (x < 1)
+            FAIL("idempotency.ttlSeconds must be between 1 and %d", 30 * 86400);
+        cfg->idem_ttl_seconds = (unsigned)x;
+    }
+    if ((r = get_uint(o, "maxKeys", "idempotency.", 100000000, &x, err, errlen)) < 0)
+        return r;
+    if (r) {
+        if (x < 1)
+            FAIL("idempotency.maxKeys must be between 1 and 100000000");
+        cfg->idem_max_keys = (unsigned)x;
+    }
+    return 0;
+}
+
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
@@ -400,7 +433,8 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   "tls",      "websocket", "http2",   NULL};
+                                  "device",   "tls",      "websocket", "http2",   "idempotency",
+                                  NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -563,6 +597,9 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         return r;
     json_t *h2 = json_object_get(doc, "http2");
     if (h2 && (r = apply_http2(&cfg->http2, h2, err, errlen)) < 0)
+        return r;
+    json_t *idem = json_object_get(doc, "idempotency");
+    if (idem && (r = apply_idempotency(cfg, idem, err, errlen)) < 0)
         return r;
     return 0;
 }

@@ -69,6 +69,8 @@ typedef struct config_s {
     config_limits_t limits;
     config_device_t device;
     config_http2_t http2;
+    unsigned idem_ttl_seconds; /* how long an Idempotency-Key's answer is kept */
+    unsigned idem_max_keys;    /* keys kept in memory on a single node (pushes) */
     int diagnostics;
     char *log_level;
     /* TLS on the listener (docs/configuration.md): both set, or neither */

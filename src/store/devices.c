@@ -47,7 +47,14 @@ static const char schema[] =
     " response TEXT,"
     " error TEXT);"
     "CREATE INDEX IF NOT EXISTS device_orphans_by_device ON device_orphans(device_id, id);"
-    "CREATE INDEX IF NOT EXISTS device_orphans_age ON device_orphans(received_at);";
+    "CREATE INDEX IF NOT EXISTS device_orphans_age ON device_orphans(received_at);"
+    /* Idempotency-Keys of enqueues: written in the enqueue's own transaction */
+    "CREATE TABLE IF NOT EXISTS device_idem ("
+    " scope TEXT PRIMARY KEY,"
+    " fp TEXT NOT NULL,"
+    " cmd_id INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS device_idem_age ON device_idem(created_at);";
 
 #define COLS                                                                                       \
     "id, device_id, status, verb, endpoint, body, body_json, content_type, query_string,"          \
@@ -84,6 +91,9 @@ enum stmt_id {
     S_TOTALS,
     S_PRUNE_COMMANDS,
     S_PRUNE_ORPHANS,
+    S_IDEM_GET,
+    S_IDEM_PUT,
+    S_IDEM_PRUNE,
     S_COUNT
 };
 
@@ -151,6 +161,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_PRUNE_ORPHANS] = "DELETE FROM device_orphans WHERE id IN (SELECT id FROM"
                         " device_orphans WHERE received_at<?1 LIMIT ?2)"
                         " AND id<(SELECT max(id) FROM device_orphans)",
+    /* ?1 scope, ?2 oldest creation still valid */
+    [S_IDEM_GET] = "SELECT fp, cmd_id FROM device_idem WHERE scope=?1 AND created_at>=?2",
+    [S_IDEM_PUT] = "INSERT OR REPLACE INTO device_idem(scope, fp, cmd_id, created_at)"
+                   " VALUES (?1, ?2, ?3, ?4)",
+    [S_IDEM_PRUNE] = "DELETE FROM device_idem WHERE scope IN (SELECT scope FROM device_idem"
+                     " WHERE created_at<?1 LIMIT ?2)",
 };
 
 /* Changes made by a transaction, applied to the metrics once it commits. */
@@ -519,14 +535,49 @@ static void sq_close(devices_t *base)
     free(ds);
 }
 
-static int sq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
-                    int64_t now, int64_t *id)
+static int64_t idem_ttl(const sq_t *ds)
+{
+    return ds->opts.idem_ttl_ms > 0 ? ds->opts.idem_ttl_ms : 86400000;
+}
+
+/* The command an Idempotency-Key names, inside the caller's transaction. Returns 1
+ * (*id set), 0 (unknown or expired), -EEXIST (another request's key), or an error. */
+static int idem_find(sq_t *ds, const devices_idem_t *idem, int64_t now, int64_t *id)
+{
+    sqlite3_stmt *g = ds->st[S_IDEM_GET];
+    sqlite3_bind_text(g, 1, idem->scope, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(g, 2, now - idem_ttl(ds));
+    int rc = sqlite3_step(g), r = 0;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *fp = sqlite3_column_text(g, 0);
+        if (!fp || strcmp((const char *)fp, idem->fp) != 0) {
+            r = -EEXIST;
+        } else {
+            *id = sqlite3_column_int64(g, 1);
+            r = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        r = fail_rc(ds, rc, "idempotency key");
+    }
+    sqlite3_reset(g);
+    return r;
+}
+
+static int sq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cmd,
+                      int64_t expires_at, int64_t now, const devices_idem_t *idem, int64_t *id)
 {
     sq_t *ds = (sq_t *)base;
     delta_t d = {0};
     pthread_mutex_lock(&ds->mu);
     int r = op_begin(ds);
     if (r < 0) goto out;
+    if (idem && (r = idem_find(ds, idem, now, id)) != 0) {
+        if (r < 0 && r != -EEXIST) goto fail;
+        /* found (or refused): nothing changed, the read is as durable as the key */
+        int cr = op_commit(ds, &d);
+        if (cr < 0) r = cr;
+        goto out;
+    }
     if ((r = expire_device(ds, device_id, now, &d)) < 0) goto fail;
     sqlite3_stmt *c = ds->st[S_COUNT_OPEN];
     sqlite3_bind_int64(c, 1, device_id);
@@ -557,6 +608,14 @@ static int sq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cm
         sqlite3_bind_null(s, 9);
     if ((r = run(ds, S_INSERT)) < 0) goto fail;
     int64_t new_id = sqlite3_last_insert_rowid(ds->db);
+    if (idem) {
+        sqlite3_stmt *k = ds->st[S_IDEM_PUT];
+        sqlite3_bind_text(k, 1, idem->scope, -1, SQLITE_STATIC);
+        sqlite3_bind_text(k, 2, idem->fp, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(k, 3, new_id);
+        sqlite3_bind_int64(k, 4, now);
+        if ((r = run(ds, S_IDEM_PUT)) < 0) goto fail;
+    }
     d.queued++;
     d.entered[DEVICES_QUEUED]++;
     if ((r = op_commit(ds, &d)) == 0) *id = new_id;
@@ -876,6 +935,10 @@ static int sq_sweep(devices_t *base, int64_t now)
             if ((r = run(ds, prune[i])) < 0) goto fail;
         }
     }
+    sqlite3_stmt *ip = ds->st[S_IDEM_PRUNE];
+    sqlite3_bind_int64(ip, 1, now - idem_ttl(ds));
+    sqlite3_bind_int(ip, 2, SWEEP_BATCH);
+    if ((r = run(ds, S_IDEM_PRUNE)) < 0) goto fail;
     if ((r = op_commit(ds, &d)) < 0 || (r = commit_open(ds)) < 0) goto out;
     tl_epoch = 0;
     r = nq + ns;
@@ -927,7 +990,15 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
                     int64_t now, int64_t *id)
 {
     tl_epoch = 0;
-    return ds->ops->enqueue(ds, device_id, cmd, expires_at, now, id);
+    return ds->ops->enqueue(ds, device_id, cmd, expires_at, now, NULL, id);
+}
+
+int devices_enqueue_idem(devices_t *ds, int64_t device_id, const device_cmd_t *cmd,
+                         int64_t expires_at, int64_t now, const devices_idem_t *idem,
+                         int64_t *id)
+{
+    tl_epoch = 0;
+    return ds->ops->enqueue(ds, device_id, cmd, expires_at, now, idem, id);
 }
 
 int devices_next(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out)

@@ -48,7 +48,16 @@ typedef struct devices_opts_s {
                               devices_sweep; 0 keeps them */
     int group_commit;      /* 0: every call commits before it returns. 1: calls run in one
                               open transaction that devices_sync commits (below) */
+    int64_t idem_ttl_ms;   /* how long an Idempotency-Key names its command; 0: 24 h */
 } devices_opts_t;
+
+/* An enqueue's Idempotency-Key (docs/api.md): scope names the key (the caller puts
+ * the API key and the endpoint in it), fp is the request's fingerprint. The key is
+ * stored with the command, in the same transaction (or Lua script). */
+typedef struct devices_idem_s {
+    const char *scope;
+    const char *fp;
+} devices_idem_t;
 
 /* One command with its state. Strings are owned (devices_cmd_clear). */
 typedef struct devices_cmd_s {
@@ -90,7 +99,7 @@ typedef int (*devices_depth_cb)(const devices_depth_t *d, void *arg);
  * implementation embeds devices_t as its first member. */
 typedef struct devices_ops_s {
     int (*enqueue)(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
-                   int64_t now, int64_t *id);
+                   int64_t now, const devices_idem_t *idem, int64_t *id);
     int (*next)(devices_t *ds, int64_t device_id, int64_t now, devices_cmd_t *out);
     int (*result)(devices_t *ds, int64_t device_id, const device_result_t *res, int64_t now,
                   int64_t *id);
@@ -145,6 +154,14 @@ int devices_sync(devices_t *ds, uint64_t epoch);
  * commands, -EBUSY when the database stayed locked, -EIO. */
 int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, int64_t expires_at,
                     int64_t now, int64_t *id);
+
+/* devices_enqueue with an Idempotency-Key (idem NULL: none). A key seen within the
+ * TTL with the same fingerprint enqueues nothing and gives the first command's id.
+ * Returns 0 (enqueued), 1 (the key's command, in *id), -EEXIST (the key was used with
+ * a different fingerprint), or what devices_enqueue returns. */
+int devices_enqueue_idem(devices_t *ds, int64_t device_id, const device_cmd_t *cmd,
+                         int64_t expires_at, int64_t now, const devices_idem_t *idem,
+                         int64_t *id);
 
 /* The device polls: expires what is past its TTL, then delivers the oldest unfinished
  * command unless one is in flight and not yet due for redelivery. The delivered

@@ -22,6 +22,8 @@
  *   B done        zset: finished commands by completedAt (retention)
  *   B orphans     zset: orphan ids by receivedAt (retention)
  *   B stats       hash: queued (the bucket's queued commands)
+ *   B idem:{scope} hash: an enqueue's Idempotency-Key {fp, id}, PEXPIRE its TTL (a
+ *                 15th key, given to the enqueue script only)
  *   B id, B oid   counters (INCR) of command and orphan ids: an id is counter *
  *                 DEVICES_REDIS_BUCKETS + bucket, unique over the buckets
  * The sweep works bucket by bucket, then device by device (a script may only touch
@@ -177,15 +179,27 @@ enum script_id {
 };
 
 static const char *const script_body[SC_COUNT] = {
-    /* ARGV[6] device, [7] max queue, [8] expiresAt (0: never), [9…] field, value pairs.
-     * Returns {id or -1 (full), expired queued, expired sent} */
+    /* ARGV[6] device, [7] max queue, [8] expiresAt (0: never), [9] "1" when KEYS[15]
+     * is an Idempotency-Key, [10] its fingerprint, [11] its TTL ms, [12…] field, value
+     * pairs. Returns {id or -1 (full) or -2 (the key is another request's), expired
+     * queued, expired sent, 1 when the id is the key's earlier command}. The key is
+     * checked and written here, with the command, so a call cut off by a timeout after
+     * Redis ran it is found by its retry */
     [SC_ENQUEUE] = "local maxq, expires = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+                   "local ik = ARGV[9] == '1' and KEYS[15] or nil\n"
+                   "if ik then\n"
+                   "  local v = redis.call('HMGET', ik, 'fp', 'id')\n"
+                   "  if v[1] then\n"
+                   "    if v[1] ~= ARGV[10] then return {-2, 0, 0, 0} end\n"
+                   "    return {tonumber(v[2]), 0, 0, 1}\n"
+                   "  end\n"
+                   "end\n"
                    "expire_device()\n"
-                   "if redis.call('LLEN', KQ) >= maxq then return {-1, EXP[1], EXP[2]} end\n"
+                   "if redis.call('LLEN', KQ) >= maxq then return {-1, EXP[1], EXP[2], 0} end\n"
                    "local id = newid(KI)\n"
                    "local h = {'id', id, 'device', DEV, 'status', 'queued', 'attempts', '0', "
                    "'createdAt', D(NOW)}\n"
-                   "for i = 9, #ARGV do h[#h + 1] = ARGV[i] end\n"
+                   "for i = 12, #ARGV do h[#h + 1] = ARGV[i] end\n"
                    "if expires > 0 then\n"
                    "  h[#h + 1] = 'expiresAt'; h[#h + 1] = D(expires)\n"
                    "  redis.call('ZADD', KX, D(expires), id)\n"
@@ -196,8 +210,12 @@ static const char *const script_body[SC_COUNT] = {
                    "redis.call('ZADD', KA, id, id)\n"
                    "redis.call('ZADD', KV, 0, lex(DEV) .. DEV)\n"
                    "redis.call('HINCRBY', KT, 'queued', 1)\n"
+                   "if ik then\n"
+                   "  redis.call('HSET', ik, 'fp', ARGV[10], 'id', id)\n"
+                   "  redis.call('PEXPIRE', ik, ARGV[11])\n"
+                   "end\n"
                    "wake('p' .. DEV); publish()\n"
-                   "return {tonumber(id), EXP[1], EXP[2]}\n",
+                   "return {tonumber(id), EXP[1], EXP[2], 0}\n",
     /* ARGV[6] device. Returns {delivered 0/1, expired queued, expired sent,
      * redelivery 0/1, the command} */
     [SC_NEXT] = "expire_device()\n"
@@ -427,6 +445,7 @@ typedef struct call_s {
     char nums[8][24];
     int n_nums;
     char keys[K_COUNT][192];
+    char idem_key[448]; /* KEYS[15] of an enqueue with an Idempotency-Key */
 } call_t;
 
 static void arg(call_t *c, const char *s, size_t len)
@@ -455,16 +474,23 @@ static int bucket_of(int64_t device_id)
 
 /* The first arguments of every script (see prelude): the keys of the device (dev,
  * or "-" for a bucket-wide script) in bucket b, then ARGV[1..5]. */
-static void call_init_b(rq_t *q, call_t *c, int script, int64_t now, int b, const char *dev)
+static void call_init_bk(rq_t *q, call_t *c, int script, int64_t now, int b, const char *dev,
+                         const char *idem_scope)
 {
     c->argc = c->n_nums = 0;
     arg_s(c, "EVALSHA");
     arg_s(c, q->sha[script]);
-    arg_s(c, "14");
+    arg_s(c, idem_scope ? "15" : "14");
     for (int k = 0; k < K_COUNT; k++) {
         int n = snprintf(c->keys[k], sizeof(c->keys[k]), "{%s%d}:%s%s", q->kprefix, b, key_name[k],
                          k <= K_ORPH ? dev : "");
         arg(c, c->keys[k], n < (int)sizeof(c->keys[k]) ? (size_t)n : sizeof(c->keys[k]) - 1);
+    }
+    if (idem_scope) {
+        /* in the device's bucket: the script checks it together with the queue */
+        int n = snprintf(c->idem_key, sizeof(c->idem_key), "{%s%d}:idem:%s", q->kprefix, b,
+                         idem_scope);
+        arg(c, c->idem_key, n < (int)sizeof(c->idem_key) ? (size_t)n : sizeof(c->idem_key) - 1);
     }
     arg_i(c, b);
     arg_i(c, now);
@@ -473,13 +499,24 @@ static void call_init_b(rq_t *q, call_t *c, int script, int64_t now, int b, cons
     arg_s(c, q->node);
 }
 
+static void call_init_b(rq_t *q, call_t *c, int script, int64_t now, int b, const char *dev)
+{
+    call_init_bk(q, c, script, now, b, dev, NULL);
+}
+
 /* call_init_b for a device's script: its bucket and keys, and the device as ARGV[6]. */
-static void call_dev(rq_t *q, call_t *c, int script, int64_t now, int64_t device_id)
+static void call_dev_k(rq_t *q, call_t *c, int script, int64_t now, int64_t device_id,
+                       const char *idem_scope)
 {
     char dev[24];
     snprintf(dev, sizeof(dev), "%lld", (long long)device_id);
-    call_init_b(q, c, script, now, bucket_of(device_id), dev);
+    call_init_bk(q, c, script, now, bucket_of(device_id), dev, idem_scope);
     arg_i(c, device_id);
+}
+
+static void call_dev(rq_t *q, call_t *c, int script, int64_t now, int64_t device_id)
+{
+    call_dev_k(q, c, script, now, device_id, NULL);
 }
 
 /* Runs the script. Returns 0 with the reply in *out (free it), -ENOTCONN (Redis
@@ -583,13 +620,16 @@ static void set_gauges(int64_t queued, int64_t sent)
 }
 
 static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cmd,
-                      int64_t expires_at, int64_t now, int64_t *id)
+                      int64_t expires_at, int64_t now, const devices_idem_t *idem, int64_t *id)
 {
     rq_t *q = (rq_t *)base;
     call_t c;
-    call_dev(q, &c, SC_ENQUEUE, now, device_id);
+    call_dev_k(q, &c, SC_ENQUEUE, now, device_id, idem ? idem->scope : NULL);
     arg_i(&c, q->opts.max_queue);
     arg_i(&c, expires_at > 0 ? expires_at : 0);
+    arg_s(&c, idem ? "1" : "0");
+    arg_s(&c, idem ? idem->fp : "");
+    arg_i(&c, q->opts.idem_ttl_ms > 0 ? q->opts.idem_ttl_ms : 86400000);
     devices_rstr_t f[DEVICES_RCMD_FIELDS_MAX];
     size_t n = devices_rcmd_fields(cmd, f);
     for (size_t i = 0; i < n; i++)
@@ -599,13 +639,16 @@ static int rq_enqueue(devices_t *base, int64_t device_id, const device_cmd_t *cm
     if (ret < 0) return ret;
     expired(r, 1);
     int64_t got = el_int(r, 0);
-    if (got > 0) {
+    if (got > 0 && el_int(r, 3) == 1) {
+        *id = got; /* the key's command: nothing was enqueued now */
+        ret = 1;
+    } else if (got > 0) {
         *id = got;
         gauges(1, 0);
         METRICS_ADD(device_commands[DEVICES_QUEUED], 1);
         ret = 0;
     } else {
-        ret = got == -1 ? -ENOSPC : -EIO;
+        ret = got == -1 ? -ENOSPC : got == -2 ? -EEXIST : -EIO;
     }
     freeReplyObject(r);
     return ret;

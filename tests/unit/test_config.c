@@ -388,3 +388,23 @@ Test(config, history_and_sse)
     expect_error("{\"sse\": {\"heartbeatMs\": 99}}", "sse.heartbeatMs");
     expect_error("{\"sse\": {\"retryMs\": \"1\"}}", "sse.retryMs");
 }
+
+Test(config, idempotency_keys)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.idem_ttl_seconds, 86400);
+    cr_assert_eq(cfg.idem_max_keys, 100000);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"idempotency\": {\"ttlSeconds\": 60, \"maxKeys\": 10}}", err,
+                       sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cfg.idem_ttl_seconds, 60);
+    cr_assert_eq(cfg.idem_max_keys, 10);
+    config_free(&cfg);
+    expect_error("{\"idempotency\": {\"ttlSeconds\": 0}}", "idempotency.ttlSeconds");
+    expect_error("{\"idempotency\": {\"maxKeys\": 0}}", "idempotency.maxKeys");
+    expect_error("{\"idempotency\": {\"bogus\": 1}}", "idempotency.bogus");
+    expect_error("{\"idempotency\": 3}", "idempotency");
+}

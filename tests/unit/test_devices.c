@@ -356,6 +356,71 @@ Test(devices, the_queue_is_bounded_per_device)
     cr_assert_eq(metrics.device_queued, 4);
 }
 
+Test(devices, an_idempotency_key_names_one_command)
+{
+    device_cmd_t c = mk("a");
+    devices_idem_t k = {.scope = "devices:abc:k1", .fp = "fp1"};
+    int64_t id = 0, again = 0;
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 10, &k, &id), 0);
+    cr_assert_gt(id, 0);
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 11, &k, &again), 1);
+    cr_assert_eq(again, id);
+    cr_assert_eq(metrics.device_queued, 1, "the repeat enqueued nothing");
+    /* the key with another request's fingerprint: refused, nothing enqueued */
+    devices_idem_t other = {.scope = "devices:abc:k1", .fp = "fp2"};
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 12, &other, &again), -EEXIST);
+    /* another scope is another key */
+    devices_idem_t k2 = {.scope = "devices:def:k1", .fp = "fp1"};
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 13, &k2, &again), 0);
+    cr_assert_neq(again, id);
+    /* the key outlives the command's completion, and a reopen */
+    poll_expect(1, 20, "a");
+    int64_t rid;
+    result(1, 21, "1", NULL, &rid);
+    cr_assert_eq(rid, id);
+    devices_close(ds);
+    open_store();
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 30, &k, &again), 1);
+    cr_assert_eq(again, id);
+    /* a full queue keeps no key: the retry acts */
+    devices_idem_t k3 = {.scope = "devices:abc:k3", .fp = "fp3"};
+    enq(1, "x", 0, 31);
+    enq(1, "y", 0, 31);
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 32, &k3, &again), -ENOSPC);
+    poll_expect(1, 33, "a");
+    result(1, 34, "1", NULL, &rid);
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 35, &k3, &again), 0);
+}
+
+#ifndef DEVICES_TEST_REDIS
+Test(devices, idempotency_keys_expire_and_are_swept)
+{
+    devices_close(ds);
+    devices_opts_t o = opts;
+    o.idem_ttl_ms = 100;
+    char err[256];
+    cr_assert_eq(devices_open(&ds, path, &o, err, sizeof(err)), 0, "%s", err);
+    device_cmd_t c = mk("a");
+    devices_idem_t k = {.scope = "devices:abc:k1", .fp = "fp1"};
+    int64_t id = 0, again = 0;
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 1000, &k, &id), 0);
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 1100, &k, &again), 1);
+    /* past the TTL the key names nothing: the same request acts again */
+    cr_assert_eq(devices_enqueue_idem(ds, 1, &c, 0, 1101, &k, &again), 0);
+    cr_assert_neq(again, id);
+    cr_assert_geq(devices_sweep(ds, 5000), 0);
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM device_idem", -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 0, "the sweep prunes expired keys");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+#endif
+
 Test(devices, expired_commands_free_room_in_the_queue)
 {
     enq(1, "a", 100, 0);
