@@ -282,7 +282,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   NULL};
+                                  "device",   "console",  NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -321,6 +321,15 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         if (!json_is_boolean(diag))
             FAIL("diagnostics must be a boolean");
         cfg->diagnostics = json_is_true(diag);
+    }
+    json_t *console = json_object_get(doc, "console");
+    if (console) {
+        json_t *en = json_is_object(console) ? json_object_get(console, "enabled") : NULL;
+        if (!json_is_object(console) || json_object_size(console) != (en ? 1u : 0u))
+            FAIL("console must be an object {\"enabled\": bool}");
+        if (en && !json_is_boolean(en))
+            FAIL("console.enabled must be a boolean");
+        cfg->console_enabled = json_is_true(en);
     }
     json_t *keys = json_object_get(doc, "apiKeys");
     if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0)

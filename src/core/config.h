@@ -62,6 +62,7 @@ typedef struct config_s {
     config_limits_t limits;
     config_device_t device;
     int diagnostics;
+    int console_enabled; /* "console": {"enabled": true} serves GET /console */
     char *log_level;
 } config_t;
 
