@@ -35,24 +35,36 @@ export async function launch({ viewport = { width: 1280, height: 900 } } = {}) {
   };
 }
 
+/** Collects the page's script errors and console errors in page.errors. */
+export function watchErrors(page) {
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  return page;
+}
+
+/** Runs fn(); when it throws, saves a screenshot of page, prints its path, rethrows. */
+export async function screenshotOnFailure(page, name, fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const file = join(ARTIFACTS, `${name.replace(/[^A-Za-z0-9_-]+/g, '-')}-${Date.now()}.png`);
+    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+    console.error(`[browser] ${name} failed; screenshot: ${file}; page errors: ${JSON.stringify(page.errors || [])}`);
+    throw e;
+  }
+}
+
 /**
  * Runs fn(page) on a new page of context; console errors of the page are collected in
  * page.errors. On failure saves <ARTIFACTS>/<name>-<time>.png, prints its path, and
  * rethrows.
  */
 export async function withPage(context, name, fn) {
-  const page = await context.newPage();
-  page.errors = [];
-  page.on('pageerror', (e) => page.errors.push(e.message));
-  page.on('console', (m) => { if (m.type() === 'error') page.errors.push(m.text()); });
+  const page = watchErrors(await context.newPage());
   try {
-    return await fn(page);
-  } catch (e) {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    const file = join(ARTIFACTS, `${name.replace(/[^A-Za-z0-9_-]+/g, '-')}-${Date.now()}.png`);
-    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-    console.error(`[browser] ${name} failed; screenshot: ${file}; page errors: ${JSON.stringify(page.errors)}`);
-    throw e;
+    return await screenshotOnFailure(page, name, () => fn(page));
   } finally {
     await page.close().catch(() => {});
   }
