@@ -28,7 +28,6 @@ const http_route_t api_routes[] = {
     {"GET", "/api/admin/stats/stream", 0, api_stats_stream},
     {"GET", "/console", 0, api_console},
     {"GET", "/console/", 1, api_console},
-    {"GET", "/diagnostics/static/", 1, api_diagnostics_static},
     {"GET", "/push", 0, api_device_poll},
     {"POST", "/result", 0, api_device_result},
     {"GET", "/api/devices", 0, api_devices_list},

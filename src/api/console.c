@@ -46,6 +46,10 @@ void api_console(http_ctx_t *ctx)
     const char *name = strcmp(path, "/console") == 0 || strcmp(path, "/console/") == 0
                            ? "index.html"
                            : path + strlen("/console/");
+    if (strncmp(name, "files/", 6) == 0) {
+        api_console_file(ctx, name + 6);
+        return;
+    }
     const console_asset_t *a = find_asset(name);
     if (!a) {
         http_respond_error(ctx, 404, "not found");

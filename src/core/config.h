@@ -62,7 +62,8 @@ typedef struct config_s {
     config_limits_t limits;
     config_device_t device;
     int diagnostics;
-    int console_enabled; /* "console": {"enabled": true} serves GET /console */
+    int console_enabled;     /* "console": {"enabled": true} serves GET /console */
+    char *console_files_dir; /* "console": {"filesDir"}: /console/files/ (tests) */
     char *log_level;
 } config_t;
 

@@ -61,7 +61,7 @@ async function readStats(node, n = 1, key = ADMIN_KEY) {
 
 after(async () => { await cleanup(); });
 
-describe('console assets and admin stats (no browser)', () => {
+describe('console assets and admin stats (no browser)', { timeout: 60000 * SLOW }, () => {
   test('off unless console.enabled: 404', withLogs(async () => {
     const node = await startNode();
     for (const p of ['/console', '/console/app.js']) {
@@ -93,6 +93,7 @@ describe('console assets and admin stats (no browser)', () => {
     assert.match(html, /<script src="\/console\/app.js" defer><\/script>/);
     assert.doesNotMatch(html, /<script>|https?:\/\//, 'no inline script, nothing from elsewhere');
     assert.equal((await fetch(node.url + '/console/nope.js')).status, 404);
+    assert.equal((await fetch(node.url + '/console/files/index.html')).status, 404, 'no filesDir: no files route');
     await node.stop();
   }));
 
@@ -133,7 +134,7 @@ describe('console assets and admin stats (no browser)', () => {
   }));
 });
 
-describe('the console in Chromium', () => {
+describe('the console in Chromium', { timeout: 90000 * SLOW }, () => {
   let node, browser, page, john, mary;
   before(async () => {
     node = await startNode({ config: consoleConfig() });
@@ -211,6 +212,21 @@ describe('the console in Chromium', () => {
     assert.equal(await page.locator('#report-missing').textContent(), 'nodesMissing: none');
     assert.equal(await page.locator('#report-id').textContent(), frame.id);
     await mary.expectNone(200);
+  });
+
+  step('compose: a channel push reaches a subscriber of the channel', async () => {
+    john.send({ type: 'subscribe', channels: ['ops.alerts'] });
+    assert.deepEqual(await john.next(T), { type: 'subscribed', channels: ['ops.alerts'] });
+    const form = page.locator('#channel-form');
+    await form.getByRole('button', { name: 'Send channel push' }).click();
+    await page.locator('#ch-channel-err').filter({ hasText: 'channel is required' }).waitFor({ timeout: T });
+    await form.getByLabel('channel').fill('ops.alerts');
+    await form.getByLabel('event').fill('disk-full');
+    await form.getByLabel('data (JSON)').fill('{"host": "db1"}');
+    await form.getByRole('button', { name: 'Send channel push' }).click();
+    const f = await john.next(T);
+    assert.deepEqual([f.type, f.channel, f.event, f.payload], ['push', 'ops.alerts', 'disk-full', { host: 'db1' }]);
+    await page.locator('#ch-result').filter({ hasText: `Sent push ${f.id}: reached 1 subscriber.` }).waitFor({ timeout: T });
   });
 
   step('streams: listed for the tenant, edited, a bad field shows its error at the field', async () => {

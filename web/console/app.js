@@ -363,16 +363,18 @@ async function sendChannelPush(ev) {
   setError('ch-error', '');
   const channel = $('#ch-channel').value.trim();
   setError('ch-channel-err', channel ? '' : 'channel is required');
+  const event = $('#ch-event').value.trim();
+  setError('ch-event-err', event ? '' : 'event is required');
   const r = parseJson($('#ch-data').value);
-  setError('ch-data-err', r.error ? `not valid JSON: ${r.error}` : '');
-  if (!channel || r.error) return;
-  const body = { channel, data: r.value === undefined ? null : r.value };
-  if ($('#ch-event').value) body.event = $('#ch-event').value;
+  setError('ch-data-err', r.error ? `not valid JSON: ${r.error}` : (r.value === undefined ? 'data is required' : ''));
+  if (!channel || !event || r.error || r.value === undefined) return;
+  const body = { channel, event, data: r.value };
   try {
-    const { doc, headers } = await api('POST', '/api/push', body);
-    $('#ch-result').textContent = `sent: push ${(doc && doc.pushId) || headers.get('x-push-id') || ''}`;
+    const { headers } = await api('POST', '/api/push', body);
+    const n = Number(headers.get('x-push-subscribers'));
+    $('#ch-result').textContent = `Sent push ${headers.get('x-push-id')}: reached ${n} subscriber${n === 1 ? '' : 's'}.`;
   } catch (e) {
-    if (!fieldError(e.message, { channel: 'ch-channel-err', data: 'ch-data-err' })) setError('ch-error', e.message);
+    if (!fieldError(e.message, { channel: 'ch-channel-err', data: 'ch-data-err', event: 'ch-event-err' })) setError('ch-error', e.message);
   }
 }
 

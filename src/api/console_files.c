@@ -1,6 +1,6 @@
-/* GET /diagnostics/static/{name}: in diagnostics mode only, plain files from
- * <dataDir>/diagnostics-static/ (flat names), so browser tests can load a page and a
- * client library from the node's own origin. Never for production. */
+/* GET /console/files/{name}: with "console": {"filesDir": DIR} only, plain files from
+ * DIR (flat names), so browser tests can load a page and a client library from the
+ * node's own origin. For tests and local development, never for production. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,16 +48,15 @@ static long read_file(const char *path, char **out)
     return (long)n;
 }
 
-void api_diagnostics_static(http_ctx_t *ctx)
+void api_console_file(http_ctx_t *ctx, const char *name)
 {
     app_t *app = ctx->app;
-    const char *name = ctx->req->path + strlen("/diagnostics/static/");
-    if (!app->cfg->diagnostics || !app->cfg->data_dir || !name_ok(name)) {
+    if (!app->cfg->console_files_dir || !name_ok(name)) {
         http_respond_error(ctx, 404, "not found");
         return;
     }
     char path[1024];
-    snprintf(path, sizeof(path), "%s/diagnostics-static/%s", app->cfg->data_dir, name);
+    snprintf(path, sizeof(path), "%s/%s", app->cfg->console_files_dir, name);
     char *data = NULL;
     long n = read_file(path, &data);
     if (n < 0) {
