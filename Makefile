@@ -51,7 +51,18 @@ $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -w -c $< -o $@
 
-$(LIB): $(OBJS) $(LLHTTP_OBJS)
+# the console's files (web/console/) become C arrays in the build dir, part of the library
+CONSOLE_ASSETS := $(sort $(wildcard web/console/*))
+CONSOLE_OBJ := $(BUILD)/obj/gen/console_assets.o
+$(BUILD)/gen/console_assets.c: $(CONSOLE_ASSETS) scripts/embed_assets.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed_assets.sh $@ $(CONSOLE_ASSETS)
+
+$(CONSOLE_OBJ): $(BUILD)/gen/console_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(OBJS) $(LLHTTP_OBJS) $(CONSOLE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 

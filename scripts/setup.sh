@@ -10,6 +10,7 @@ PKGS=(
   libuv1-dev node-llhttp libwslay-dev libssl-dev libjansson-dev libpcre2-dev libjwt-dev
   libsqlite3-dev libhiredis-dev redis-server libnghttp2-dev zlib1g-dev libnats-dev nats-server
   libcriterion-dev clang libclang-rt-14-dev clang-tidy cppcheck
+  chromium
 )
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)

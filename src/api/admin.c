@@ -14,6 +14,7 @@ typedef struct listing_s {
     int remaining;
     int aborted;
     char *pat[3];
+    const char *node_id; /* the config's, for each entry's "node" */
     json_t *all;
 } listing_t;
 
@@ -39,8 +40,7 @@ static void on_part(worker_t *w, worker_msg_t *m)
     json_array_extend(l->all, lm->part);
     json_decref(lm->part);
     free(lm);
-    if (--l->remaining > 0)
-        return;
+    if (--l->remaining > 0) return;
     if (!l->aborted) {
         l->ctx->on_abort = NULL;
         json_t *doc = json_pack("{s:O}", "connections", l->all);
@@ -60,11 +60,11 @@ static void add_sub(subscriber_t *s, void *arg)
     for (size_t i = 0; i < s->n_roles; i++)
         json_array_append_new(roles, json_string(s->roles[i]));
     json_array_append_new(lm->part,
-                          json_pack("{s:s, s:s, s:s, s:o, s:s, s:i, s:I}", "clientId", s->client_id,
-                                    "sessionId", s->session_id, "user", s->user, "roles", roles,
-                                    "transport", s->transport, "worker", worker_current()->index,
-                                    "connectedAt",
-                                    (json_int_t)s->connected_at_ms));
+                          json_pack("{s:s, s:s, s:s, s:o, s:s?, s:s, s:s, s:i, s:I}", "clientId",
+                                    s->client_id, "sessionId", s->session_id, "user", s->user,
+                                    "roles", roles, "tenant", s->tenant, "transport", s->transport,
+                                    "node", l->node_id, "worker", worker_current()->index,
+                                    "connectedAt", (json_int_t)s->connected_at_ms));
 }
 
 static void on_list(worker_t *w, worker_msg_t *m)
@@ -89,25 +89,21 @@ void api_connections(http_ctx_t *ctx)
 {
     static const char *names[3] = {"clientIdPattern", "rolePattern", "sessionIdPattern"};
     app_t *app = ctx->app;
-    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN)) return;
     listing_t *l = calloc(1, sizeof(*l));
     listing_msg_t **msgs = calloc((size_t)app->pool->n, sizeof(*msgs));
     if (!l || !msgs || !(l->all = json_array())) {
         free(msgs);
-        if (l)
-            listing_free(l);
+        if (l) listing_free(l);
         http_respond_error(ctx, 500, "out of memory");
         return;
     }
     for (int i = 0; i < 3; i++) {
         char err[256], msg[320];
         ssize_t r = url_query_get(ctx->req->query, names[i], &l->pat[i]);
-        if (r == -ENOENT)
-            continue;
+        if (r == -ENOENT) continue;
         if (r < 0 || selector_validate(l->pat[i], err, sizeof(err)) < 0) {
-            snprintf(msg, sizeof(msg), "%s: %s", names[i],
-                     r < 0 ? "bad percent-escape" : err);
+            snprintf(msg, sizeof(msg), "%s: %s", names[i], r < 0 ? "bad percent-escape" : err);
             http_respond_error(ctx, 422, msg);
             free(msgs);
             listing_free(l);
@@ -125,6 +121,7 @@ void api_connections(http_ctx_t *ctx)
         }
     }
     l->ctx = ctx;
+    l->node_id = app->cfg->node_id;
     l->origin = ctx->w;
     l->remaining = app->pool->n;
     http_defer(ctx);
@@ -141,13 +138,13 @@ void api_connections(http_ctx_t *ctx)
 void api_nodes(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN)) return;
     /* clustered: the members the bus knows, this node first */
     bus_t *bus = hub_bus(app->hub);
     json_t *members = bus && bus->ops->nodes ? bus->ops->nodes(bus) : NULL;
-    json_t *doc = members ? json_pack("{s:o}", "nodes", members) :
-                  json_pack("{s:[{s:s, s:s, s:i, s:I}]}", "nodes", "applicationId",
+    json_t *doc =
+        members ? json_pack("{s:o}", "nodes", members)
+                : json_pack("{s:[{s:s, s:s, s:i, s:I}]}", "nodes", "applicationId",
                             app->cfg->application_id, "nodeId", app->cfg->node_id, "workers",
                             app->pool->n, "connections",
                             (json_int_t)__atomic_load_n(&app->pool->connections, __ATOMIC_RELAXED));

@@ -106,6 +106,10 @@ void api_sessions_create(http_ctx_t *ctx);
 void api_sessions_delete(http_ctx_t *ctx);
 void api_connections(http_ctx_t *ctx);
 void api_nodes(http_ctx_t *ctx);
+void api_stats_stream(http_ctx_t *ctx);
+void api_console(http_ctx_t *ctx);
+/* Answers GET /console/files/{name} from the console's filesDir (404 when unset). */
+void api_console_file(http_ctx_t *ctx, const char *name);
 void api_device_poll(http_ctx_t *ctx);
 void api_device_result(http_ctx_t *ctx);
 void api_devices_list(http_ctx_t *ctx);

@@ -434,7 +434,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
                                   "device",   "tls",      "websocket", "http2",   "idempotency",
-                                  NULL};
+                                  "console",  NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -473,6 +473,24 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         if (!json_is_boolean(diag))
             FAIL("diagnostics must be a boolean");
         cfg->diagnostics = json_is_true(diag);
+    }
+    json_t *console = json_object_get(doc, "console");
+    if (console) {
+        if (!json_is_object(console))
+            FAIL("console must be an object");
+        const char *ck;
+        json_t *cv;
+        json_object_foreach(console, ck, cv)
+        {
+            if (strcmp(ck, "enabled") != 0 && strcmp(ck, "filesDir") != 0)
+                FAIL("console.%s is not a known key", ck);
+        }
+        json_t *en = json_object_get(console, "enabled");
+        if (en && !json_is_boolean(en))
+            FAIL("console.enabled must be a boolean");
+        cfg->console_enabled = json_is_true(en);
+        if ((r = apply_string(console, "filesDir", &cfg->console_files_dir, err, errlen)) < 0)
+            return r;
     }
     json_t *keys = json_object_get(doc, "apiKeys");
     if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0)
@@ -644,6 +662,7 @@ void config_free(config_t *cfg)
     free(cfg->application_id);
     free(cfg->node_id);
     free(cfg->data_dir);
+    free(cfg->console_files_dir);
     free(cfg->redis_url);
     json_decref(cfg->redis_cluster);
     free(cfg->jwt_secret);

@@ -72,6 +72,8 @@ typedef struct config_s {
     unsigned idem_ttl_seconds; /* how long an Idempotency-Key's answer is kept */
     unsigned idem_max_keys;    /* keys kept in memory on a single node (pushes) */
     int diagnostics;
+    int console_enabled;     /* "console": {"enabled": true} serves GET /console */
+    char *console_files_dir; /* "console": {"filesDir"}: /console/files/ (tests) */
     char *log_level;
     /* TLS on the listener (docs/configuration.md): both set, or neither */
     char *tls_cert;

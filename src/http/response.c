@@ -11,6 +11,7 @@ const char *http_status_text(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -38,9 +39,10 @@ buf_t *http_response_build(int status, const char *content_type, const char *bod
     if (!b)
         return NULL;
     int r = buf_printf(&b, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-    if (r == 0 && status != 204 && status != 101)
+    /* 304: no body, and no Content-Length (it would be the 200's) */
+    if (r == 0 && status != 204 && status != 101 && status != 304)
         r = buf_printf(&b, "Content-Length: %zu\r\n", body_len);
-    if (r == 0 && content_type && status != 204)
+    if (r == 0 && content_type && status != 204 && status != 304)
         r = buf_printf(&b, "Content-Type: %s\r\n", content_type);
     if (r == 0 && !keep_alive)
         r = buf_puts(&b, "Connection: close\r\n");
