@@ -240,6 +240,26 @@ static int apply_string(json_t *doc, const char *key, char **dst, char *err, siz
     return set_str(dst, json_string_value(v));
 }
 
+/* "bus": {"nats": "nats://host:port"} (docs/cluster.md, "NATS"). */
+static int apply_bus(config_t *cfg, json_t *bus, char *err, size_t errlen)
+{
+    if (!bus)
+        return 0;
+    if (!json_is_object(bus))
+        FAIL("bus must be an object {\"nats\": \"nats://host:port\"}");
+    const char *k;
+    json_t *v;
+    json_object_foreach(bus, k, v)
+    {
+        if (strcmp(k, "nats") != 0)
+            FAIL("bus.%s is not a known key (nats)", k);
+    }
+    json_t *nats = json_object_get(bus, "nats");
+    if (nats && (!json_is_string(nats) || json_string_length(nats) == 0))
+        FAIL("bus.nats must be a non-empty string \"nats://host:port\"");
+    return nats ? set_str(&cfg->nats_url, json_string_value(nats)) : 0;
+}
+
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
     if (!json_is_object(dev))
@@ -282,7 +302,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "dataDir",  "redis",    "apiKeys",       "jwt",
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   NULL};
+                                  "device",   "bus",      NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -315,6 +335,8 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         (r = apply_string(doc, "dataDir", &cfg->data_dir, err, errlen)) < 0 ||
         (r = apply_string(doc, "redis", &cfg->redis_url, err, errlen)) < 0 ||
         (r = apply_string(doc, "logLevel", &cfg->log_level, err, errlen)) < 0)
+        return r;
+    if ((r = apply_bus(cfg, json_object_get(doc, "bus"), err, errlen)) < 0)
         return r;
     json_t *diag = json_object_get(doc, "diagnostics");
     if (diag) {
@@ -481,6 +503,7 @@ void config_free(config_t *cfg)
     free(cfg->node_id);
     free(cfg->data_dir);
     free(cfg->redis_url);
+    free(cfg->nats_url);
     free(cfg->jwt_secret);
     free(cfg->log_level);
     for (size_t i = 0; i < cfg->n_api_keys; i++) {

@@ -45,6 +45,7 @@ typedef struct config_s {
     char *node_id;
     char *data_dir;
     char *redis_url;
+    char *nats_url; /* "bus": {"nats": …}: the cluster's messages go over NATS */
     config_apikey_t *api_keys;
     size_t n_api_keys;
     char *jwt_secret;
