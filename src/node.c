@@ -88,8 +88,8 @@ static void on_worker_stop(worker_t *w, void *arg)
 
 static void on_worker_stopping(worker_t *w, void *arg)
 {
-    (void)w;
     (void)arg;
+    hub_worker_stopping(w);
     eio_worker_shutdown();
 }
 
