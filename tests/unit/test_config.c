@@ -388,3 +388,23 @@ Test(config, history_and_sse)
     expect_error("{\"sse\": {\"heartbeatMs\": 99}}", "sse.heartbeatMs");
     expect_error("{\"sse\": {\"retryMs\": \"1\"}}", "sse.retryMs");
 }
+
+Test(config, bus_nats)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0);
+    cr_assert_null(cfg.nats_url);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"bus\": {\"nats\": \"nats://10.0.0.7:4222\"}}", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(cfg.nats_url, "nats://10.0.0.7:4222");
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"bus\": {}}", err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(cfg.nats_url);
+    config_free(&cfg);
+    expect_error("{\"bus\": \"nats://h\"}", "bus must be an object");
+    expect_error("{\"bus\": {\"kafka\": \"k://h\"}}", "bus.kafka is not a known key");
+    expect_error("{\"bus\": {\"nats\": 4222}}", "bus.nats must be a non-empty string");
+    expect_error("{\"bus\": {\"nats\": \"\"}}", "bus.nats must be a non-empty string");
+}
