@@ -16,8 +16,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: pushgate serve [--config FILE] [--listen HOST:PORT] [--workers N]\n"
-            "                      [--data-dir DIR] [--redis URL] [--node-id ID]\n"
-            "                      [--application-id ID] [--diagnostics]\n"
+            "                      [--data-dir DIR] [--redis URL] [--nats URL]\n"
+            "                      [--node-id ID] [--application-id ID] [--diagnostics]\n"
             "                      [--tls-cert FILE --tls-key FILE]\n"
             "       pushgate push-request --url URL --key KEY --payload JSON\n"
             "                      [--client-id-pattern RE] [--role-pattern RE]\n"
@@ -59,14 +59,15 @@ static int post_and_print(const char *url, const char *path, const char *key, co
 static int cmd_serve(int argc, char **argv)
 {
     enum { O_CONFIG = 1, O_LISTEN, O_WORKERS, O_DATA, O_REDIS, O_NODE, O_APP, O_DIAG, O_TLS_CERT,
-           O_TLS_KEY };
+           O_TLS_KEY, O_NATS };
     static const struct option opts[] = {
         {"config", required_argument, 0, O_CONFIG}, {"listen", required_argument, 0, O_LISTEN},
         {"workers", required_argument, 0, O_WORKERS}, {"data-dir", required_argument, 0, O_DATA},
         {"redis", required_argument, 0, O_REDIS},   {"node-id", required_argument, 0, O_NODE},
         {"application-id", required_argument, 0, O_APP},
         {"diagnostics", no_argument, 0, O_DIAG},    {"tls-cert", required_argument, 0, O_TLS_CERT},
-        {"tls-key", required_argument, 0, O_TLS_KEY}, {0, 0, 0, 0}};
+        {"tls-key", required_argument, 0, O_TLS_KEY}, {"nats", required_argument, 0, O_NATS},
+        {0, 0, 0, 0}};
     config_t cfg;
     char err[512];
     if (config_init(&cfg) < 0)
@@ -105,6 +106,7 @@ static int cmd_serve(int argc, char **argv)
             break;
         case O_DATA: r = set(&cfg.data_dir, optarg); break;
         case O_REDIS: r = set(&cfg.redis_url, optarg); break;
+        case O_NATS: r = set(&cfg.nats_url, optarg); break;
         case O_NODE: r = set(&cfg.node_id, optarg); break;
         case O_APP: r = set(&cfg.application_id, optarg); break;
         case O_DIAG: cfg.diagnostics = 1; break;

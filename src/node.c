@@ -33,6 +33,7 @@ typedef struct node_s {
     uv_signal_t sigterm, sigint, sighup;
     tls_server_t *tls; /* NULL: the listener speaks plain TCP */
     bus_t *bus;
+    bus_t *store_bus; /* the bus on the Redis that holds the device queue (may be bus) */
     int stopping;
     /* clustered: where the device queue lives in Redis */
     redis_target_t redis;
@@ -49,7 +50,7 @@ typedef struct node_s {
 static int bus_up(void *arg)
 {
     node_t *n = arg;
-    return __atomic_load_n(&n->devices_keep, __ATOMIC_ACQUIRE) || bus_healthy(n->bus);
+    return __atomic_load_n(&n->devices_keep, __ATOMIC_ACQUIRE) || bus_healthy(n->store_bus);
 }
 
 /* Clustered: the device queue goes to the Redis of the bus (docs/cluster.md), and the
@@ -91,8 +92,8 @@ static void on_worker_stop(worker_t *w, void *arg)
 
 static void on_worker_stopping(worker_t *w, void *arg)
 {
-    (void)w;
     (void)arg;
+    hub_worker_stopping(w);
     eio_worker_shutdown();
 }
 
@@ -105,7 +106,7 @@ static void on_signal(uv_signal_t *s, int signum)
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
-    if (n->app.devices_redis && bus_healthy(n->bus))
+    if (n->app.devices_redis && bus_healthy(n->store_bus))
         __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
     if (n->bus && n->bus->ops->close)
         n->bus->ops->close(n->bus);
@@ -212,16 +213,25 @@ int node_run(config_t *cfg)
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
+    /* NATS carries the messages when set; the Redis bus, if any, keeps the shared state */
     int redis = cfg->redis_url || cfg->redis_cluster;
-    bus_t *bus = redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err,
-                                                sizeof(err))
-                                : bus_local_new(n.app.hub, cfg->node_id);
+    bus_t *store_bus =
+        redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err, sizeof(err)) : NULL;
+    bus_t *bus = NULL;
+    if (cfg->nats_url && (store_bus || !redis))
+        bus = bus_nats_new(n.app.hub, cfg, loop, &n.pool.connections, store_bus, err,
+                           sizeof(err));
+    else if (redis)
+        bus = store_bus;
+    else
+        bus = bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (redis)
+        if (redis || cfg->nats_url)
             log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
     n.bus = bus;
+    n.store_bus = store_bus ? store_bus : bus;
     hub_set_bus(n.app.hub, bus);
     if (api_socketio_init(&n.app) < 0)
         goto fail_pool;

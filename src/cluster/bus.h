@@ -1,7 +1,7 @@
 /* The bus: how a push reaches every node of the cluster (itself included, as seed
  * 000's InternalPushRequest) and how each node's report returns to the origin.
  * bus_local serves a single node; bus_redis (the cluster issue) implements the same
- * operations over Redis. The hub calls the bus; the bus calls back hub_deliver and
+ * operations over Redis, bus_nats over NATS. The hub calls the bus; the bus calls back hub_deliver and
  * hub_node_report, from any thread. */
 #ifndef PG_BUS_H
 #define PG_BUS_H
@@ -59,8 +59,20 @@ static inline int bus_healthy(bus_t *bus)
     return !bus || !bus->ops->healthy || bus->ops->healthy(bus);
 }
 
+struct config_s;
+struct uv_loop_s;
+
 /* The single-node bus. Returns a new bus or NULL when out of memory. */
 bus_t *bus_local_new(struct hub_s *hub, const char *node_id);
+
+/* The NATS bus (docs/cluster.md, "NATS") for cfg->nats_url: pushes, reports and
+ * membership over NATS, handed to loop (the main thread's) from cnats's threads;
+ * connects and reconnects by itself. state is the Redis bus that keeps the cluster's
+ * shared state (sessions, stream configuration, device queue), or NULL when each node
+ * keeps its own: the NATS bus owns it from then on (closes and frees it with itself,
+ * and on failure). Returns a new bus, or NULL with a message in err (a bad URL). */
+bus_t *bus_nats_new(struct hub_s *hub, const struct config_s *cfg, struct uv_loop_s *loop,
+                    const uint32_t *connections, bus_t *state, char *err, size_t errlen);
 
 struct config_s;
 struct uv_loop_s;

@@ -296,6 +296,26 @@ static int apply_http2(config_http2_t *h, json_t *obj, char *err, size_t errlen)
     return 0;
 }
 
+/* "bus": {"nats": "nats://host:port"} (docs/cluster.md, "NATS"). */
+static int apply_bus(config_t *cfg, json_t *bus, char *err, size_t errlen)
+{
+    if (!bus)
+        return 0;
+    if (!json_is_object(bus))
+        FAIL("bus must be an object {\"nats\": \"nats://host:port\"}");
+    const char *k;
+    json_t *v;
+    json_object_foreach(bus, k, v)
+    {
+        if (strcmp(k, "nats") != 0)
+            FAIL("bus.%s is not a known key (nats)", k);
+    }
+    json_t *nats = json_object_get(bus, "nats");
+    if (nats && (!json_is_string(nats) || json_string_length(nats) == 0))
+        FAIL("bus.nats must be a non-empty string \"nats://host:port\"");
+    return nats ? set_str(&cfg->nats_url, json_string_value(nats)) : 0;
+}
+
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
     if (!json_is_object(dev))
@@ -434,7 +454,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                                   "sessions", "streams",  "limits",        "logLevel",
                                   "diagnostics", "channels", "history",    "sse",      "socketio",
                                   "device",   "tls",      "websocket", "http2",   "idempotency",
-                                  "console",  NULL};
+                                  "console",  "bus",      NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -467,6 +487,8 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         (r = apply_string(doc, "dataDir", &cfg->data_dir, err, errlen)) < 0 ||
         (r = apply_redis(cfg, doc, err, errlen)) < 0 ||
         (r = apply_string(doc, "logLevel", &cfg->log_level, err, errlen)) < 0)
+        return r;
+    if ((r = apply_bus(cfg, json_object_get(doc, "bus"), err, errlen)) < 0)
         return r;
     json_t *diag = json_object_get(doc, "diagnostics");
     if (diag) {
@@ -665,6 +687,7 @@ void config_free(config_t *cfg)
     free(cfg->console_files_dir);
     free(cfg->redis_url);
     json_decref(cfg->redis_cluster);
+    free(cfg->nats_url);
     free(cfg->jwt_secret);
     free(cfg->log_level);
     free(cfg->tls_cert);

@@ -52,6 +52,7 @@ typedef struct config_s {
     char *data_dir;
     char *redis_url;
     json_t *redis_cluster; /* "redis": {"cluster": [...]}: the seeds "host:port" (or NULL) */
+    char *nats_url; /* "bus": {"nats": …}: the cluster's messages go over NATS */
     config_apikey_t *api_keys;
     size_t n_api_keys;
     char *jwt_secret;

@@ -11,6 +11,7 @@
 #include "hub/selector.h"
 
 #define HUB_REPORT_GRACE_MS 5000
+#define HUB_STOP_WAIT_MS 200 /* at SIGTERM: the bus is closed, no report can come */
 
 typedef struct node_collect_s node_collect_t;
 typedef struct ack_wait_s ack_wait_t;
@@ -674,6 +675,14 @@ int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *t
     if (r == BUS_LOCAL_ONLY && p->report_mode != PUSH_REPORT_NONE)
         pending_local_only(hw, p->origin_token);
     return r < 0 ? r : 0;
+}
+
+void hub_worker_stopping(worker_t *w)
+{
+    hub_worker_t *hw = HW(w);
+    for (pending_t *pd = hw ? hw->pending : NULL; pd; pd = pd->next)
+        if (uv_timer_get_due_in(&pd->timer) > HUB_STOP_WAIT_MS)
+            uv_timer_start(&pd->timer, on_pending_timeout, HUB_STOP_WAIT_MS, 0);
 }
 
 void hub_cancel(worker_t *w, uint64_t token)

@@ -67,6 +67,12 @@ bus_t *hub_bus(hub_t *hub);
  * -ENOMEM. Workers must all be attached before the first publish. */
 int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers);
 
+/* The node is stopping (on w's thread, at SIGTERM, after the bus closed): the
+ * reports w's publishers still wait for cannot come any more, so each is answered
+ * within HUB_STOP_WAIT_MS with what it has, naming the nodes that did not report in
+ * nodesMissing (rather than cut off when the drain ends). */
+void hub_worker_stopping(worker_t *w);
+
 /* Unregisters w's hub state (on w's thread, after its loop ends). */
 void hub_worker_detach(worker_t *w);
 

@@ -12,6 +12,9 @@
 // --redis URL; device command queues shared through Redis (enqueue on one node, poll
 // on another, result on a third; redelivery, waitMs and the long poll across nodes;
 // Redis killed and restarted with its AOF: 503 meanwhile, nothing acknowledged lost).
+//
+// cluster-nats.test.mjs runs every test here again with NATS carrying the messages and
+// Redis keeping the state (clusterBus.kind 'nats'): the faults then kill nats-server.
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +26,7 @@ import {
   sleep, runCli, ADMIN_KEY, PUB_KEY, SLOW,
 } from './lib/harness.mjs';
 import { sseSubscribe, jsonData, closeAllSse, until } from './lib/sse.mjs';
-import { startRedis, startClusterNode, waitMembers, waitReady, redisCommand } from './lib/cluster.mjs';
+import { startRedis, startNats, startClusterNode, waitMembers, waitReady, redisCommand, natsSubscribe, clusterBus } from './lib/cluster.mjs';
 import { DeviceSim, request, enqueue, getCommand, listCommands } from './lib/device-sim.mjs';
 import { io } from 'socket.io-client';
 
@@ -36,8 +39,14 @@ let n2;
 let n3;
 let nodes;
 
+const NATS = clusterBus.kind === 'nats';
+/** What carries the messages: killed by the fault tests. */
+const messageBus = () => (NATS ? clusterBus.nats : redis);
+const BUS_NAME = NATS ? 'NATS' : 'Redis';
+
 before(async () => {
   redis = await startRedis();
+  if (NATS) clusterBus.nats = await startNats();
   [n1, n2, n3] = await Promise.all(IDS.map((id) => startClusterNode(redis, id)));
   nodes = [n1, n2, n3];
   await waitMembers(nodes, IDS);
@@ -49,6 +58,7 @@ after(async () => {
     await cleanup();
   } finally {
     await redis?.stop();
+    await clusterBus.nats?.stop();
   }
 });
 
@@ -288,13 +298,14 @@ describe('channels, streams, sessions and history across nodes', () => {
 });
 
 describe('faults', () => {
-  test('Redis killed: readyz 503 "bus down", pushes delivered locally with a flagged report; restarted: nodes reconnect and deliver again', withLogs(async () => {
+  test(`${BUS_NAME} killed: readyz 503 "bus down", pushes delivered locally with a flagged report; restarted: nodes reconnect and deliver again`, withLogs(async () => {
     const cs = await clients([[n1, 'f1'], [n2, 'f2'], [n3, 'f3']]);
-    await redis.kill();
+    const bus = messageBus();
+    await bus.kill();
     try {
       await whileDown(cs);
     } finally {
-      if (redis.proc.exitCode !== null || redis.proc.signalCode !== null) await redis.start();
+      if (bus.proc.exitCode !== null || bus.proc.signalCode !== null) await bus.start();
     }
     await waitReady(nodes, 200);
     await waitMembers(nodes, IDS);
@@ -348,11 +359,31 @@ describe('faults', () => {
     await c1.close();
   }));
 
-  test('membership keys live in Redis with a TTL', withLogs(async () => {
-    const ttl = await redisCommand(redis.port, 'PTTL', 'pushgate:{pushgate}:node:n1');
-    const ms = Number(ttl.slice(1));
-    assert.ok(ms > 0 && ms <= 3000, `PTTL ${ttl}`);
-  }));
+  if (!NATS) {
+    test('membership keys live in Redis with a TTL', withLogs(async () => {
+      const ttl = await redisCommand(redis.port, 'PTTL', 'pushgate:{pushgate}:node:n1');
+      const ms = Number(ttl.slice(1));
+      assert.ok(ms > 0 && ms <= 3000, `PTTL ${ttl}`);
+    }));
+  } else {
+    test('membership: every node announces itself on NATS every second', withLogs(async () => {
+      const sub = await natsSubscribe(clusterBus.nats.port, 'pushgate.pushgate.member.node');
+      try {
+        const heard = new Map();
+        const t0 = Date.now();
+        while (heard.size < 3) {
+          const m = await sub.next(2500 * SLOW);
+          const doc = JSON.parse(m.data);
+          heard.set(doc.nodeId, doc);
+        }
+        assert.ok(Date.now() - t0 < 2500 * SLOW, 'each within about a second');
+        assert.deepEqual([...heard.keys()].sort(), IDS);
+        for (const d of heard.values()) assert.deepEqual(Object.keys(d).sort(), ['applicationId', 'connections', 'nodeId', 'startedAt', 'workers']);
+      } finally {
+        sub.close();
+      }
+    }));
+  }
 
   test('a bad --redis URL is refused at start, naming it', withLogs(async () => {
     const r = await runCli(['serve', '--listen', '127.0.0.1:0', '--data-dir', '/tmp/pushgate-cluster-bad', '--redis', 'http://127.0.0.1:1']);
@@ -487,7 +518,8 @@ describe('device command queues shared through Redis', () => {
   test('Redis killed: device endpoints answer 503; restarted: they work again and nothing acknowledged is lost', withLogs(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pushgate-redis-aof-'));
     const aof = await startRedis({ persistDir: dir });
-    const cfg = baseConfig({ device: { redeliveryMs: REDELIVERY_MS } });
+    // an application of its own: on the NATS bus, the same nats-server as n1-n3
+    const cfg = baseConfig({ applicationId: 'aofq', device: { redeliveryMs: REDELIVERY_MS } });
     const [E, F] = await Promise.all([
       startClusterNode(aof, 'e1', { config: cfg }),
       startClusterNode(aof, 'e2', { config: cfg }),

@@ -408,3 +408,23 @@ Test(config, idempotency_keys)
     expect_error("{\"idempotency\": {\"bogus\": 1}}", "idempotency.bogus");
     expect_error("{\"idempotency\": 3}", "idempotency");
 }
+
+Test(config, bus_nats)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0);
+    cr_assert_null(cfg.nats_url);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"bus\": {\"nats\": \"nats://10.0.0.7:4222\"}}", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_str_eq(cfg.nats_url, "nats://10.0.0.7:4222");
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"bus\": {}}", err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(cfg.nats_url);
+    config_free(&cfg);
+    expect_error("{\"bus\": \"nats://h\"}", "bus must be an object");
+    expect_error("{\"bus\": {\"kafka\": \"k://h\"}}", "bus.kafka is not a known key");
+    expect_error("{\"bus\": {\"nats\": 4222}}", "bus.nats must be a non-empty string");
+    expect_error("{\"bus\": {\"nats\": \"\"}}", "bus.nats must be a non-empty string");
+}

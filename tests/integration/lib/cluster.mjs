@@ -1,7 +1,7 @@
-// Cluster helpers: a real redis-server on a free loopback port (started and stopped by
-// the test), pushgate nodes joined to it with --redis/--node-id (through the harness's
-// startNode), a tiny RESP client to look inside Redis, and waits on membership and
-// readiness.
+// Cluster helpers: a real redis-server and a real nats-server on free loopback ports
+// (started and stopped by the test), pushgate nodes joined to them with
+// --redis/--nats/--node-id (through the harness's startNode), tiny RESP and NATS clients
+// to look inside, and waits on membership and readiness.
 
 import { spawn } from 'node:child_process';
 import net from 'node:net';
@@ -73,9 +73,118 @@ export async function startRedis({ persistDir } = {}) {
   return r.start();
 }
 
-/** Start one node of the cluster on redis; id becomes its nodeId. */
-export function startClusterNode(redis, id, { workers = 2, config = baseConfig(), extraArgs = [] } = {}) {
-  return startNode({ workers, config, extraArgs: ['--redis', redis.url, '--node-id', id, ...extraArgs] });
+/**
+ * The bus the cluster tests run on: kind 'redis' (the default: Redis carries the
+ * messages and keeps the state) or 'nats' (cluster-nats.test.mjs sets it before it
+ * imports cluster.test.mjs: NATS carries the messages, Redis keeps the state). With
+ * nats set, every startClusterNode also joins that nats-server.
+ */
+export const clusterBus = { kind: 'redis', nats: null };
+
+/**
+ * Start one node of the cluster on redis (null: none) and, by default, on
+ * clusterBus.nats; id becomes its nodeId.
+ */
+export function startClusterNode(redis, id, { workers = 2, config = baseConfig(), extraArgs = [], nats = clusterBus.nats } = {}) {
+  const bus = [...(redis ? ['--redis', redis.url] : []), ...(nats ? ['--nats', nats.url] : [])];
+  return startNode({ workers, config, extraArgs: [...bus, '--node-id', id, ...extraArgs] });
+}
+
+/**
+ * Start nats-server on a free loopback port (`nats-server -a 127.0.0.1 -p PORT`).
+ * Returns {port, url, kill() (SIGKILL, resolves when gone), start() (same port),
+ * restart(), stop()}, the shape of startRedis's.
+ */
+export async function startNats() {
+  const port = await freePort();
+  const n = { port, url: `nats://127.0.0.1:${port}`, proc: null, log: '' };
+  n.start = async () => {
+    n.proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    n.proc.stdout.on('data', (d) => { n.log += d; });
+    n.proc.stderr.on('data', (d) => { n.log += d; });
+    n.exited = new Promise((res) => n.proc.on('exit', res));
+    const deadline = Date.now() + 5000 * SLOW;
+    while (Date.now() < deadline) {
+      try {
+        const sub = await natsSubscribe(port, '_probe');
+        sub.close();
+        return n;
+      } catch { /* not yet */ }
+      await sleep(25);
+    }
+    throw new Error(`nats-server did not start on ${port}:\n${n.log.slice(-2000)}`);
+  };
+  n.kill = async () => {
+    if (n.proc && n.proc.exitCode === null && n.proc.signalCode === null) {
+      n.proc.kill('SIGKILL');
+      await n.exited;
+    }
+  };
+  n.restart = async () => { await n.kill(); return n.start(); };
+  n.stop = async () => { await n.kill(); redises.delete(n); };
+  redises.add(n);
+  return n.start();
+}
+
+/**
+ * A minimal NATS client (the text protocol: INFO, CONNECT, SUB, MSG, PING/PONG)
+ * subscribed to subject. Resolves once the server has the subscription, to
+ * {messages: [{subject, data}], next(timeoutMs) (the next message not yet taken),
+ * close()}.
+ */
+export function natsSubscribe(port, subject) {
+  return new Promise((res, rej) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let ready = false;
+    let taken = 0;
+    const waiters = [];
+    const sub = {
+      messages: [],
+      close: () => sock.destroy(),
+      next: (timeoutMs = 3000 * SLOW) => {
+        if (taken < sub.messages.length) return Promise.resolve(sub.messages[taken++]);
+        return new Promise((ok, fail) => {
+          const t = setTimeout(() => fail(new Error(`nats ${subject}: no message in ${timeoutMs} ms`)), timeoutMs);
+          waiters.push(() => { clearTimeout(t); ok(sub.messages[taken++]); });
+        });
+      },
+    };
+    const t = setTimeout(() => { sock.destroy(); rej(new Error('nats: no PONG')); }, 2000);
+    sock.on('error', (e) => { clearTimeout(t); rej(e); });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      for (;;) {
+        const eol = buf.indexOf('\r\n');
+        if (eol < 0) return;
+        const line = buf.subarray(0, eol).toString('utf8');
+        if (line.startsWith('MSG ')) {
+          const parts = line.split(' ');
+          const size = Number(parts[parts.length - 1]);
+          if (buf.length < eol + 2 + size + 2) return;
+          const data = buf.subarray(eol + 2, eol + 2 + size).toString('utf8');
+          buf = buf.subarray(eol + 2 + size + 2);
+          sub.messages.push({ subject: parts[1], data });
+          if (waiters.length) waiters.shift()();
+          continue;
+        }
+        buf = buf.subarray(eol + 2);
+        if (line.startsWith('INFO ')) {
+          sock.write(`CONNECT {"verbose":false,"pedantic":false}\r\nSUB ${subject} 1\r\nPING\r\n`);
+        } else if (line === 'PING') {
+          sock.write('PONG\r\n');
+        } else if (line === 'PONG' && !ready) {
+          ready = true;
+          clearTimeout(t);
+          res(sub);
+        } else if (line.startsWith('-ERR')) {
+          clearTimeout(t);
+          sock.destroy();
+          rej(new Error(`nats: ${line}`));
+        }
+      }
+    });
+  });
 }
 
 /** GET /api/nodes → the sorted node ids (null when the call fails). */
