@@ -494,6 +494,7 @@ async function loadCommands(deviceId) {
 }
 
 function showCommand(c) {
+  $('#cmd-hint').hidden = true;
   $('#cmd-title').textContent = `${c.id} for device ${c.deviceId}`;
   const rows = [['status', c.status], ['verb', c.verb], ['endpoint', c.endpoint], ['attempts', c.attempts],
     ['created', fmtTime(c.createdAt)], ['sent', fmtTime(c.sentAt)], ['completed', fmtTime(c.completedAt)]];
