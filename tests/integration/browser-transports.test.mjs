@@ -10,9 +10,10 @@
 // reaches the node through a TCP relay of this test, so the test can cut the
 // EventSource's connection and hold its reconnect while it pushes.
 //
-// VARIANTS lists the schemes the suite runs over; an https variant (the edge/TLS work)
-// adds {name: 'https', scheme: 'https', config: {...tls...}} and the relay passes TLS
-// through untouched.
+// VARIANTS lists the schemes the suite runs over. An https variant (the edge/TLS work)
+// is one more entry: {name: 'https', scheme: 'https', config: {<the node's TLS keys>},
+// browser: {ignoreHTTPSErrors: true}}; the page derives ws:/wss: from its own origin and
+// the relay passes TLS through untouched.
 
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +31,7 @@ import { launch, watchErrors, screenshotOnFailure } from './lib/browser.mjs';
 const SIO_MIN = fileURLToPath(new URL('./node_modules/socket.io-client/dist/socket.io.min.js', import.meta.url));
 const T = 10000 * SLOW;
 
-const VARIANTS = [{ name: 'http', scheme: 'http', config: {} }];
+const VARIANTS = [{ name: 'http', scheme: 'http', config: {}, browser: {} }];
 
 const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>transports</title>
 <link rel="icon" href="data:,"><script src="socket.io.min.js"></script></head><body><p id="ready">ready</p></body></html>`;
@@ -87,7 +88,7 @@ for (const v of VARIANTS) {
       node = await startNode({ config: cfg });
       relay = await startRelay(node.port);
       origin = `${v.scheme}://127.0.0.1:${relay.port}`;
-      browser = await launch();
+      browser = await launch(v.browser);
       page = watchErrors(await browser.context.newPage());
       await page.goto(`${origin}/console/files/transports.html`);
       await page.locator('#ready').waitFor({ timeout: T });

@@ -84,7 +84,8 @@ async function api(method, path, body) {
   const text = await res.text();
   let doc = null;
   try { doc = text ? JSON.parse(text) : null; } catch { doc = { error: text }; }
-  if (res.status === 403) signOut('The key was refused (403): sign in with an admin key.');
+  // a 403 here may be a tenant-bound key asking for another tenant: shown, not signed out
+  // (the stats stream signs out when the key itself is refused)
   if (!res.ok) throw new ApiError(res.status, (doc && doc.error) || `HTTP ${res.status}`);
   return { status: res.status, doc, headers: res.headers };
 }
@@ -494,6 +495,7 @@ async function loadCommands(deviceId) {
 }
 
 function showCommand(c) {
+  $('#cmd-hint').hidden = true;
   $('#cmd-title').textContent = `${c.id} for device ${c.deviceId}`;
   const rows = [['status', c.status], ['verb', c.verb], ['endpoint', c.endpoint], ['attempts', c.attempts],
     ['created', fmtTime(c.createdAt)], ['sent', fmtTime(c.sentAt)], ['completed', fmtTime(c.completedAt)]];

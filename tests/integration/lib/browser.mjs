@@ -17,14 +17,15 @@ export const ARTIFACTS = process.env.PUSHGATE_ARTIFACTS || join(tmpdir(), 'pushg
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-/** Starts Chromium with a fresh profile. Returns {context, close()}. */
-export async function launch({ viewport = { width: 1280, height: 900 } } = {}) {
+/** Starts Chromium with a fresh profile; options go to the browser context (e.g.
+ * ignoreHTTPSErrors for a test certificate). Returns {context, close()}. */
+export async function launch({ viewport = { width: 1280, height: 900 }, ...options } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no browser at ${CHROMIUM}: run scripts/setup.sh (Debian package chromium)`);
   }
   const profile = mkdtempSync(join(tmpdir(), 'pushgate-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM, headless: true, args: FLAGS, viewport, timeout: 30000,
+    executablePath: CHROMIUM, headless: true, args: FLAGS, viewport, timeout: 30000, ...options,
   });
   return {
     context,
