@@ -559,6 +559,9 @@ static natsStatus connect_and_subscribe(bus_nats_t *b)
         (s = natsOptions_SetName(b->opts, b->cfg->node_id)) != NATS_OK ||
         (s = natsOptions_SetNoRandomize(b->opts, true)) != NATS_OK ||
         (s = natsOptions_SetTimeout(b->opts, CONNECT_MS)) != NATS_OK ||
+        /* a push is written when the loop publishes it, not when cnats's flusher thread
+         * next runs: one thread hop less on the way (docs/benchmarks.md, "Cluster") */
+        (s = natsOptions_SetSendAsap(b->opts, true)) != NATS_OK ||
         (s = natsOptions_SetAllowReconnect(b->opts, true)) != NATS_OK ||
         (s = natsOptions_SetMaxReconnect(b->opts, -1)) != NATS_OK ||
         (s = natsOptions_SetCustomReconnectDelay(b->opts, reconnect_delay, b)) != NATS_OK ||

@@ -4,19 +4,91 @@
 // configuration, device queues); its fault tests kill nats-server instead of Redis.
 // Then NATS without Redis: every node keeps its own state (SQLite device queue,
 // in-memory sessions, its own stream configuration) while pushes, reports and
-// membership span the cluster; a bad --nats URL is refused at start.
+// membership span the cluster; a node stopped with SIGTERM leaves at once; a bad
+// --nats URL is refused at start. And the two engines failing apart: Redis down (pushes
+// still cross over NATS, the device queue answers 503), NATS down (the device queue in
+// Redis works, pushes stay local with "bus": "down"), and a node started while NATS is
+// down, ready only once NATS is there.
 
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterBus, startClusterNode, waitMembers, waitReady } from './lib/cluster.mjs';
+import { clusterBus, startClusterNode, startRedis, startNats, waitMembers, waitReady } from './lib/cluster.mjs';
 
 clusterBus.kind = 'nats';
 await import('./cluster.test.mjs');
 
 const {
-  baseConfig, withLogs, connectClient, tryConnect, pushRequest, api, createSession, runCli, PUB_KEY, SLOW,
+  baseConfig, withLogs, connectClient, tryConnect, pushRequest, api, createSession, runCli, sleep, PUB_KEY, SLOW,
 } = await import('./lib/harness.mjs');
 const { DeviceSim, enqueue, getCommand } = await import('./lib/device-sim.mjs');
+
+describe('NATS and Redis fail apart', () => {
+  // a Redis and a nats-server of their own: each is killed in turn under two nodes
+  test('Redis down: pushes still cross over NATS, the device queue answers 503; NATS down: the device queue works, pushes stay local', withLogs(async () => {
+    const redis = await startRedis();
+    const nats = await startNats();
+    const config = baseConfig({ applicationId: 'apart' });
+    const [p, q] = await Promise.all(['p1', 'p2'].map((id) => startClusterNode(redis, id, { config, nats })));
+    const c = await connectClient(q, { clientId: 'apart-q' });
+    try {
+      await waitMembers([p, q], ['p1', 'p2']);
+      await redis.kill();
+      assert.deepEqual(await waitReady([p, q], 503), [{ status: 'bus down' }, { status: 'bus down' }]);
+      let r = await pushRequest(p, { serviceRequest: { a: 1 }, clientIdPattern: 'apart-.*' });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.body.summary, { matched: 1, delivered: 1, failed: 0, acknowledged: 0, nodes: 2, nodesMissing: [] });
+      assert.equal((await c.next(3000 * SLOW)).id, r.body.pushId);
+      const e = await enqueue(p, 8200, { endpoint: 'x' });
+      assert.equal(e.status, 503, e.text);
+
+      await redis.start();
+      await waitReady([p, q], 200);
+      await nats.kill();
+      await waitReady([p, q], 503);
+      const e2 = await enqueue(p, 8200, { endpoint: 'while-nats-down' });
+      assert.equal(e2.status, 201, e2.text);
+      assert.equal((await new DeviceSim(q, 8200).poll()).command?.endpoint, 'while-nats-down');
+      r = await pushRequest(p, { serviceRequest: { a: 2 }, clientIdPattern: 'apart-.*' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.summary.bus, 'down');
+      assert.deepEqual(r.body.summary.nodesMissing, ['p2']);
+      await c.expectNone(200 * SLOW);
+
+      await nats.start();
+      await waitReady([p, q], 200);
+      r = await pushRequest(p, { serviceRequest: { a: 3 }, clientIdPattern: 'apart-.*' });
+      assert.deepEqual(r.body.summary, { matched: 1, delivered: 1, failed: 0, acknowledged: 0, nodes: 2, nodesMissing: [] });
+      assert.equal((await c.next(3000 * SLOW)).id, r.body.pushId);
+    } finally {
+      await c.close();
+      await Promise.all([p.stop(), q.stop()]);
+      await redis.stop();
+      await nats.stop();
+    }
+  }));
+
+  test('a node started while NATS is down is not ready, and joins once NATS is there', withLogs(async () => {
+    const nats = await startNats();
+    await nats.kill();
+    const { startNode } = await import('./lib/harness.mjs');
+    let b;
+    try {
+      let readyAt = 0;
+      const pending = startNode({ config: baseConfig({ applicationId: 'late' }), extraArgs: ['--nats', nats.url, '--node-id', 'l2'], readyTimeoutMs: 15000 * SLOW })
+        .then((n) => { readyAt = Date.now(); return n; });
+      await sleep(800 * SLOW);
+      const natsAt = Date.now();
+      await nats.start();
+      b = await pending;
+      assert.ok(readyAt >= natsAt, 'not ready before NATS was there');
+      assert.match(b.logs(), /cannot reach NATS yet/);
+      assert.deepEqual(await waitMembers([b], ['l2']), [['l2']]);
+    } finally {
+      await b?.stop();
+      await nats.stop();
+    }
+  }));
+});
 
 describe('NATS without Redis: messages across the cluster, state on each node', () => {
   const SIDS = ['s1', 's2', 's3'];

@@ -17,8 +17,7 @@ static json_t *ann(const char *id, int connections)
 static void seen(cluster_members_t *m, const char *id, uint64_t now, int want)
 {
     json_t *d = ann(id, (int)now);
-    cr_assert_eq(cluster_members_seen(m, d, now), want, "%s at %llu", id,
-                 (unsigned long long)now);
+    cr_assert_eq(cluster_members_seen(m, d, now), want, "%s at %llu", id, (unsigned long long)now);
     json_decref(d);
 }
 

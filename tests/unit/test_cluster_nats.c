@@ -64,8 +64,7 @@ Test(cluster_nats, url_invalid_names_it)
                      bad[i].url);
         cr_assert(strstr(err, bad[i].why), "%s: %s", bad[i].url, err);
         cr_assert(strstr(err, "expected nats://host[:port]"), "%s", err);
-        if (*bad[i].url)
-            cr_assert(strstr(err, bad[i].url), "the message names the URL: %s", err);
+        if (*bad[i].url) cr_assert(strstr(err, bad[i].url), "the message names the URL: %s", err);
     }
     char err[256];
     cluster_nats_url_t u;
