@@ -36,6 +36,14 @@ static void on_report(void *arg, push_t *p, buf_t *report)
 {
     channel_push_t *cp = arg;
     http_ctx_t *ctx = cp->ctx;
+    if (!p) {
+        /* the worker stops first: no answer to give or keep */
+        if (ctx) ctx->on_abort = NULL;
+        api_idem_forget(cp->idem);
+        free(cp->body);
+        free(cp);
+        return;
+    }
     long long reached = 0;
     json_t *doc = report ? json_loadb(report->data, report->len, 0, NULL) : NULL;
     json_t *delivered = json_object_get(json_object_get(doc, "summary"), "delivered");

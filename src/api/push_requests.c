@@ -22,6 +22,13 @@ typedef struct pending_s {
 static void on_report(void *arg, push_t *p, buf_t *body)
 {
     pending_t *pr = arg;
+    if (!p) {
+        /* the worker stops first: no answer to give or keep */
+        if (pr->ctx) pr->ctx->on_abort = NULL;
+        api_idem_forget(pr->idem);
+        free(pr);
+        return;
+    }
     char headers[96];
     snprintf(headers, sizeof(headers), "X-Push-Id: %s\r\n", p->id);
     if (body)

@@ -158,8 +158,12 @@ void hub_worker_detach(worker_t *w)
         return;
     while (hw->pending) {
         pending_t *pd = hw->pending;
+        hub_report_cb cb = pd->cb;
+        void *arg = pd->arg;
         pd->cb = NULL;
         pending_finish(pd);
+        if (cb)
+            cb(arg, NULL, NULL); /* no report will come: the publisher frees its state */
     }
     selector_thread_cleanup();
     topics_free(&hw->topics);

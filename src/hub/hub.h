@@ -48,7 +48,9 @@ struct subscriber_s {
 };
 
 /* The final PushResponse for a publish, on the origin worker's thread. Takes the
- * body (a new buffer; NULL when out of memory). */
+ * body (a new buffer; NULL when out of memory). p is NULL (and body too) when the
+ * worker stops before the report is complete: no report will come, free what arg
+ * holds and answer nobody (the loop has ended). */
 typedef void (*hub_report_cb)(void *arg, push_t *p, buf_t *body);
 
 /* Creates the hub of a node. Returns NULL when out of memory. */

@@ -192,6 +192,24 @@ describe('single node', () => {
   }));
 });
 
+test('a keyed push still waiting for its report when the node stops: clean exit', withLogs(async () => {
+  const n = await startNode({ workers: 1, config: config() });
+  const c = await connectClient(n, { sessionId: 's-john', clientId: 'idem-stop' });
+  const ac = new AbortController();
+  const gone = fetch(`${n.url}/api/push-requests`, {
+    method: 'POST', signal: ac.signal,
+    body: JSON.stringify({ serviceRequest: { x: 1 }, clientIdPattern: 'idem-stop', options: { awaitAcks: true, timeoutMs: 30000 } }),
+    headers: { authorization: `Bearer ${PUB_KEY}`, 'content-type': 'application/json', 'idempotency-key': 'stop-1' },
+  }).catch((e) => e);
+  await c.next();
+  ac.abort();
+  await gone;
+  await sleep(100);
+  const info = await n.stop('SIGTERM');
+  assert.deepEqual(info, { code: 0, signal: null });
+  assert.doesNotMatch(n.logs(), /ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:/);
+}));
+
 describe('clustered (Redis)', () => {
   let redis, A, B;
   before(async () => {
