@@ -388,3 +388,24 @@ Test(config, history_and_sse)
     expect_error("{\"sse\": {\"heartbeatMs\": 99}}", "sse.heartbeatMs");
     expect_error("{\"sse\": {\"retryMs\": \"1\"}}", "sse.retryMs");
 }
+
+Test(config, websocket_compression)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.ws_compression, 0, "off by default");
+    cr_assert_eq(cfg.ws_client_window_bits, 10);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"websocket\": {\"compression\": true, \"clientMaxWindowBits\": 8}}",
+                       err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cfg.ws_compression, 1);
+    cr_assert_eq(cfg.ws_client_window_bits, 8);
+    config_free(&cfg);
+    expect_error("{\"websocket\": {\"compression\": 1}}", "websocket.compression");
+    expect_error("{\"websocket\": {\"clientMaxWindowBits\": 7}}", "websocket.clientMaxWindowBits");
+    expect_error("{\"websocket\": {\"clientMaxWindowBits\": 16}}", "websocket.clientMaxWindowBits");
+    expect_error("{\"websocket\": {\"deflate\": true}}", "websocket.deflate");
+    expect_error("{\"websocket\": true}", "websocket");
+}
