@@ -44,7 +44,7 @@ buf_t *ws_client_encode(const push_t *p, int ti)
 buf_t *ws_client_encode_deflate(const push_t *p, int ti)
 {
     /* the plain frame's slot is filled first (the push is mutable only there) */
-    buf_t *plain = push_frame((push_t *)(uintptr_t)p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
+    buf_t *plain = push_frame((push_t *)p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
     return plain ? ws_pmd_frame(plain, WS_PMD_MAX_BITS) : NULL;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#define ZLIB_CONST /* next_in is const: no casts */
 #include <zlib.h>
 
 /* ---- Sec-WebSocket-Extensions ---- */
@@ -216,7 +217,7 @@ buf_t *ws_pmd_deflate(const uint8_t *in, size_t len, unsigned window_bits)
     buf_t *b = buf_new(cap);
     if (!b)
         goto fail_buf;
-    z.next_in = (Bytef *)(uintptr_t)in;
+    z.next_in = in;
     z.avail_in = (uInt)len;
     z.next_out = (Bytef *)b->data;
     z.avail_out = (uInt)cap;
@@ -301,6 +302,8 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     if (window_bits < WS_PMD_MIN_BITS || window_bits > WS_PMD_MAX_BITS)
         window_bits = WS_PMD_MAX_BITS;
+    if (max > SIZE_MAX / 4)
+        max = SIZE_MAX / 4; /* so that max + 1 and cap * 2 never wrap */
     z_stream z;
     memset(&z, 0, sizeof(z));
     /* a 32 KiB inflate window reads any smaller window's stream */
@@ -318,7 +321,7 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
     size_t n = 0;
     int ended = 0;
     for (int part = 0; part < 2 && !ended; part++) {
-        z.next_in = (Bytef *)(uintptr_t)(part ? tail : in);
+        z.next_in = part ? tail : in;
         z.avail_in = (uInt)(part ? sizeof(tail) : len);
         while (z.avail_in > 0) {
             if (n == cap) {
@@ -326,7 +329,7 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
                     r = -EMSGSIZE;
                     goto fail_out;
                 }
-                size_t nc = cap * 2 > max + 1 ? max + 1 : cap * 2;
+                size_t nc = cap > max / 2 ? max + 1 : cap * 2;
                 uint8_t *g = realloc(o, nc);
                 if (!g)
                     goto fail_out;

@@ -428,3 +428,24 @@ Test(config, bus_nats)
     expect_error("{\"bus\": {\"nats\": 4222}}", "bus.nats must be a non-empty string");
     expect_error("{\"bus\": {\"nats\": \"\"}}", "bus.nats must be a non-empty string");
 }
+
+Test(config, websocket_compression)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cfg.ws_compression, 0, "off by default");
+    cr_assert_eq(cfg.ws_client_window_bits, 10);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"websocket\": {\"compression\": true, \"clientMaxWindowBits\": 8}}",
+                       err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cfg.ws_compression, 1);
+    cr_assert_eq(cfg.ws_client_window_bits, 8);
+    config_free(&cfg);
+    expect_error("{\"websocket\": {\"compression\": 1}}", "websocket.compression");
+    expect_error("{\"websocket\": {\"clientMaxWindowBits\": 7}}", "websocket.clientMaxWindowBits");
+    expect_error("{\"websocket\": {\"clientMaxWindowBits\": 16}}", "websocket.clientMaxWindowBits");
+    expect_error("{\"websocket\": {\"deflate\": true}}", "websocket.deflate");
+    expect_error("{\"websocket\": true}", "websocket");
+}
