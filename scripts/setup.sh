@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(
-  build-essential pkg-config ca-certificates curl
+  build-essential pkg-config ca-certificates curl openssl
   libuv1-dev node-llhttp libwslay-dev libssl-dev libjansson-dev libpcre2-dev libjwt-dev
   libsqlite3-dev libhiredis-dev redis-server libnghttp2-dev zlib1g-dev libnats-dev nats-server
   libcriterion-dev clang libclang-rt-14-dev clang-tidy cppcheck

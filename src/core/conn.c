@@ -183,7 +183,7 @@ void conn_end(conn_t *c)
     c->flags |= CONN_END;
     if (c->tls)
         flush_list_add(c); /* the flush sends close_notify, then the FIN */
-    else if (c->qcount == 0 && !c->inflight)
+    else if (c->qcount == 0 && !(c->flags & CONN_WRITING))
         start_shutdown(c);
 }
 
@@ -224,7 +224,7 @@ static void on_write_cb(uv_write_t *req, int status)
         buf_unref(wr->items[i].b);
     }
     free(wr);
-    c->inflight = NULL;
+    c->flags &= ~(unsigned)CONN_WRITING;
     if (c->flags & CONN_CLOSING)
         return;
     if (status < 0) {
@@ -335,7 +335,7 @@ static int tls_send(conn_t *c)
         return r;
     }
     c->pending += len; /* on_write_cb takes it off */
-    c->inflight = wr;
+    c->flags |= CONN_WRITING;
     return 0;
 }
 
@@ -368,7 +368,7 @@ static void conn_flush_tls(conn_t *c)
 
 static void conn_flush(conn_t *c)
 {
-    if (c->inflight || (c->flags & CONN_CLOSING))
+    if (c->flags & (CONN_WRITING | CONN_CLOSING))
         return;
     if (c->tls) {
         conn_flush_tls(c);
@@ -418,7 +418,7 @@ static void conn_flush(conn_t *c)
             conn_close(c);
             return;
         }
-        c->inflight = wr;
+        c->flags |= CONN_WRITING;
         return;
     }
     flushed(c);
@@ -675,7 +675,7 @@ static const conn_proto_t migrated_proto = {.name = "migrated",
 
 int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
 {
-    if (c->qcount || c->inflight || (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)))
+    if (c->qcount || (c->flags & (CONN_WRITING | CONN_CLOSING | CONN_END | CONN_SHUT)))
         return -EBUSY;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)

@@ -49,6 +49,7 @@ enum conn_flags {
     CONN_END = 1 << 2,         /* close once the output is flushed */
     CONN_SHUT = 1 << 3,        /* FIN sent; reads are discarded until EOF */
     CONN_READ_PAUSED = 1 << 4, /* the protocol stopped reading */
+    CONN_WRITING = 1 << 5,     /* a uv_write is in flight */
 };
 
 struct conn_s {
@@ -61,11 +62,10 @@ struct conn_s {
     unsigned flags;
     size_t pending;      /* bytes queued or in flight */
     size_t limit;        /* most pending bytes accepted; 0: unbounded */
-    void *inflight;      /* the uv_write in progress */
+    struct tls_conn_s *tls; /* NULL: plain TCP; else every byte goes through it */
     conn_t *pprev, *pnext; /* flush list */
     conn_t *prev, *next;   /* the worker's connections */
     uint64_t deadline;     /* protocol-defined, checked on tick */
-    struct tls_conn_s *tls; /* NULL: plain TCP; else every byte goes through it */
 };
 
 /* With TLS (c->tls), queued slices are plaintext: the flush encrypts them into records

@@ -373,7 +373,7 @@ static int h1_migrate(http_ctx_t *ctx, worker_t *to)
     http_conn_t *hc = ctx_conn(ctx);
     const http_request_t *req = ctx->req;
     conn_t *c = hc->c;
-    if (c->qcount || c->inflight)
+    if (c->qcount || (c->flags & CONN_WRITING))
         return -EBUSY;
     /* the request again, as bytes, then whatever followed it */
     buf_t *b = buf_new(512 + req->body_len + hc->rest_len);

@@ -202,6 +202,30 @@ describe('a TLS node (2 workers): every protocol over TLS', () => {
     await c.close();
   }));
 
+  test('a paused wss client is cut off as "slow consumer" (limits.maxOutputBytes); a reading one gets every push', withLogs(async () => {
+    const n2 = await startNode({ workers: 2, config: tlsConfig({ limits: { maxOutputBytes: 65536 } }), tls: tlsOpts() });
+    const slow = await connectClient(n2, { clientId: 'tls.slow' }, { wsOptions: { ca: ca.cert } });
+    const fast = await connectClient(n2, { sessionId: 's-mary', clientId: 'tls.fast' }, { wsOptions: { ca: ca.cert } });
+    slow.ws._socket.pause();
+    const blob = 'x'.repeat(16 * 1024);
+    let cutAt = -1;
+    for (let i = 0; i < 1000 && cutAt < 0; i++) {
+      const r = await pushRequest(n2, { serviceRequest: { i, blob }, clientIdPattern: 'tls\\..*' });
+      assert.equal(r.status, 200, r.text);
+      const byId = Object.fromEntries(r.body.responseMessages.map((m) => [m.clientId, m]));
+      assert.equal(byId['tls.fast'].successful, true, `push ${i}`);
+      if (byId['tls.slow'].successful === false) {
+        assert.equal(byId['tls.slow'].message, 'slow consumer');
+        cutAt = i;
+      }
+      assert.deepEqual(await fast.next(5000 * SLOW), pushFrame(r.body.pushId, { i, blob }));
+    }
+    assert.ok(cutAt >= 3, `cut off after ${cutAt + 1} pushes of 16 KiB (limit 64 KiB)`);
+    slow.ws._socket.resume();
+    await fast.close();
+    assert.deepEqual(await n2.stop('SIGTERM'), { code: 0, signal: null });
+  }));
+
   test('TLS 1.2 and 1.3 both handshake; ALPN selects http/1.1 and refuses h2-only', withLogs(async () => {
     const t12 = await tlsConnect(node.port, { ca: ca.cert, maxVersion: 'TLSv1.2' });
     assert.equal(t12.protocol, 'TLSv1.2');
