@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { execFile } from 'node:child_process';
 import {
-  startNode, cleanup, withLogs, baseConfig, connectClient, waitForConnections, get, sleep,
+  startNode, cleanup, withLogs, baseConfig, connectClient, waitForConnections, get, api, sleep,
   ADMIN_KEY, PUB_KEY, SLOW,
 } from './lib/harness.mjs';
 import { parseSse, until } from './lib/sse.mjs';
@@ -318,6 +318,46 @@ describe('HTTP/2: device long poll and shutdown', () => {
     assert.equal(p.status, 200);
     assert.equal(p.text, '');
     assert.ok(Date.now() - t0 < 4000 * SLOW, `shutdown took ${Date.now() - t0} ms`);
+  }));
+
+  test('a stream that does not read is cut off (CANCEL) at limits.maxOutputBytes; the connection lives on', withLogs(async () => {
+    const node = await startNode({ workers: 1, config: h2Config({ limits: { maxOutputBytes: 8192 } }) });
+    const s = connect(node);
+    // a roomy connection window: only the stream's own window stops the bytes
+    await new Promise((r) => s.once('connect', r));
+    s.setLocalWindowSize(16 << 20);
+    const slow = s.request({ ':path': '/sse?channel=flood&clientId=slow' });
+    slow.on('error', () => {});
+    let cut = false;
+    const rst = new Promise((r) => slow.on('close', () => { cut = true; r(slow.rstCode); }));
+    await new Promise((r) => slow.once('response', r));
+    slow.pause(); // nothing read: Node stops crediting the stream's window
+    await until(async () => (await connections(node, 'sse')) === 1);
+    const data = 'x'.repeat(2000);
+    let pushes = 0;
+    for (; pushes < 200; pushes++) {
+      const r = await api(node, 'POST', '/api/push', { key: PUB_KEY, body: { channel: 'flood', event: 'e', data } });
+      assert.equal(r.status, 200, r.text);
+      if (cut) break;
+    }
+    assert.ok(cut, `still open after ${pushes} pushes of 2 kB`);
+    assert.equal(await rst, http2.constants.NGHTTP2_CANCEL);
+    await until(async () => (await connections(node, 'sse')) === 0);
+    const m = await get(node, '/metrics');
+    assert.match(m.text, /^pushgate_slow_consumer_closes_total [1-9]/m, 'slow consumer counted');
+    assert.equal((await h2req(s, 'GET', '/healthz')).status, 200);
+    await node.stop('SIGTERM');
+  }));
+
+  test('an idle HTTP/2 connection gets a GOAWAY after limits.readTimeoutMs', withLogs(async () => {
+    const node = await startNode({ workers: 1, config: h2Config({ limits: { readTimeoutMs: 300 } }) });
+    const s = connect(node);
+    const goaway = new Promise((r) => s.on('goaway', (code) => r(code)));
+    const closed = new Promise((r) => s.on('close', r));
+    assert.equal((await h2req(s, 'GET', '/healthz')).status, 200);
+    assert.equal(await goaway, http2.constants.NGHTTP2_NO_ERROR);
+    await closed;
+    await node.stop('SIGTERM');
   }));
 
   test('http2.enabled false: the preface is just a bad HTTP/1.1 request', withLogs(async () => {
