@@ -178,7 +178,8 @@ int node_run(config_t *cfg)
         return 1;
     }
     if (cfg->tls_cert) {
-        tls_server_cfg_t tc = {cfg->tls_cert, cfg->tls_key, cfg->tls_min_version};
+        tls_server_cfg_t tc = {cfg->tls_cert, cfg->tls_key, cfg->tls_min_version,
+                               cfg->http2.enabled};
         if (tls_server_new(&tc, &n.tls, err, sizeof(err)) < 0) {
             log_error("cannot load the TLS certificate", "error=\"%s\"", err);
             return 1;

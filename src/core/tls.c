@@ -8,14 +8,17 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 
-/* "h2" goes first here (as "\x02h2") once HTTP/2 is served on the TLS listener. */
+/* With HTTP/2 on, "h2" is preferred: the client then opens with the HTTP/2 preface,
+ * which the HTTP server recognises on any connection (src/http/server.c). */
 #define TLS_ALPN_PROTOCOLS "\x08http/1.1"
+#define TLS_ALPN_PROTOCOLS_H2 "\x02h2\x08http/1.1"
 
 struct tls_server_s {
     pthread_mutex_t mu; /* guards ctx: a reload swaps it while workers accept */
@@ -23,6 +26,7 @@ struct tls_server_s {
     char *cert_file;
     char *key_file;
     int min_version;
+    int h2;
 };
 
 struct tls_conn_s {
@@ -36,11 +40,12 @@ struct tls_conn_s {
     unsigned oom : 1;      /* the BIO could not take a record */
 };
 
-const unsigned char *tls_alpn_protocols(size_t *len)
+const unsigned char *tls_alpn_protocols(int h2, size_t *len)
 {
     static const unsigned char list[] = TLS_ALPN_PROTOCOLS;
-    *len = sizeof(list) - 1;
-    return list;
+    static const unsigned char list_h2[] = TLS_ALPN_PROTOCOLS_H2;
+    *len = h2 ? sizeof(list_h2) - 1 : sizeof(list) - 1;
+    return h2 ? list_h2 : list;
 }
 
 /* --- the connection BIO ------------------------------------------------------------ */
@@ -124,9 +129,8 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
                           const unsigned char *in, unsigned int inlen, void *arg)
 {
     (void)ssl;
-    (void)arg;
     size_t len;
-    const unsigned char *ours = tls_alpn_protocols(&len);
+    const unsigned char *ours = tls_alpn_protocols((int)(uintptr_t)arg, &len);
     unsigned char *sel = NULL;
     /* the server's order wins: the first of ours the client also offers */
     if (SSL_select_next_proto(&sel, outlen, ours, (unsigned)len, in, inlen) !=
@@ -207,7 +211,8 @@ static int ctx_build(const tls_server_t *s, SSL_CTX **out, char *err, size_t err
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pushgate", 8);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    /* the context outlives no server setting: the flag itself is the argument */
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, (void *)(uintptr_t)s->h2);
     *out = ctx;
     return 0;
 fail_ctx:
@@ -227,6 +232,7 @@ int tls_server_new(const tls_server_cfg_t *cfg, tls_server_t **out, char *err, s
     if (!s) return -ENOMEM;
     int r = -ENOMEM;
     s->min_version = cfg->min_version;
+    s->h2 = cfg->h2;
     s->cert_file = strdup(cfg->cert_file);
     s->key_file = strdup(cfg->key_file);
     if (!s->cert_file || !s->key_file) goto fail_strings;

@@ -22,12 +22,13 @@ typedef struct tls_server_cfg_s {
     const char *cert_file; /* PEM: the certificate, then its chain */
     const char *key_file;  /* PEM private key */
     int min_version;       /* 12 (TLS 1.2) or 13 (TLS 1.3) */
+    int h2;                /* offer ALPN "h2" (HTTP/2 is served) before "http/1.1" */
 } tls_server_cfg_t;
 
 /* The ALPN protocols this server accepts, in wire format (each name prefixed by its
- * length), most preferred first. The one place to add "h2" once HTTP/2 is served.
+ * length), most preferred first: "h2" then "http/1.1" when h2 is set, else "http/1.1".
  * Returns the list; *len is its length in bytes. */
-const unsigned char *tls_alpn_protocols(size_t *len);
+const unsigned char *tls_alpn_protocols(int h2, size_t *len);
 
 /* Loads the certificate and key into a new server context. On error writes a message
  * naming the file and the reason into err. Returns 0, -ENOENT/-EACCES (a file cannot

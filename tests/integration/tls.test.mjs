@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
+import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
 import { io } from 'socket.io-client';
 import {
@@ -226,16 +227,61 @@ describe('a TLS node (2 workers): every protocol over TLS', () => {
     assert.deepEqual(await n2.stop('SIGTERM'), { code: 0, signal: null });
   }));
 
-  test('TLS 1.2 and 1.3 both handshake; ALPN selects http/1.1 and refuses h2-only', withLogs(async () => {
+  test('TLS 1.2 and 1.3 both handshake; ALPN prefers h2, serves http/1.1 to those that ask for it', withLogs(async () => {
     const t12 = await tlsConnect(node.port, { ca: ca.cert, maxVersion: 'TLSv1.2' });
     assert.equal(t12.protocol, 'TLSv1.2');
     t12.socket.destroy();
     const t13 = await tlsConnect(node.port, { ca: ca.cert, ALPNProtocols: ['h2', 'http/1.1'] });
     assert.equal(t13.protocol, 'TLSv1.3');
-    assert.equal(t13.alpn, 'http/1.1');
+    assert.equal(t13.alpn, 'h2');
     assert.equal(t13.fingerprint256, certA.fingerprint256);
     t13.socket.destroy();
-    await assert.rejects(tlsConnect(node.port, { ca: ca.cert, ALPNProtocols: ['h2'] }), /no.application.protocol|alert/i);
+    const h1 = await tlsConnect(node.port, { ca: ca.cert, ALPNProtocols: ['http/1.1'] });
+    assert.equal(h1.alpn, 'http/1.1');
+    h1.socket.destroy();
+    await assert.rejects(tlsConnect(node.port, { ca: ca.cert, ALPNProtocols: ['spdy/3'] }), /no.application.protocol|alert/i);
+  }));
+
+  test('ALPN h2: the API and SSE streams over HTTP/2 on TLS (Node http2 client)', withLogs(async () => {
+    const session = http2.connect(node.url, { ca: ca.cert });
+    try {
+      await new Promise((res, rej) => { session.once('connect', res); session.once('error', rej); });
+      assert.equal(session.alpnProtocol, 'h2');
+      // two SSE subscriptions on the one connection
+      const streams = [0, 1].map(() => session.request({ ':path': '/sse?channel=public.h2tls', accept: 'text/event-stream' }));
+      const got = streams.map(() => '');
+      await Promise.all(streams.map((st, i) => new Promise((res, rej) => {
+        st.setEncoding('utf8');
+        st.on('response', (h) => { if (h[':status'] !== 200) rej(new Error(`status ${h[':status']}`)); });
+        st.on('data', (d) => { got[i] += d; if (got[i].includes('retry:')) res(); });
+        st.on('error', rej);
+      })));
+      // a channel push over the same connection
+      const push = session.request({
+        ':method': 'POST', ':path': '/api/push', authorization: `Bearer ${PUB_KEY}`, 'content-type': 'application/json',
+      });
+      let body = '';
+      let status = 0;
+      push.setEncoding('utf8');
+      push.on('response', (h) => { status = h[':status']; });
+      push.on('data', (d) => { body += d; });
+      push.end(JSON.stringify({ channel: 'public.h2tls', event: 'e', data: { over: 'h2+tls' } }));
+      await new Promise((res) => push.on('end', res));
+      assert.equal(status, 200, body);
+      await until(() => got.every((g) => g.includes('"over":"h2+tls"')), 3000 * SLOW);
+      for (const st of streams) st.close();
+    } finally {
+      session.close();
+    }
+  }));
+
+  test('with http2.enabled false, ALPN offers http/1.1 only', withLogs(async () => {
+    const n2 = await startNode({ workers: 1, config: tlsConfig({ http2: { enabled: false } }), tls: tlsOpts() });
+    const t = await tlsConnect(n2.port, { ca: ca.cert, ALPNProtocols: ['h2', 'http/1.1'] });
+    assert.equal(t.alpn, 'http/1.1');
+    t.socket.destroy();
+    await assert.rejects(tlsConnect(n2.port, { ca: ca.cert, ALPNProtocols: ['h2'] }), /no.application.protocol|alert/i);
+    await n2.stop('SIGTERM');
   }));
 
   test('a 1 MiB response and a 256 KiB request body cross the record layer intact', withLogs(async () => {

@@ -197,7 +197,7 @@ static void exchange(tls_conn_t *t, client_t *cl)
 Test(tls, alpn_list_is_wire_format_with_http11)
 {
     size_t len;
-    const unsigned char *p = tls_alpn_protocols(&len);
+    const unsigned char *p = tls_alpn_protocols(0, &len);
     int found = 0;
     for (size_t i = 0; i < len; i += 1 + p[i]) {
         cr_assert(i + 1 + p[i] <= len, "each name fits the list");
@@ -301,6 +301,37 @@ Test(tls, close_notify_both_ways)
     cr_assert_eq(feed(t, wire, n, 0, NULL, NULL), -EPIPE);
     tls_conn_free(t);
     client_close(&cl);
+}
+
+Test(tls, alpn_list_with_h2_prefers_it)
+{
+    size_t len;
+    const unsigned char *p = tls_alpn_protocols(1, &len);
+    cr_assert_eq(len, 12);
+    cr_assert(memcmp(p, "\x02h2\x08http/1.1", 12) == 0, "h2 first, then http/1.1");
+}
+
+Test(tls, h2_is_selected_when_the_server_serves_it)
+{
+    char err[512];
+    tls_server_t *s2;
+    tls_server_cfg_t cfg = {cert_a, key_a, 12, 1};
+    cr_assert_eq(tls_server_new(&cfg, &s2, err, sizeof(err)), 0, "%s", err);
+    const char *offers[] = {"\x02h2\x08http/1.1", "\x08http/1.1\x02h2", "\x02h2"};
+    const size_t lens[] = {12, 12, 3};
+    for (int i = 0; i < 3; i++) {
+        client_t cl;
+        tls_conn_t *t;
+        client_open(&cl, 0, offers[i], lens[i]);
+        cr_assert_eq(tls_conn_new(s2, &t), 0);
+        cr_assert_eq(handshake(t, &cl, 0, 0), 0);
+        size_t alen;
+        const char *a = tls_conn_alpn(t, &alen);
+        cr_assert(a && alen == 2 && memcmp(a, "h2", 2) == 0, "the server's order wins: h2");
+        tls_conn_free(t);
+        client_close(&cl);
+    }
+    tls_server_free(s2);
 }
 
 Test(tls, h2_only_alpn_is_refused)
