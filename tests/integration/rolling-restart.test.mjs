@@ -14,7 +14,8 @@
 // ones published while r2 lay dead name it in nodesMissing; every acknowledged channel
 // push reaches every SSE subscriber exactly once (or the subscriber was told with a
 // `gap` event), every acknowledged stream event reaches every socket.io subscriber
-// exactly once; no push is ever seen twice.
+// exactly once; no push is ever seen twice. And a node stopped while a push request
+// waits for a dead member answers it at once rather than at the deadline.
 //
 // On the Redis bus; with PUSHGATE_ROLLING_BUS=nats (or both: "redis,nats") it runs on
 // NATS carrying the messages with Redis keeping the state.
@@ -282,6 +283,25 @@ for (const bus of BUSES) {
       // the clients that started on a restarted node did move (all of them did)
       assert.ok(sse.every((c) => c.reconnects >= 1) && sio.every((c) => c.reconnects >= 1), 'clients resumed elsewhere');
       assert.ok(sse.every((c) => c.gaps === 0), `no gap: ${sse.map((c) => c.gaps)}`);
+    }));
+
+    test('SIGTERM while a push request waits for a dead member: answered at once, naming it missing', withLogs(async () => {
+      const cfg = baseConfig({ applicationId: 'stopx' });
+      const [x1, x2] = await Promise.all(['x1', 'x2'].map((id) => startClusterNode(redis, id, { config: cfg, nats })));
+      await waitMembers([x1, x2], ['x1', 'x2']);
+      await x2.kill(); /* still a member for its TTL: x1 waits for its report */
+      const t0 = Date.now();
+      const reply = pushRequest(x1, { serviceRequest: { last: 1 } });
+      await sleep(300);
+      const t1 = Date.now();
+      const exit = x1.stop('SIGTERM');
+      const r = await reply;
+      const answeredAfter = Date.now() - t1;
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.body.summary.nodesMissing, ['x2']);
+      assert.equal(r.body.summary.nodes, 1);
+      assert.ok(answeredAfter < 1500 * SLOW, `answered ${answeredAfter} ms after SIGTERM (${Date.now() - t0} ms in all), not at the 5 s deadline`);
+      assert.deepEqual(await exit, { code: 0, signal: null });
     }));
   });
 }
