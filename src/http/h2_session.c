@@ -448,8 +448,7 @@ static int build_request(h2_stream_t *st)
     char *path = strndup(st->arena->data + st->path_off, plen);
     int r = path ? arena_add(st, (const uint8_t *)path, plen, &path_copy) : -ENOMEM;
     free(path);
-    if (r < 0)
-        goto fail_nomem;
+    if (r < 0) goto fail_nomem;
     int has_host = 0;
     for (unsigned i = 0; i < st->n_hdr; i++)
         has_host |= strcmp(st->arena->data + st->hdr_off[2 * i], "host") == 0;

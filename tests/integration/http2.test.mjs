@@ -7,6 +7,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import {
   startNode, cleanup, withLogs, baseConfig, connectClient, waitForConnections, get, api, sleep,
   ADMIN_KEY, PUB_KEY, SLOW,
@@ -261,6 +262,31 @@ describe('HTTP/2 (h2c by prior knowledge)', () => {
     assert.equal(body.status, 413);
     assert.deepEqual(body.body, { error: 'request body is too large' });
     assert.equal((await h2req(s, 'GET', '/healthz')).status, 200);
+  }));
+
+  test('the preface may arrive in pieces; an HTTP/1.1 request that starts like it is not held back', withLogs(async () => {
+    const raw = (chunks) => new Promise((resolve, reject) => {
+      const sock = net.connect(node.port, '127.0.0.1');
+      let got = Buffer.alloc(0);
+      sock.on('data', (d) => { got = Buffer.concat([got, d]); });
+      sock.on('error', reject);
+      sock.on('connect', async () => {
+        for (const c of chunks) { sock.write(c); await sleep(60); }
+        await sleep(200);
+        sock.destroy();
+        resolve(got);
+      });
+    });
+    // the preface in three writes, then an empty SETTINGS: the server's SETTINGS come back
+    const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    const h2 = await raw(['PRI * HT', 'TP/2.0\r\n\r\nS', Buffer.concat([Buffer.from('M\r\n\r\n'), settings])]);
+    assert.ok(h2.length >= 9, 'an HTTP/2 answer');
+    assert.equal(h2[3], 4, 'the first frame is SETTINGS');
+    // "P" could start the preface; "OST" says it does not: an ordinary HTTP/1.1 request
+    const body = JSON.stringify({ channel: 'a', event: 'e', data: 1 });
+    const h1 = await raw(['P', `OST /api/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${PUB_KEY}\r\n` +
+      `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`]);
+    assert.match(h1.toString(), /^HTTP\/1\.1 200 OK\r\n/);
   }));
 
   test('WebSocket over HTTP/2 is refused with a clear error; Engine.IO polling handshake works', withLogs(async () => {

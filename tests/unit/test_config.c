@@ -449,3 +449,24 @@ Test(config, websocket_compression)
     expect_error("{\"websocket\": {\"deflate\": true}}", "websocket.deflate");
     expect_error("{\"websocket\": true}", "websocket");
 }
+
+Test(config, http2)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0);
+    cr_assert_eq(cfg.http2.enabled, 1);
+    cr_assert_eq(cfg.http2.max_concurrent_streams, 100);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg, "{\"http2\":{\"enabled\":false,\"maxConcurrentStreams\":7}}", err,
+                       sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cfg.http2.enabled, 0);
+    cr_assert_eq(cfg.http2.max_concurrent_streams, 7);
+    config_free(&cfg);
+    expect_error("{\"http2\":1}", "http2");
+    expect_error("{\"http2\":{\"enabled\":1}}", "http2.enabled");
+    expect_error("{\"http2\":{\"maxConcurrentStreams\":0}}", "http2.maxConcurrentStreams");
+    expect_error("{\"http2\":{\"maxConcurrentStreams\":10001}}", "http2.maxConcurrentStreams");
+    expect_error("{\"http2\":{\"push\":true}}", "http2.push");
+}
