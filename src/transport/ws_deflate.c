@@ -312,10 +312,11 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
     int r = -ENOMEM;
     if (hist && hist->len && inflateSetDictionary(&z, hist->data, (uInt)hist->len) != Z_OK)
         goto fail_init;
-    size_t cap = len * 4 + 64;
+    /* a first guess at 4:1, grown by doubling up to max + 1 (the byte that tells) */
+    size_t cap = len < max / 4 ? len * 4 + 64 : max + 1;
     if (cap > max + 1)
         cap = max + 1;
-    uint8_t *o = malloc(cap ? cap : 1);
+    uint8_t *o = malloc(cap);
     if (!o)
         goto fail_init;
     size_t n = 0;
