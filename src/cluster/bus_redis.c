@@ -2,7 +2,10 @@
  * node subscribes to, node reports on each origin's reply channel, membership by
  * heartbeat keys with a TTL, and the shared state (sessions, stream configuration)
  * in keys. hiredis runs on the main thread's loop through its libuv adapter: workers
- * never touch it; they hand encoded messages over through a queue and a uv_async. */
+ * never touch it; they hand encoded messages over through a queue and a uv_async.
+ * On a Redis Cluster the bus's keys share one hash tag, so its two connections go to
+ * that slot's master (found with cluster/redis_cluster.h on every connect); the
+ * blocking client routes sessions by their own slots. */
 #include <errno.h>
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>

@@ -3,8 +3,9 @@
  * queue (store/devices.h), each call one Lua script (EVALSHA) that Redis runs
  * atomically, so a device may poll any node for a command enqueued on any other.
  *
- * Calls block the calling thread for one round trip on a connection of their own
- * (a small pool: one per thread that is in a call), with a short timeout; a call
+ * Calls block the calling thread for one round trip on a client of their own (a small
+ * pool: one per thread that is in a call; cluster/redis_cluster.h, so one Redis or a
+ * Redis Cluster, where a redirect adds a round trip), with a short timeout; a call
  * returns only once Redis has answered, so its effect is as durable as Redis's
  * persistence makes it (AOF with appendfsync always or everysec: the operator's
  * choice). While Redis cannot be reached (healthy says no, the connection fails or
