@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,7 @@ typedef struct node_s {
     app_t app;
     worker_pool_t pool;
     http_server_cfg_t http;
+    http_path_limit_t *body_paths; /* limits.maxBodyBytesByPath, as the parser reads it */
     uv_signal_t sigterm, sigint;
     bus_t *bus;
     int stopping;
@@ -83,6 +85,13 @@ static void on_worker_stop(worker_t *w, void *arg)
     node_t *n = arg;
     api_devices_detach(&n->app, w);
     hub_worker_detach(w);
+}
+
+/* Draining: a worker keeps its clients while reports or acks are pending there. */
+static int worker_busy(worker_t *w, void *arg)
+{
+    (void)arg;
+    return hub_busy(w);
 }
 
 static void on_worker_stopping(worker_t *w, void *arg)
@@ -175,6 +184,9 @@ int node_run(config_t *cfg)
         .max_output_bytes = cfg->limits.max_output_bytes,
         .ping_interval_ms = cfg->limits.ws_ping_interval_ms,
         .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
+        .max_messages_per_s = cfg->limits.max_messages_per_s,
+        .message_burst = cfg->limits.message_burst,
+        .max_subscriptions = cfg->limits.max_subscriptions,
     };
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;
@@ -197,10 +209,18 @@ int node_run(config_t *cfg)
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
     }
+    n.body_paths = calloc(cfg->limits.n_body_paths + 1, sizeof(*n.body_paths));
+    if (!n.body_paths)
+        goto fail_devices_free;
+    for (size_t i = 0; i < cfg->limits.n_body_paths; i++)
+        n.body_paths[i] = (http_path_limit_t){cfg->limits.body_paths[i].path,
+                                              cfg->limits.body_paths[i].max_body_bytes};
     n.http = (http_server_cfg_t){
         .limits = {cfg->limits.max_header_bytes, cfg->limits.max_headers,
-                   cfg->limits.max_body_bytes},
+                   cfg->limits.max_body_bytes, n.body_paths, cfg->limits.n_body_paths},
+        .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
         .read_timeout_ms = cfg->limits.read_timeout_ms,
+        .idle_timeout_ms = cfg->limits.idle_timeout_ms,
         .routes = api_routes,
         .n_routes = api_n_routes,
         .app = &n.app,
@@ -212,7 +232,11 @@ int node_run(config_t *cfg)
         .n = cfg->workers,
         .accept_proto = &http_proto,
         .max_connections = cfg->limits.max_connections,
+        .max_connections_per_ip = cfg->limits.max_connections_per_ip,
+        .grace_ms = cfg->shutdown_grace_ms,
         .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
+        .busy = worker_busy,
+        .on_refuse = http_server_refuse,
         .on_start = on_worker_start,
         .on_stop = on_worker_stop,
         .on_stopping = on_worker_stopping,
@@ -236,6 +260,7 @@ int node_run(config_t *cfg)
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
+    free(n.body_paths);
     api_devices_free(&n.app);
     bus->ops->free(bus);
     hub_free(n.app.hub);
@@ -247,6 +272,8 @@ int node_run(config_t *cfg)
 fail_pool:
     uv_close((uv_handle_t *)&n.sigterm, NULL);
     uv_close((uv_handle_t *)&n.sigint, NULL);
+    free(n.body_paths);
+fail_devices_free:
     api_devices_free(&n.app);
 fail_devices:
     if (bus->ops->close)

@@ -35,6 +35,11 @@ extern const size_t api_n_routes;
  * 403 {"error":"Access Forbidden"}. Returns the key, or NULL (already answered). */
 const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
 
+/* Checks the request's Origin header against allowedOrigins (browser transports). A
+ * refusal is counted in pushgate_refused_total{reason="origin"}; the caller answers it
+ * (403) in its protocol's terms. Returns 1 when allowed, 0 when not. */
+int api_origin_allowed(http_ctx_t *ctx);
+
 /* Parses the request body as a JSON object. On failure answers 415/422. Returns a new
  * reference, or NULL (already answered). */
 json_t *api_json_body(http_ctx_t *ctx);

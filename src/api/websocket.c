@@ -22,6 +22,10 @@ void api_websocket(http_ctx_t *ctx)
         http_respond_error(ctx, 400, why);
         return;
     }
+    if (!api_origin_allowed(ctx)) {
+        http_respond_error(ctx, 403, "origin not allowed");
+        return;
+    }
     char *session = NULL, *client = NULL, *accept = NULL;
     ssize_t sl = url_query_get(ctx->req->query, "sessionId", &session);
     ssize_t cl = url_query_get(ctx->req->query, "clientId", &client);

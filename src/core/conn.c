@@ -124,6 +124,8 @@ static void on_close_cb(uv_handle_t *h)
         c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+    if (c->ip_held)
+        iptable_release(w->pool->ips, &c->ip);
     free(c);
 }
 
@@ -353,6 +355,47 @@ static void on_reject_close(uv_handle_t *h)
     free(h);
 }
 
+static void refused_read(conn_t *c, const char *data, size_t len)
+{
+    (void)c, (void)data, (void)len; /* the answer is already on its way */
+}
+
+static const conn_proto_t refused_proto = {.name = "refused", .on_read = refused_read};
+
+/* Refuses an accepted connection for a limit: counted, answered by the pool's on_refuse
+ * (then ended: the lingering close is bounded), or closed at once. */
+static void refuse(conn_t *c, int reason)
+{
+    METRICS_REFUSED(reason);
+    void (*fn)(conn_t *, int) = c->w->pool->cfg.on_refuse;
+    if (!fn) {
+        conn_close(c);
+        return;
+    }
+    c->proto = &refused_proto;
+    fn(c, reason);
+    if (!(c->flags & CONN_CLOSING) &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
+        conn_close(c);
+}
+
+/* Counts c in the per-IP table. Returns 0, or -EUSERS when its address is at the limit. */
+static int count_ip(conn_t *c)
+{
+    worker_pool_t *pool = c->w->pool;
+    if (!pool->ips)
+        return 0;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
+        ipkey_from_sockaddr((struct sockaddr *)&ss, &c->ip) < 0)
+        return 0; /* no address to count (the peer is already gone) */
+    int r = iptable_acquire(pool->ips, &c->ip, pool->cfg.max_connections_per_ip);
+    if (r == 0)
+        c->ip_held = 1;
+    return r == -EUSERS ? r : 0;
+}
+
 int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
 {
     uint32_t max = w->pool->cfg.max_connections;
@@ -384,11 +427,15 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         conn_close(c);
         return r;
     }
+    uv_tcp_nodelay(&c->tcp, 1);
     if (max && n > max) {
-        conn_close(c);
+        refuse(c, REFUSED_MAX_CONNECTIONS);
         return UV_EMFILE;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    if (count_ip(c) < 0) {
+        refuse(c, REFUSED_MAX_CONNECTIONS_PER_IP);
+        return UV_EMFILE;
+    }
     if (proto->on_open)
         proto->on_open(c);
     if (c->flags & CONN_CLOSING)
@@ -405,6 +452,8 @@ typedef struct migrate_msg_s {
     int fd;
     const conn_proto_t *proto;
     buf_t *first;
+    ipkey_t ip;
+    uint8_t ip_held;
 } migrate_msg_t;
 
 static void on_migrated(worker_t *w, worker_msg_t *m)
@@ -415,6 +464,8 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
         close(mm->fd);
         free(c);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+        if (mm->ip_held)
+            iptable_release(w->pool->ips, &mm->ip);
         buf_unref(mm->first);
         free(mm);
         return;
@@ -422,6 +473,8 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     c->tcp.data = c;
     c->w = w;
     c->proto = mm->proto;
+    c->ip = mm->ip;
+    c->ip_held = mm->ip_held;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -471,6 +524,10 @@ int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *firs
     mm->fd = nfd;
     mm->proto = proto;
     mm->first = first;
+    /* the per-IP count moves with the socket too */
+    mm->ip = c->ip;
+    mm->ip_held = c->ip_held;
+    c->ip_held = 0;
     /* the count moves with the socket: this close subtracts, the adoption added */
     __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
     uv_read_stop((uv_stream_t *)&c->tcp);

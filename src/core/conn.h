@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/iptable.h"
 
 typedef struct conn_s conn_t;
 struct worker_s;
@@ -61,6 +62,8 @@ struct conn_s {
     conn_t *pprev, *pnext; /* flush list */
     conn_t *prev, *next;   /* the worker's connections */
     uint64_t deadline;     /* protocol-defined, checked on tick */
+    ipkey_t ip;            /* the peer, when counted in the pool's per-IP table */
+    uint8_t ip_held;       /* released from the per-IP table on close */
 };
 
 /* Queues len bytes of b from off (takes a reference) and marks c for flushing.
@@ -87,8 +90,11 @@ void conn_end(conn_t *c);
 void conn_pause_read(conn_t *c);
 void conn_resume_read(conn_t *c);
 
-/* Accepts a connection from server onto a new conn of worker w speaking proto.
- * Returns 0, or a negative uv error (the socket is dropped). */
+/* Accepts a connection from server onto a new conn of worker w speaking proto. Past
+ * the pool's limits (connections per node, per client IP) the connection is counted in
+ * pushgate_refused_total and handed to the pool's on_refuse (which answers the
+ * protocol's way and ends it), or closed.
+ * Returns 0, UV_EMFILE (refused by a limit), or a negative uv error (dropped). */
 int conn_accept(struct worker_s *w, uv_stream_t *server, const conn_proto_t *proto);
 
 /* Flushes every conn in w's flush list (the prepare hook calls it). */

@@ -30,11 +30,27 @@ typedef struct http_request_s {
     int http_minor;
 } http_request_t;
 
+/* A body limit for one path (exact match on the path, without the query). */
+typedef struct http_path_limit_s {
+    const char *path;
+    size_t max_body_bytes;
+} http_path_limit_t;
+
 typedef struct http_parser_limits_s {
     size_t max_header_bytes;
     unsigned max_headers;
-    size_t max_body_bytes;
+    size_t max_body_bytes;              /* any path not listed below */
+    const http_path_limit_t *body_paths; /* borrowed; may be NULL */
+    size_t n_body_paths;
 } http_parser_limits_t;
+
+/* Which limit refused a request (p->error_limit). */
+enum http_limit {
+    HTTP_LIMIT_NONE = 0,
+    HTTP_LIMIT_HEADER_BYTES, /* 431 */
+    HTTP_LIMIT_HEADERS,      /* 431 */
+    HTTP_LIMIT_BODY,         /* 413 */
+};
 
 enum http_parse_result {
     HTTP_PARSE_AGAIN = 0, /* everything consumed, request incomplete */
@@ -56,6 +72,8 @@ typedef struct http_parser_s {
     int in_message;
     int error_status; /* the HTTP status to answer on error */
     const char *error_msg;
+    int error_limit;       /* enum http_limit: the limit behind a 431 or 413 */
+    size_t body_max;       /* this request's body limit (its path's) */
     http_request_t req;
 } http_parser_t;
 

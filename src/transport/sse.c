@@ -20,6 +20,7 @@ typedef struct sse_client_s {
     char *tenant;
     history_sent_t replayed;
     unsigned heartbeat_ms;
+    unsigned retry_ms;
     uint64_t next_heartbeat;
 } sse_client_t;
 
@@ -102,6 +103,28 @@ static void sse_on_tick(conn_t *c, uint64_t now)
     buf_unref(b);
 }
 
+/* Shutdown: a last `retry:` spreads the reconnections (retryMs plus up to as much again,
+ * so a node's clients do not all land on the next node in the same instant), then the
+ * stream ends once what is queued is out. */
+static void sse_on_shutdown(conn_t *c)
+{
+    sse_client_t *cl = c->ud;
+    uint64_t mix = (uint64_t)(uintptr_t)cl ^ uv_hrtime();
+    mix ^= mix >> 29;
+    mix *= 0xbf58476d1ce4e5b9ull;
+    mix ^= mix >> 32;
+    unsigned retry = cl->retry_ms + (cl->retry_ms ? (unsigned)(mix % (cl->retry_ms + 1u)) : 0);
+    buf_t *b = buf_new(32);
+    size_t limit = c->limit;
+    c->limit = 0; /* the goodbye goes out even behind a full queue */
+    if (b && sse_write_retry(&b, retry) == 0)
+        conn_send(c, b, 0, b->len);
+    c->limit = limit;
+    buf_unref(b);
+    hub_unsubscribe(&cl->sub);
+    conn_end(c);
+}
+
 static void sse_on_close(conn_t *c)
 {
     sse_client_t *cl = c->ud;
@@ -119,6 +142,7 @@ static const conn_proto_t sse_proto = {
     .on_read = sse_on_read,
     .on_eof = sse_on_eof,
     .on_tick = sse_on_tick,
+    .on_shutdown = sse_on_shutdown,
     .on_close = sse_on_close,
 };
 
@@ -199,6 +223,7 @@ int sse_attach(conn_t *c, const sse_options_t *opt, auth_identity_t *id, const c
     cl->c = c;
     cl->id = id;
     cl->heartbeat_ms = opt->heartbeat_ms;
+    cl->retry_ms = opt->retry_ms;
     cl->next_heartbeat = uv_now(&c->w->loop) + opt->heartbeat_ms;
     buf_t *head = buf_new(256);
     if (!head ||

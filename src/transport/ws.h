@@ -24,6 +24,11 @@ typedef struct ws_options_s {
     size_t max_output_bytes; /* pending output bound; 0: unbounded */
     unsigned ping_interval_ms;
     unsigned pong_timeout_ms;
+    /* what the push client (ws_client.c) allows: inbound messages per second and their
+     * burst (0: unlimited), topics per connection */
+    unsigned max_messages_per_s;
+    unsigned message_burst;
+    unsigned max_subscriptions;
 } ws_options_t;
 
 struct ws_conn_s {
