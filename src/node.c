@@ -217,7 +217,9 @@ int node_run(config_t *cfg)
                                               cfg->limits.body_paths[i].max_body_bytes};
     n.http = (http_server_cfg_t){
         .limits = {cfg->limits.max_header_bytes, cfg->limits.max_headers,
-                   cfg->limits.max_body_bytes, n.body_paths, cfg->limits.n_body_paths},
+                   cfg->limits.max_body_bytes},
+        .body_paths = n.body_paths,
+        .n_body_paths = cfg->limits.n_body_paths,
         .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
         .read_timeout_ms = cfg->limits.read_timeout_ms,
         .idle_timeout_ms = cfg->limits.idle_timeout_ms,

@@ -110,10 +110,10 @@ static size_t body_limit(const http_parser_t *p)
     size_t n = 0;
     while (n < p->url_len && u[n] != '?')
         n++;
-    for (size_t i = 0; i < p->limits.n_body_paths; i++) {
-        const char *path = p->limits.body_paths[i].path;
+    for (size_t i = 0; i < p->n_body_paths; i++) {
+        const char *path = p->body_paths[i].path;
         if (strlen(path) == n && memcmp(path, u, n) == 0)
-            return p->limits.body_paths[i].max_body_bytes;
+            return p->body_paths[i].max_body_bytes;
     }
     return p->limits.max_body_bytes;
 }
@@ -240,6 +240,12 @@ int http_parser_init(http_parser_t *p, const http_parser_limits_t *limits)
     llhttp_init(&p->ll, HTTP_REQUEST, &p->settings);
     p->ll.data = p;
     return 0;
+}
+
+void http_parser_set_body_paths(http_parser_t *p, const http_path_limit_t *paths, size_t n)
+{
+    p->body_paths = paths;
+    p->n_body_paths = n;
 }
 
 int http_parser_execute(http_parser_t *p, const char *data, size_t len, size_t *consumed)

@@ -52,6 +52,7 @@ static void http_on_open(conn_t *c)
         return;
     }
     http_parser_init(&hc->p, &srv_cfg->limits);
+    http_parser_set_body_paths(&hc->p, srv_cfg->body_paths, srv_cfg->n_body_paths);
     hc->c = c;
     c->ud = hc;
     arm_timeout(hc, first_request_ms());

@@ -24,6 +24,8 @@ typedef struct http_route_s {
 
 typedef struct http_server_cfg_s {
     http_parser_limits_t limits;
+    const http_path_limit_t *body_paths; /* per-path body limits */
+    size_t n_body_paths;
     unsigned handshake_timeout_ms; /* a connection's first request must be whole by then */
     unsigned read_timeout_ms;      /* a later request, from its first byte */
     unsigned idle_timeout_ms;      /* a keep-alive connection between requests */
