@@ -210,8 +210,7 @@ int node_run(config_t *cfg)
         goto fail_devices;
     }
     n.body_paths = calloc(cfg->limits.n_body_paths + 1, sizeof(*n.body_paths));
-    if (!n.body_paths)
-        goto fail_devices_free;
+    if (!n.body_paths) goto fail_devices_free;
     for (size_t i = 0; i < cfg->limits.n_body_paths; i++)
         n.body_paths[i] = (http_path_limit_t){cfg->limits.body_paths[i].path,
                                               cfg->limits.body_paths[i].max_body_bytes};

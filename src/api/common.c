@@ -56,8 +56,7 @@ int api_origin_allowed(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
     const char *origin = http_request_header(ctx->req, "Origin");
-    if (origin_allowed(app->cfg->allowed_origins, app->cfg->n_allowed_origins, origin))
-        return 1;
+    if (origin_allowed(app->cfg->allowed_origins, app->cfg->n_allowed_origins, origin)) return 1;
     METRICS_REFUSED(REFUSED_ORIGIN);
     return 0;
 }

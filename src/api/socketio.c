@@ -151,15 +151,13 @@ static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsi
         json_array_foreach(chans, i, c)
         {
             char *topic = topics_channel(json_string_value(c));
-            if (topic && sio_topic_add(sock, topic) == 0)
-                added[n_added++] = i;
+            if (topic && sio_topic_add(sock, topic) == 0) added[n_added++] = i;
             free(topic);
         }
         if (sio_topic_count(sock) > max) {
             for (size_t k = 0; k < n_added; k++) {
                 char *topic = topics_channel(json_string_value(json_array_get(chans, added[k])));
-                if (topic)
-                    sio_topic_remove(sock, topic);
+                if (topic) sio_topic_remove(sock, topic);
                 free(topic);
             }
             METRICS_REFUSED(REFUSED_SUBSCRIPTIONS);
@@ -294,8 +292,7 @@ int api_socketio_init(app_t *app)
 /* A browser page from an origin not allowed: Engine.IO's own refusal (code 4). */
 static int origin_refused(http_ctx_t *ctx)
 {
-    if (api_origin_allowed(ctx))
-        return 0;
+    if (api_origin_allowed(ctx)) return 0;
     static const char body[] = "{\"code\":4,\"message\":\"Forbidden\"}";
     http_respond(ctx, 403, "application/json", body, sizeof(body) - 1, NULL);
     return 1;
@@ -304,8 +301,7 @@ static int origin_refused(http_ctx_t *ctx)
 void api_socketio(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (origin_refused(ctx))
-        return;
+    if (origin_refused(ctx)) return;
     eio_http(ctx, app->cfg->diagnostics ? &sio_diag.eio : &sio_prod.eio);
 }
 
@@ -316,7 +312,6 @@ void api_engineio(http_ctx_t *ctx)
         http_respond_error(ctx, 404, "not found");
         return;
     }
-    if (origin_refused(ctx))
-        return;
+    if (origin_refused(ctx)) return;
     eio_http(ctx, &eio_echo);
 }

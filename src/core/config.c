@@ -138,27 +138,29 @@ static int apply_body_paths(config_limits_t *l, json_t *obj, char *err, size_t e
         FAIL("limits.maxBodyBytesByPath must be an object of paths and byte counts");
     size_t n = json_object_size(obj), i = 0;
     config_path_limit_t *arr = calloc(n ? n : 1, sizeof(*arr));
-    if (!arr)
-        return -ENOMEM;
+    if (!arr) return -ENOMEM;
     const char *k;
     json_t *v;
     int rc = 0;
     json_object_foreach(obj, k, v)
     {
         if (k[0] != '/' || strchr(k, '?')) {
-            snprintf(err, errlen, "limits.maxBodyBytesByPath: \"%s\" must be a path starting "
-                                  "with / and without a query", k);
+            snprintf(err, errlen,
+                     "limits.maxBodyBytesByPath: \"%s\" must be a path starting "
+                     "with / and without a query",
+                     k);
             rc = -EINVAL;
         } else if (!json_is_integer(v) || json_integer_value(v) < 0 ||
                    json_integer_value(v) > (1ll << 30)) {
-            snprintf(err, errlen, "limits.maxBodyBytesByPath[\"%s\"] must be an integer "
-                                  "between 0 and %lld", k, 1ll << 30);
+            snprintf(err, errlen,
+                     "limits.maxBodyBytesByPath[\"%s\"] must be an integer "
+                     "between 0 and %lld",
+                     k, 1ll << 30);
             rc = -EINVAL;
         } else if (!(arr[i].path = strdup(k))) {
             rc = -ENOMEM;
         }
-        if (rc < 0)
-            break;
+        if (rc < 0) break;
         arr[i++].max_body_bytes = (size_t)json_integer_value(v);
     }
     if (rc < 0) {
@@ -177,15 +179,13 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
 {
     if (!json_is_object(lim))
         FAIL("limits must be an object");
-    static const char *known[] = {"maxOutputBytes",      "maxMessageBytes",
-                                  "maxBodyBytes",        "maxBodyBytesByPath",
-                                  "maxHeaderBytes",      "maxHeaders",
-                                  "handshakeTimeoutMs",  "readTimeoutMs",
-                                  "idleTimeoutMs",       "wsPingIntervalMs",
-                                  "wsPongTimeoutMs",     "shutdownTimeoutMs",
-                                  "maxConnections",      "maxConnectionsPerIp",
-                                  "maxMessagesPerSecond", "messageBurst",
-                                  "maxSubscriptions",    NULL};
+    static const char *known[] = {
+        "maxOutputBytes",     "maxMessageBytes",     "maxBodyBytes",
+        "maxBodyBytesByPath", "maxHeaderBytes",      "maxHeaders",
+        "handshakeTimeoutMs", "readTimeoutMs",       "idleTimeoutMs",
+        "wsPingIntervalMs",   "wsPongTimeoutMs",     "shutdownTimeoutMs",
+        "maxConnections",     "maxConnectionsPerIp", "maxMessagesPerSecond",
+        "messageBurst",       "maxSubscriptions",    NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -224,8 +224,7 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
     LIM("maxSubscriptions", max_subscriptions, 1, 1000000);
 #undef LIM
     json_t *bp = json_object_get(lim, "maxBodyBytesByPath");
-    if (bp && (r = apply_body_paths(l, bp, err, errlen)) < 0)
-        return r;
+    if (bp && (r = apply_body_paths(l, bp, err, errlen)) < 0) return r;
     return 0;
 }
 
@@ -360,26 +359,25 @@ static void free_origins(config_t *cfg)
 /* allowedOrigins: exact origins or a "*." subdomain wildcard; an empty list allows any. */
 static int apply_origins(config_t *cfg, json_t *arr, char *err, size_t errlen)
 {
-    if (!json_is_array(arr))
-        FAIL("allowedOrigins must be an array of origins");
+    if (!json_is_array(arr)) FAIL("allowedOrigins must be an array of origins");
     size_t n = json_array_size(arr), i;
     char **list = calloc(n ? n : 1, sizeof(*list));
-    if (!list)
-        return -ENOMEM;
+    if (!list) return -ENOMEM;
     json_t *v;
     int rc = 0;
     json_array_foreach(arr, i, v)
     {
         const char *o = json_string_value(v);
         if (!o || origin_pattern_valid(o) < 0) {
-            snprintf(err, errlen, "allowedOrigins[%zu] must be \"*\", \"null\" or "
-                                  "\"scheme://host[:port]\" (host may start with *.)", i);
+            snprintf(err, errlen,
+                     "allowedOrigins[%zu] must be \"*\", \"null\" or "
+                     "\"scheme://host[:port]\" (host may start with *.)",
+                     i);
             rc = -EINVAL;
         } else if (!(list[i] = strdup(o))) {
             rc = -ENOMEM;
         }
-        if (rc < 0)
-            break;
+        if (rc < 0) break;
     }
     if (rc < 0) {
         for (size_t j = 0; j < n; j++)
@@ -397,11 +395,12 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
         FAIL("the config must be a JSON object");
-    static const char *known[] = {"listen",   "workers",  "applicationId", "nodeId",
-                                  "dataDir",  "redis",    "apiKeys",       "jwt",
-                                  "sessions", "streams",  "limits",        "logLevel",
-                                  "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   "allowedOrigins", "shutdownGraceMs", NULL};
+    static const char *known[] = {"listen",      "workers",  "applicationId",  "nodeId",
+                                  "dataDir",     "redis",    "apiKeys",        "jwt",
+                                  "sessions",    "streams",  "limits",         "logLevel",
+                                  "diagnostics", "channels", "history",        "sse",
+                                  "socketio",    "device",   "allowedOrigins", "shutdownGraceMs",
+                                  NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -557,13 +556,10 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0)
         return r;
     json_t *origins = json_object_get(doc, "allowedOrigins");
-    if (origins && (r = apply_origins(cfg, origins, err, errlen)) < 0)
-        return r;
+    if (origins && (r = apply_origins(cfg, origins, err, errlen)) < 0) return r;
     unsigned long long g;
-    if ((r = get_uint(doc, "shutdownGraceMs", "", 600000, &g, err, errlen)) < 0)
-        return r;
-    if (r)
-        cfg->shutdown_grace_ms = (unsigned)g;
+    if ((r = get_uint(doc, "shutdownGraceMs", "", 600000, &g, err, errlen)) < 0) return r;
+    if (r) cfg->shutdown_grace_ms = (unsigned)g;
     return 0;
 }
 

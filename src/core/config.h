@@ -37,9 +37,9 @@ typedef struct config_limits_s {
     unsigned shutdown_timeout_ms;
     unsigned max_connections; /* per node; 0 = unlimited */
     unsigned max_connections_per_ip; /* per client address; 0 = unlimited */
-    unsigned max_messages_per_s; /* inbound messages per connection; 0 = unlimited */
-    unsigned message_burst;      /* messages a connection may send at once */
-    unsigned max_subscriptions;  /* topics per connection (WebSocket, SSE, socket.io) */
+    unsigned max_messages_per_s;     /* inbound messages per connection; 0 = unlimited */
+    unsigned message_burst;          /* messages a connection may send at once */
+    unsigned max_subscriptions;      /* topics per connection (WebSocket, SSE, socket.io) */
 } config_limits_t;
 
 /* The device command queue (seed 004; docs/devices.md). */

@@ -124,8 +124,7 @@ static void on_close_cb(uv_handle_t *h)
         c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
-    if (c->ip_held)
-        iptable_release(w->pool->ips, &c->ip);
+    if (c->ip_held) iptable_release(w->pool->ips, &c->ip);
     free(c);
 }
 
@@ -383,16 +382,14 @@ static void refuse(conn_t *c, int reason)
 static int count_ip(conn_t *c)
 {
     worker_pool_t *pool = c->w->pool;
-    if (!pool->ips)
-        return 0;
+    if (!pool->ips) return 0;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
         ipkey_from_sockaddr((struct sockaddr *)&ss, &c->ip) < 0)
         return 0; /* no address to count (the peer is already gone) */
     int r = iptable_acquire(pool->ips, &c->ip, pool->cfg.max_connections_per_ip);
-    if (r == 0)
-        c->ip_held = 1;
+    if (r == 0) c->ip_held = 1;
     return r == -EUSERS ? r : 0;
 }
 
@@ -464,8 +461,7 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
         close(mm->fd);
         free(c);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
-        if (mm->ip_held)
-            iptable_release(w->pool->ips, &mm->ip);
+        if (mm->ip_held) iptable_release(w->pool->ips, &mm->ip);
         buf_unref(mm->first);
         free(mm);
         return;

@@ -60,14 +60,12 @@ static uint64_t hash(const iptable_t *t, const ipkey_t *k)
 int iptable_new(iptable_t **tp)
 {
     iptable_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return -ENOMEM;
+    if (!t) return -ENOMEM;
     uint64_t seed = (uint64_t)(uintptr_t)t ^ uv_hrtime();
     t->seed = seed * 0x9e3779b97f4a7c15ull;
     int i;
     for (i = 0; i < IPT_STRIPES; i++)
-        if (uv_mutex_init(&t->s[i].mu) < 0)
-            goto fail_mutex;
+        if (uv_mutex_init(&t->s[i].mu) < 0) goto fail_mutex;
     *tp = t;
     return 0;
 fail_mutex:
@@ -79,8 +77,7 @@ fail_mutex:
 
 void iptable_free(iptable_t *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     for (int i = 0; i < IPT_STRIPES; i++) {
         for (int j = 0; j < IPT_BUCKETS; j++)
             for (ipt_entry_t *e = t->s[i].b[j], *next; e; e = next) {
@@ -135,8 +132,7 @@ void iptable_release(iptable_t *t, const ipkey_t *k)
     uv_mutex_lock(&s->mu);
     for (; *pp; pp = &(*pp)->next) {
         ipt_entry_t *e = *pp;
-        if (memcmp(e->k.b, k->b, 16) != 0)
-            continue;
+        if (memcmp(e->k.b, k->b, 16) != 0) continue;
         if (--e->n == 0) {
             *pp = e->next;
             free(e);

@@ -94,7 +94,6 @@ int metrics_render(buf_t **bp)
             (unsigned long long)LOAD(http_requests));
     if (r == 0)
         r = render_devices(bp);
-    if (r == 0)
-        r = render_refused(bp);
+    if (r == 0) r = render_refused(bp);
     return r;
 }

@@ -11,18 +11,18 @@ enum metrics_transport { METRICS_T_WEBSOCKET = 0, METRICS_T_HTTP, METRICS_T_SSE,
 /* Why a limit refused something: one label of pushgate_refused_total each
  * (docs/operations.md). The set is fixed; metrics_refused_name spells them. */
 enum metrics_refusal {
-    REFUSED_MAX_CONNECTIONS = 0, /* limits.maxConnections */
+    REFUSED_MAX_CONNECTIONS = 0,    /* limits.maxConnections */
     REFUSED_MAX_CONNECTIONS_PER_IP, /* limits.maxConnectionsPerIp */
-    REFUSED_HANDSHAKE_TIMEOUT,   /* first request not whole within limits.handshakeTimeoutMs */
-    REFUSED_REQUEST_TIMEOUT,     /* a later request not whole within limits.readTimeoutMs */
-    REFUSED_IDLE_TIMEOUT,        /* keep-alive idle past limits.idleTimeoutMs */
-    REFUSED_HEADER_COUNT,        /* limits.maxHeaders */
-    REFUSED_HEADER_SIZE,         /* limits.maxHeaderBytes */
-    REFUSED_BODY_SIZE,           /* limits.maxBodyBytes / maxBodyBytesByPath */
-    REFUSED_MESSAGE_SIZE,        /* limits.maxMessageBytes (WebSocket close 1009) */
-    REFUSED_MESSAGE_RATE,        /* limits.maxMessagesPerSecond */
-    REFUSED_SUBSCRIPTIONS,       /* limits.maxSubscriptions */
-    REFUSED_ORIGIN,              /* allowedOrigins */
+    REFUSED_HANDSHAKE_TIMEOUT,      /* first request not whole within limits.handshakeTimeoutMs */
+    REFUSED_REQUEST_TIMEOUT,        /* a later request not whole within limits.readTimeoutMs */
+    REFUSED_IDLE_TIMEOUT,           /* keep-alive idle past limits.idleTimeoutMs */
+    REFUSED_HEADER_COUNT,           /* limits.maxHeaders */
+    REFUSED_HEADER_SIZE,            /* limits.maxHeaderBytes */
+    REFUSED_BODY_SIZE,              /* limits.maxBodyBytes / maxBodyBytesByPath */
+    REFUSED_MESSAGE_SIZE,           /* limits.maxMessageBytes (WebSocket close 1009) */
+    REFUSED_MESSAGE_RATE,           /* limits.maxMessagesPerSecond */
+    REFUSED_SUBSCRIPTIONS,          /* limits.maxSubscriptions */
+    REFUSED_ORIGIN,                 /* allowedOrigins */
     REFUSED_COUNT
 };
 

@@ -13,11 +13,9 @@ void ratelimit_init(ratelimit_t *b, unsigned burst, uint64_t now)
 
 int ratelimit_take(ratelimit_t *b, unsigned rate_per_s, unsigned burst, uint64_t now)
 {
-    if (rate_per_s == 0)
-        return 1;
+    if (rate_per_s == 0) return 1;
     uint64_t cap = (uint64_t)(burst ? burst : 1) * MILLI;
-    if (cap > UINT32_MAX)
-        cap = UINT32_MAX;
+    if (cap > UINT32_MAX) cap = UINT32_MAX;
     if (now > b->last_ms) {
         uint64_t elapsed = now - b->last_ms;
         /* a long silence refills the bucket whole: cap the product before it overflows */
@@ -26,8 +24,7 @@ int ratelimit_take(ratelimit_t *b, unsigned rate_per_s, unsigned burst, uint64_t
         b->tokens = (uint32_t)(t > cap ? cap : t);
         b->last_ms = now;
     }
-    if (b->tokens < MILLI)
-        return 0;
+    if (b->tokens < MILLI) return 0;
     b->tokens -= MILLI;
     return 1;
 }

@@ -81,12 +81,10 @@ static void goodbye(worker_t *w)
 {
     w->stopping = WORKER_GOODBYE;
     w->stop_deadline = uv_now(&w->loop) + w->pool->cfg.shutdown_timeout_ms;
-    if (w->pool->cfg.on_stopping)
-        w->pool->cfg.on_stopping(w, w->pool->cfg.arg);
+    if (w->pool->cfg.on_stopping) w->pool->cfg.on_stopping(w, w->pool->cfg.arg);
     for (conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->flags & CONN_CLOSING)
-            continue;
+        if (c->flags & CONN_CLOSING) continue;
         if (c->proto->on_shutdown)
             c->proto->on_shutdown(c);
         else
@@ -115,8 +113,7 @@ static void on_tick(uv_timer_t *t)
         if (c->proto->on_tick)
             c->proto->on_tick(c, now);
     }
-    if (w->stopping == WORKER_DRAINING && drained(w, now))
-        goodbye(w);
+    if (w->stopping == WORKER_DRAINING && drained(w, now)) goodbye(w);
     if (w->stopping == WORKER_GOODBYE && (w->n_conns == 0 || now >= w->stop_deadline)) {
         for (conn_t *c = w->conns; c; c = c->next)
             conn_close(c);
@@ -136,8 +133,7 @@ static void on_stop_msg(worker_t *w, worker_msg_t *m)
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
     /* nothing to wait for: say goodbye now rather than at the next tick */
-    if (drained(w, uv_now(&w->loop)))
-        goodbye(w);
+    if (drained(w, uv_now(&w->loop))) goodbye(w);
 }
 
 static void worker_main(void *arg)
@@ -263,8 +259,7 @@ int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
 {
     memset(pool, 0, sizeof(*pool));
     pool->cfg = *cfg;
-    if (cfg->max_connections_per_ip && iptable_new(&pool->ips) < 0)
-        return UV_ENOMEM;
+    if (cfg->max_connections_per_ip && iptable_new(&pool->ips) < 0) return UV_ENOMEM;
     pool->workers = calloc((size_t)cfg->n, sizeof(*pool->workers));
     if (!pool->workers) {
         iptable_free(pool->ips);

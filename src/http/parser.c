@@ -112,8 +112,7 @@ static size_t body_limit(const http_parser_t *p)
         n++;
     for (size_t i = 0; i < p->n_body_paths; i++) {
         const char *path = p->body_paths[i].path;
-        if (strlen(path) == n && memcmp(path, u, n) == 0)
-            return p->body_paths[i].max_body_bytes;
+        if (strlen(path) == n && memcmp(path, u, n) == 0) return p->body_paths[i].max_body_bytes;
     }
     return p->limits.max_body_bytes;
 }

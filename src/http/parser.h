@@ -70,8 +70,8 @@ typedef struct http_parser_s {
     int in_message;
     int error_status; /* the HTTP status to answer on error */
     const char *error_msg;
-    int error_limit;       /* enum http_limit: the limit behind a 431 or 413 */
-    size_t body_max;       /* this request's body limit (its path's) */
+    int error_limit;                     /* enum http_limit: the limit behind a 431 or 413 */
+    size_t body_max;                     /* this request's body limit (its path's) */
     const http_path_limit_t *body_paths; /* borrowed; may be NULL */
     size_t n_body_paths;
     http_request_t req;

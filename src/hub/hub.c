@@ -227,8 +227,7 @@ int hub_topic_add(subscriber_t *s, const char *topic)
     if (!s->hw)
         return -EPIPE;
     int r = topics_link(&s->hw->topics, topic, s, &s->links);
-    if (r == 0)
-        s->n_topics++;
+    if (r == 0) s->n_topics++;
     return r;
 }
 
@@ -237,8 +236,7 @@ int hub_topic_remove(subscriber_t *s, const char *topic)
     if (!s->hw)
         return -ENOENT;
     int r = topics_unlink(&s->hw->topics, topic, &s->links);
-    if (r == 0 && s->n_topics)
-        s->n_topics--;
+    if (r == 0 && s->n_topics) s->n_topics--;
     return r;
 }
 

@@ -117,8 +117,7 @@ static void sse_on_shutdown(conn_t *c)
     buf_t *b = buf_new(32);
     size_t limit = c->limit;
     c->limit = 0; /* the goodbye goes out even behind a full queue */
-    if (b && sse_write_retry(&b, retry) == 0)
-        conn_send(c, b, 0, b->len);
+    if (b && sse_write_retry(&b, retry) == 0) conn_send(c, b, 0, b->len);
     c->limit = limit;
     buf_unref(b);
     hub_unsubscribe(&cl->sub);

@@ -103,23 +103,19 @@ static void on_response(ws_client_t *cl, json_t *msg)
 static int subscribe_within_limit(ws_client_t *cl, json_t *chans)
 {
     unsigned max = cl->opt->max_subscriptions;
-    if (!max)
-        return 1;
+    if (!max) return 1;
     size_t n = json_array_size(chans), added[100], n_added = 0, i;
     int over = 0;
     for (i = 0; i < n && !over; i++) {
         char *topic = topics_channel(json_string_value(json_array_get(chans, i)));
-        if (topic && hub_topic_add(&cl->sub, topic) == 0)
-            added[n_added++] = i;
+        if (topic && hub_topic_add(&cl->sub, topic) == 0) added[n_added++] = i;
         free(topic);
         over = cl->sub.n_topics > max;
     }
-    if (!over)
-        return 1;
+    if (!over) return 1;
     for (i = 0; i < n_added; i++) {
         char *topic = topics_channel(json_string_value(json_array_get(chans, added[i])));
-        if (topic)
-            hub_topic_remove(&cl->sub, topic);
+        if (topic) hub_topic_remove(&cl->sub, topic);
         free(topic);
     }
     return 0;

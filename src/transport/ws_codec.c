@@ -177,8 +177,7 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
     if (op < 8 && n > s->max_msg)
         return WSLAY_CODE_MESSAGE_TOO_BIG;
     /* a continuation adds to the message: the sum is bounded, not just each frame */
-    if (op == 0 && s->in_msg && n > s->max_msg - s->msg_len)
-        return WSLAY_CODE_MESSAGE_TOO_BIG;
+    if (op == 0 && s->in_msg && n > s->max_msg - s->msg_len) return WSLAY_CODE_MESSAGE_TOO_BIG;
     return 0;
 }
 

@@ -738,8 +738,7 @@ static int feed_paths(const char *in, int *limit)
             r = http_parser_execute(&p, piece, k, &used);
             guard_release(&g);
         }
-        if (mode == 0)
-            first = r;
+        if (mode == 0) first = r;
         cr_assert_eq(r, first, "whole and byte by byte disagree");
         *limit = p.error_limit;
         http_parser_free(&p);
@@ -792,7 +791,8 @@ Test(http_parser, error_limit_names_the_limit)
         int limit;
     } cases[] = {
         {"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", HTTP_LIMIT_HEADERS},
-        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+         "HTTP/1.1\r\n\r\n",
          HTTP_LIMIT_HEADER_BYTES},
         {"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n", HTTP_LIMIT_BODY},
         {"GET / HTTP/1.1\r\nHost x\r\n\r\n", HTTP_LIMIT_NONE},

@@ -99,8 +99,7 @@ static void *hammer(void *arg)
 {
     ipkey_t k = v4(arg);
     for (int i = 0; i < 20000; i++) {
-        if (iptable_acquire(shared, &k, 1000000) == 0)
-            iptable_release(shared, &k);
+        if (iptable_acquire(shared, &k, 1000000) == 0) iptable_release(shared, &k);
     }
     return NULL;
 }

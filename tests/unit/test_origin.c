@@ -33,7 +33,8 @@ Test(origin, wildcard_subdomains)
     cr_assert_eq(origin_allowed(list, N, "https://a.example.org"), 1);
     cr_assert_eq(origin_allowed(list, N, "https://a.b.example.org"), 1);
     cr_assert_eq(origin_allowed(list, N, "https://example.org"), 0);
-    cr_assert_eq(origin_allowed(list, N, "https://.example.org"), 0); /* an empty label is not a subdomain */
+    cr_assert_eq(origin_allowed(list, N, "https://.example.org"),
+                 0); /* an empty label is not a subdomain */
     cr_assert_eq(origin_allowed(list, N, "http://a.example.org"), 0);
     cr_assert_eq(origin_allowed(list, N, "https://a.example.org:444"), 0);
     cr_assert_eq(origin_allowed(list, N, "https://evil.com/.example.org"), 0);
