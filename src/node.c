@@ -117,6 +117,10 @@ static void on_signal(uv_signal_t *s, int signum)
     worker_pool_stop(&n->pool);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
+    /* closing the handles gave the signals back their default action: a second SIGTERM
+     * (a supervisor repeating itself) must not kill the drain half way */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
 }
 
 static int make_dir(const char *path)

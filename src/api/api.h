@@ -40,6 +40,10 @@ const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope);
  * (403) in its protocol's terms. Returns 1 when allowed, 0 when not. */
 int api_origin_allowed(http_ctx_t *ctx);
 
+/* A node draining for shutdown takes no new subscriber (a request on a connection kept
+ * alive from before the signal): answers 503 {"error"} and returns 1, else returns 0. */
+int api_refuse_if_draining(http_ctx_t *ctx);
+
 /* Parses the request body as a JSON object. On failure answers 415/422. Returns a new
  * reference, or NULL (already answered). */
 json_t *api_json_body(http_ctx_t *ctx);

@@ -61,6 +61,15 @@ int api_origin_allowed(http_ctx_t *ctx)
     return 0;
 }
 
+int api_refuse_if_draining(http_ctx_t *ctx)
+{
+    app_t *app = ctx->app;
+    if (!__atomic_load_n(&app->draining, __ATOMIC_RELAXED))
+        return 0;
+    http_respond_error(ctx, 503, "the node is shutting down");
+    return 1;
+}
+
 json_t *api_json_body(http_ctx_t *ctx)
 {
     /* the body is parsed as JSON whatever its Content-Type says: curl's -d default

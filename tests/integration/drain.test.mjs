@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 import {
   startNode, cleanup, withLogs, baseConfig, sleep, SLOW, PUB_KEY, api, pushRequest,
-  connectClient, waitForConnections,
+  connectClient, waitForConnections, rawHttp,
 } from './lib/harness.mjs';
 import { sseSubscribe, closeAllSse } from './lib/sse.mjs';
 
@@ -93,9 +93,14 @@ describe('goodbyes', () => {
 
 describe('pending work', () => {
   test('a push request with awaitAcks in flight at SIGTERM gets its report, with the ack sent after the signal', withLogs(async () => {
-    const node = await startNode({ workers: 2, config: baseConfig({ shutdownGraceMs: 5000 }) });
+    // one worker: every connection is on the worker that waits (another worker, with
+    // nothing pending, would say goodbye to its connections at once)
+    const node = await startNode({ workers: 1, config: baseConfig({ shutdownGraceMs: 5000 }) });
     const c = await connectClient(node, { clientId: 'acker' });
     await waitForConnections(node, 1);
+    const keep = await rawHttp(node); // a keep-alive connection from before the signal
+    await keep.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await keep.responses(1);
     const pending = pushRequest(node, { serviceRequest: { n: 1 }, clientIdPattern: 'acker', options: { awaitAcks: true, timeoutMs: 10000 } });
     const push = await c.next();
     assert.equal(push.type, 'push');
@@ -103,6 +108,11 @@ describe('pending work', () => {
     await sleep(400 * SLOW);
     // still connected while the report waits: the ack still counts
     assert.equal(c.closeInfo, null, 'client cut before the report was complete');
+    // draining: no new subscriber, even on a connection from before the signal
+    await keep.write('GET /sse?channel=news HTTP/1.1\r\nHost: x\r\n\r\n');
+    const [, late] = await keep.responses(2);
+    assert.equal(late.status, 503);
+    assert.deepEqual(late.body, { error: 'the node is shutting down' });
     c.send({ type: 'response', id: push.id, successful: true, message: 'done after SIGTERM' });
     const r = await pending;
     assert.equal(r.status, 200, r.text);
@@ -111,6 +121,23 @@ describe('pending work', () => {
     assert.equal((await Promise.race([c.closed, sleep(5000).then(() => null)]))?.code, 1001);
     const info = await exit;
     assert.equal(info.code, 0);
+  }));
+
+  test('a second SIGTERM during the drain is ignored: the drain finishes and the exit is 0', withLogs(async () => {
+    const node = await startNode({ workers: 2, config: baseConfig({ shutdownGraceMs: 1500 }) });
+    const c = await connectClient(node, { clientId: 'twice' });
+    await waitForConnections(node, 1);
+    const pending = pushRequest(node, { serviceRequest: { n: 3 }, clientIdPattern: 'twice', options: { awaitAcks: true, timeoutMs: 30000 } });
+    const push = await c.next();
+    node.proc.kill('SIGTERM');
+    await sleep(300);
+    node.proc.kill('SIGTERM');
+    await sleep(200);
+    assert.equal(node.isRunning(), true, 'the second SIGTERM killed the node');
+    c.send({ type: 'response', id: push.id, successful: true, message: 'ok' });
+    assert.equal((await pending).body.summary.acknowledged, 1);
+    const info = await node.exited;
+    assert.deepEqual({ code: info.code, signal: info.signal }, { code: 0, signal: null });
   }));
 
   test('shutdownGraceMs bounds the wait: a client that never acks is cut and reported', withLogs(async () => {
