@@ -193,8 +193,7 @@ void api_sse(http_ctx_t *ctx)
         http_respond_error(ctx, 403, "origin not allowed");
         return;
     }
-    if (api_refuse_if_draining(ctx))
-        return;
+    if (api_refuse_if_draining(ctx)) return;
     auth_identity_t *id = NULL;
     int cr = api_client_identity(ctx, &id);
     if (cr == -EACCES) {

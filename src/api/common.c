@@ -64,8 +64,7 @@ int api_origin_allowed(http_ctx_t *ctx)
 int api_refuse_if_draining(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
-    if (!__atomic_load_n(&app->draining, __ATOMIC_RELAXED))
-        return 0;
+    if (!__atomic_load_n(&app->draining, __ATOMIC_RELAXED)) return 0;
     http_respond_error(ctx, 503, "the node is shutting down");
     return 1;
 }

@@ -218,8 +218,7 @@ void api_stream_sse(http_ctx_t *ctx)
         http_respond_error(ctx, 403, "origin not allowed");
         return;
     }
-    if (api_refuse_if_draining(ctx))
-        return;
+    if (api_refuse_if_draining(ctx)) return;
     const char *raw = ctx->req->path + strlen("/stream/v1/streams/");
     char sid[160];
     if (url_decode(raw, strlen(raw), sid, sizeof(sid) - 1) <= 0 || strchr(sid, '/')) {

@@ -26,8 +26,7 @@ void api_websocket(http_ctx_t *ctx)
         http_respond_error(ctx, 403, "origin not allowed");
         return;
     }
-    if (api_refuse_if_draining(ctx))
-        return;
+    if (api_refuse_if_draining(ctx)) return;
     char *session = NULL, *client = NULL, *accept = NULL;
     ssize_t sl = url_query_get(ctx->req->query, "sessionId", &session);
     ssize_t cl = url_query_get(ctx->req->query, "clientId", &client);
