@@ -124,7 +124,7 @@ static void on_close_cb(uv_handle_t *h)
         c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
-    if (c->ip_held) iptable_release(w->pool->ips, &c->ip);
+    if (c->ip) iptable_release(w->pool->ips, c->ip);
     free(c);
 }
 
@@ -385,11 +385,11 @@ static int count_ip(conn_t *c)
     if (!pool->ips) return 0;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
+    ipkey_t k;
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
-        ipkey_from_sockaddr((struct sockaddr *)&ss, &c->ip) < 0)
+        ipkey_from_sockaddr((struct sockaddr *)&ss, &k) < 0)
         return 0; /* no address to count (the peer is already gone) */
-    int r = iptable_acquire(pool->ips, &c->ip, pool->cfg.max_connections_per_ip);
-    if (r == 0) c->ip_held = 1;
+    int r = iptable_acquire(pool->ips, &k, pool->cfg.max_connections_per_ip, &c->ip);
     return r == -EUSERS ? r : 0;
 }
 
@@ -449,8 +449,7 @@ typedef struct migrate_msg_s {
     int fd;
     const conn_proto_t *proto;
     buf_t *first;
-    ipkey_t ip;
-    uint8_t ip_held;
+    const ipkey_t *ip;
 } migrate_msg_t;
 
 static void on_migrated(worker_t *w, worker_msg_t *m)
@@ -461,7 +460,7 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
         close(mm->fd);
         free(c);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
-        if (mm->ip_held) iptable_release(w->pool->ips, &mm->ip);
+        if (mm->ip) iptable_release(w->pool->ips, mm->ip);
         buf_unref(mm->first);
         free(mm);
         return;
@@ -470,7 +469,6 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     c->w = w;
     c->proto = mm->proto;
     c->ip = mm->ip;
-    c->ip_held = mm->ip_held;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -522,8 +520,7 @@ int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *firs
     mm->first = first;
     /* the per-IP count moves with the socket too */
     mm->ip = c->ip;
-    mm->ip_held = c->ip_held;
-    c->ip_held = 0;
+    c->ip = NULL;
     /* the count moves with the socket: this close subtracts, the adoption added */
     __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
     uv_read_stop((uv_stream_t *)&c->tcp);

@@ -62,8 +62,7 @@ struct conn_s {
     conn_t *pprev, *pnext; /* flush list */
     conn_t *prev, *next;   /* the worker's connections */
     uint64_t deadline;     /* protocol-defined, checked on tick */
-    ipkey_t ip;            /* the peer, when counted in the pool's per-IP table */
-    uint8_t ip_held;       /* released from the per-IP table on close */
+    const ipkey_t *ip;     /* the peer's entry in the pool's per-IP table, released on close */
 };
 
 /* Queues len bytes of b from off (takes a reference) and marks c for flushing.

@@ -97,7 +97,7 @@ static ipt_entry_t **slot(iptable_t *t, const ipkey_t *k, ipt_stripe_t **sp)
     return &(*sp)->b[(h / IPT_STRIPES) % IPT_BUCKETS];
 }
 
-int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max)
+int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max, const ipkey_t **held)
 {
     ipt_stripe_t *s;
     ipt_entry_t **head = slot(t, k, &s);
@@ -121,6 +121,8 @@ int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max)
             *head = e;
         }
     }
+    if (r == 0 && held)
+        *held = &e->k;
     uv_mutex_unlock(&s->mu);
     return r;
 }

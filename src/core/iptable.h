@@ -24,11 +24,14 @@ int iptable_new(iptable_t **tp);
 /* Frees the table and whatever entries remain. */
 void iptable_free(iptable_t *t);
 
-/* Counts one more connection from k unless k already has max (0: no limit).
+/* Counts one more connection from k unless k already has max (0: no limit). On success
+ * *held (when not NULL) is the table's own copy of k, valid until the matching release:
+ * a connection keeps that pointer rather than 16 bytes of address.
  * Returns 0 (counted), -EUSERS (k is at max; nothing counted), -ENOMEM. */
-int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max);
+int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max, const ipkey_t **held);
 
-/* Counts one connection from k less (an entry at zero is freed). */
+/* Counts one connection from k less (an entry at zero is freed, and with it the copy
+ * acquire handed out). */
 void iptable_release(iptable_t *t, const ipkey_t *k);
 
 /* How many connections k has now. */

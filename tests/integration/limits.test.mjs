@@ -169,6 +169,28 @@ describe('connections per node and per client address', () => {
   }));
 });
 
+test('maxConnectionsPerIp: the count follows connections that move between workers (Engine.IO polling)', withLogs(async () => {
+  const node = await startNode({ workers: 4, config: baseConfig({ limits: { maxConnectionsPerIp: 6, idleTimeoutMs: 300 } }) });
+  for (let round = 0; round < 3; round++) {
+    const s = io(node.url + '/', { forceNew: true, reconnection: false, transports: ['polling'] });
+    sockets.add(s);
+    await new Promise((res, rej) => { s.on('connect', res); s.on('connect_error', rej); });
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await new Promise((res) => s.emit('unsubscribe', ['x'], res)), { channels: ['x'] });
+    }
+    s.disconnect();
+  }
+  await sleep(1200 * SLOW); // every connection of the clients is gone (idle ones closed)
+  const socks = [];
+  for (let i = 0; i < 6; i++) {
+    const x = await connectRaw(node);
+    socks.push({ s: x, answer: readResponse(x, 800 * SLOW) });
+  }
+  const refusedAnswers = (await Promise.all(socks.map((x) => x.answer))).filter(Boolean);
+  assert.equal(refusedAnswers.length, 0, 'a connection that moved between workers left its count behind');
+  for (const x of socks) x.s.destroy();
+}));
+
 describe('timeouts', () => {
   let node;
   before(async () => {

@@ -31,12 +31,12 @@ Test(iptable, limit_per_address)
     cr_assert_eq(iptable_new(&t), 0);
     ipkey_t a = v4("10.0.0.1"), b = v4("10.0.0.2");
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(iptable_acquire(t, &a, 3), 0);
-    cr_assert_eq(iptable_acquire(t, &a, 3), -EUSERS);
+        cr_assert_eq(iptable_acquire(t, &a, 3, NULL), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 3, NULL), -EUSERS);
     cr_assert_eq(iptable_count(t, &a), 3);
-    cr_assert_eq(iptable_acquire(t, &b, 3), 0); /* another address is not affected */
+    cr_assert_eq(iptable_acquire(t, &b, 3, NULL), 0); /* another address is not affected */
     iptable_release(t, &a);
-    cr_assert_eq(iptable_acquire(t, &a, 3), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 3, NULL), 0);
     iptable_free(t);
 }
 
@@ -45,8 +45,8 @@ Test(iptable, entries_go_at_zero)
     iptable_t *t;
     cr_assert_eq(iptable_new(&t), 0);
     ipkey_t a = v6("2001:db8::1");
-    cr_assert_eq(iptable_acquire(t, &a, 0), 0);
-    cr_assert_eq(iptable_acquire(t, &a, 0), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 0, NULL), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 0, NULL), 0);
     iptable_release(t, &a);
     iptable_release(t, &a);
     cr_assert_eq(iptable_count(t, &a), 0);
@@ -60,10 +60,10 @@ Test(iptable, v4_and_mapped_v6_are_one_address)
     iptable_t *t;
     cr_assert_eq(iptable_new(&t), 0);
     ipkey_t a = v4("192.0.2.7"), m = v6("::ffff:192.0.2.7"), o = v6("::192.0.2.7");
-    cr_assert_eq(iptable_acquire(t, &a, 2), 0);
-    cr_assert_eq(iptable_acquire(t, &m, 2), 0);
-    cr_assert_eq(iptable_acquire(t, &a, 2), -EUSERS);
-    cr_assert_eq(iptable_acquire(t, &o, 2), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 2, NULL), 0);
+    cr_assert_eq(iptable_acquire(t, &m, 2, NULL), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 2, NULL), -EUSERS);
+    cr_assert_eq(iptable_acquire(t, &o, 2, NULL), 0);
     iptable_free(t);
 }
 
@@ -74,15 +74,31 @@ Test(iptable, many_addresses)
     for (unsigned i = 0; i < 70000; i++) {
         ipkey_t k = {{0}};
         memcpy(k.b, &i, sizeof(i));
-        cr_assert_eq(iptable_acquire(t, &k, 1), 0);
+        cr_assert_eq(iptable_acquire(t, &k, 1, NULL), 0);
     }
     for (unsigned i = 0; i < 70000; i += 7) {
         ipkey_t k = {{0}};
         memcpy(k.b, &i, sizeof(i));
-        cr_assert_eq(iptable_acquire(t, &k, 1), -EUSERS);
+        cr_assert_eq(iptable_acquire(t, &k, 1, NULL), -EUSERS);
         iptable_release(t, &k);
         cr_assert_eq(iptable_count(t, &k), 0);
     }
+    iptable_free(t);
+}
+
+Test(iptable, held_copy_releases)
+{
+    iptable_t *t;
+    cr_assert_eq(iptable_new(&t), 0);
+    ipkey_t a = v4("10.9.9.9");
+    const ipkey_t *h1 = NULL, *h2 = NULL;
+    cr_assert_eq(iptable_acquire(t, &a, 0, &h1), 0);
+    cr_assert_eq(iptable_acquire(t, &a, 0, &h2), 0);
+    cr_assert_eq(h1, h2);
+    cr_assert(memcmp(h1->b, a.b, 16) == 0);
+    iptable_release(t, h1);
+    iptable_release(t, h2); /* the last one frees the copy it reads from */
+    cr_assert_eq(iptable_count(t, &a), 0);
     iptable_free(t);
 }
 
@@ -99,7 +115,7 @@ static void *hammer(void *arg)
 {
     ipkey_t k = v4(arg);
     for (int i = 0; i < 20000; i++) {
-        if (iptable_acquire(shared, &k, 1000000) == 0) iptable_release(shared, &k);
+        if (iptable_acquire(shared, &k, 1000000, NULL) == 0) iptable_release(shared, &k);
     }
     return NULL;
 }
