@@ -169,20 +169,23 @@ describe('connections per node and per client address', () => {
   }));
 });
 
-test('maxConnectionsPerIp: the count follows connections that move between workers (Engine.IO polling)', withLogs(async () => {
-  const node = await startNode({ workers: 4, config: baseConfig({ limits: { maxConnectionsPerIp: 6, idleTimeoutMs: 300 } }) });
+test('maxConnectionsPerIp: the count follows connections that move between workers (Engine.IO polling)', { timeout: 60000 }, withLogs(async () => {
+  // room for the polling client's concurrent requests and idle keep-alive connections
+  const LIMIT = 12;
+  const node = await startNode({ workers: 4, config: baseConfig({ limits: { maxConnectionsPerIp: LIMIT, idleTimeoutMs: 300 } }) });
+  const within = (p, what) => Promise.race([p, sleep(5000 * SLOW).then(() => { throw new Error(`${what}: no answer`); })]);
   for (let round = 0; round < 3; round++) {
     const s = io(node.url + '/', { forceNew: true, reconnection: false, transports: ['polling'] });
     sockets.add(s);
-    await new Promise((res, rej) => { s.on('connect', res); s.on('connect_error', rej); });
+    await within(new Promise((res, rej) => { s.on('connect', res); s.on('connect_error', rej); }), 'connect');
     for (let i = 0; i < 3; i++) {
-      assert.deepEqual(await new Promise((res) => s.emit('unsubscribe', ['x'], res)), { channels: ['x'] });
+      assert.deepEqual(await within(new Promise((res) => s.emit('unsubscribe', ['x'], res)), 'ack'), { channels: ['x'] });
     }
     s.disconnect();
   }
-  await sleep(1200 * SLOW); // every connection of the clients is gone (idle ones closed)
+  await sleep(1500 * SLOW); // every connection of the clients is gone (idle ones closed)
   const socks = [];
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < LIMIT; i++) {
     const x = await connectRaw(node);
     socks.push({ s: x, answer: readResponse(x, 800 * SLOW) });
   }
