@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +33,7 @@ typedef struct node_s {
     http_server_cfg_t http;
     uv_signal_t sigterm, sigint, sighup;
     tls_server_t *tls; /* NULL: the listener speaks plain TCP */
+    http_path_limit_t *body_paths; /* limits.maxBodyBytesByPath, as the parser reads it */
     bus_t *bus;
     bus_t *store_bus; /* the bus on the Redis that holds the device queue (may be bus) */
     int stopping;
@@ -90,6 +92,13 @@ static void on_worker_stop(worker_t *w, void *arg)
     hub_worker_detach(w);
 }
 
+/* Draining: a worker keeps its clients while reports or acks are pending there. */
+static int worker_busy(worker_t *w, void *arg)
+{
+    (void)arg;
+    return hub_busy(w);
+}
+
 static void on_worker_stopping(worker_t *w, void *arg)
 {
     (void)arg;
@@ -115,6 +124,11 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&n->sigterm, NULL);
     uv_close((uv_handle_t *)&n->sigint, NULL);
     uv_close((uv_handle_t *)&n->sighup, NULL);
+    /* closing the handles gave the signals back their default action: a second SIGTERM
+     * (a supervisor repeating itself) must not kill the drain half way */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
 }
 
 /* SIGHUP: the TLS certificate and key are read again; new handshakes use them, open
@@ -210,6 +224,9 @@ int node_run(config_t *cfg)
         .pong_timeout_ms = cfg->limits.ws_pong_timeout_ms,
         .compression = cfg->ws_compression,
         .client_window_bits = cfg->ws_client_window_bits,
+        .max_messages_per_s = cfg->limits.max_messages_per_s,
+        .message_burst = cfg->limits.message_burst,
+        .max_subscriptions = cfg->limits.max_subscriptions,
     };
     if (!(n.app.hub = hub_new(cfg)))
         goto fail_hub;
@@ -255,10 +272,19 @@ int node_run(config_t *cfg)
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
     }
+    n.body_paths = calloc(cfg->limits.n_body_paths + 1, sizeof(*n.body_paths));
+    if (!n.body_paths) goto fail_devices_free;
+    for (size_t i = 0; i < cfg->limits.n_body_paths; i++)
+        n.body_paths[i] = (http_path_limit_t){cfg->limits.body_paths[i].path,
+                                              cfg->limits.body_paths[i].max_body_bytes};
     n.http = (http_server_cfg_t){
         .limits = {cfg->limits.max_header_bytes, cfg->limits.max_headers,
                    cfg->limits.max_body_bytes},
+        .body_paths = n.body_paths,
+        .n_body_paths = cfg->limits.n_body_paths,
+        .handshake_timeout_ms = cfg->limits.handshake_timeout_ms,
         .read_timeout_ms = cfg->limits.read_timeout_ms,
+        .idle_timeout_ms = cfg->limits.idle_timeout_ms,
         .routes = api_routes,
         .n_routes = api_n_routes,
         .app = &n.app,
@@ -273,7 +299,11 @@ int node_run(config_t *cfg)
         .accept_proto = &http_proto,
         .tls = n.tls,
         .max_connections = cfg->limits.max_connections,
+        .max_connections_per_ip = cfg->limits.max_connections_per_ip,
+        .grace_ms = cfg->shutdown_grace_ms,
         .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
+        .busy = worker_busy,
+        .on_refuse = http_server_refuse,
         .on_start = on_worker_start,
         .on_stop = on_worker_stop,
         .on_stopping = on_worker_stopping,
@@ -304,6 +334,7 @@ int node_run(config_t *cfg)
     uv_run(loop, UV_RUN_DEFAULT);
     worker_pool_join(&n.pool);
     uv_loop_close(loop);
+    free(n.body_paths);
     api_devices_free(&n.app);
     idem_free(n.app.idem);
     bus->ops->free(bus);
@@ -318,6 +349,8 @@ fail_pool:
     uv_close((uv_handle_t *)&n.sigterm, NULL);
     uv_close((uv_handle_t *)&n.sigint, NULL);
     uv_close((uv_handle_t *)&n.sighup, NULL);
+    free(n.body_paths);
+fail_devices_free:
     api_devices_free(&n.app);
 fail_devices:
     idem_free(n.app.idem);

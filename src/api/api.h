@@ -61,6 +61,14 @@ void api_idem_finish(api_idem_t *ik, int status, const char *content_type, const
 
 /* Releases the key of an attempt that did nothing, and frees ik. NULL is a no-op. */
 void api_idem_forget(api_idem_t *ik);
+/* Checks the request's Origin header against allowedOrigins (browser transports). A
+ * refusal is counted in pushgate_refused_total{reason="origin"}; the caller answers it
+ * (403) in its protocol's terms. Returns 1 when allowed, 0 when not. */
+int api_origin_allowed(http_ctx_t *ctx);
+
+/* A node draining for shutdown takes no new subscriber (a request on a connection kept
+ * alive from before the signal): answers 503 {"error"} and returns 1, else returns 0. */
+int api_refuse_if_draining(http_ctx_t *ctx);
 
 /* Parses the request body as a JSON object. On failure answers 415/422. Returns a new
  * reference, or NULL (already answered). */

@@ -7,6 +7,7 @@
 
 #include "api/api.h"
 #include "auth/channels.h"
+#include "core/metrics.h"
 #include "http/url.h"
 #include "transport/sse.h"
 
@@ -209,6 +210,11 @@ void api_push(http_ctx_t *ctx)
 void api_sse(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
+    if (!api_origin_allowed(ctx)) {
+        http_respond_error(ctx, 403, "origin not allowed");
+        return;
+    }
+    if (api_refuse_if_draining(ctx)) return;
     auth_identity_t *id = NULL;
     int cr = api_client_identity(ctx, &id);
     if (cr == -EACCES) {
@@ -244,7 +250,12 @@ void api_sse(http_ctx_t *ctx)
             } else if (may < 0) {
                 status = 403;
                 snprintf(err, sizeof(err), "not allowed to subscribe to channel %s", value);
-            } else if (n < 100) {
+            } else if (n >= app->cfg->limits.max_subscriptions) {
+                METRICS_REFUSED(REFUSED_SUBSCRIPTIONS);
+                status = 400;
+                snprintf(err, sizeof(err), "more than %u channels on one connection",
+                         app->cfg->limits.max_subscriptions);
+            } else {
                 char **t = realloc(topics, (n + 1) * sizeof(*t));
                 if (t && (t[n] = topics_channel(value))) {
                     topics = t;

@@ -4,6 +4,8 @@
 #include <strings.h>
 
 #include "api/api.h"
+#include "core/metrics.h"
+#include "core/origin.h"
 
 const http_route_t api_routes[] = {
     {"GET", "/healthz", 0, api_healthz},
@@ -51,6 +53,23 @@ const config_apikey_t *api_require_key(http_ctx_t *ctx, unsigned scope)
         return NULL;
     }
     return k;
+}
+
+int api_origin_allowed(http_ctx_t *ctx)
+{
+    app_t *app = ctx->app;
+    const char *origin = http_request_header(ctx->req, "Origin");
+    if (origin_allowed(app->cfg->allowed_origins, app->cfg->n_allowed_origins, origin)) return 1;
+    METRICS_REFUSED(REFUSED_ORIGIN);
+    return 0;
+}
+
+int api_refuse_if_draining(http_ctx_t *ctx)
+{
+    app_t *app = ctx->app;
+    if (!__atomic_load_n(&app->draining, __ATOMIC_RELAXED)) return 0;
+    http_respond_error(ctx, 503, "the node is shutting down");
+    return 1;
 }
 
 json_t *api_json_body(http_ctx_t *ctx)

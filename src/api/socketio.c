@@ -10,6 +10,7 @@
 
 #include "api/api.h"
 #include "auth/channels.h"
+#include "core/metrics.h"
 #include "http/url.h"
 #include "streams/stream.h"
 #include "transport/socketio.h"
@@ -143,6 +144,26 @@ static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsi
         else if (sub && channel_may_subscribe(app->cfg->channels, ch, sio_socket_identity(sock)) < 0)
             snprintf(err, sizeof(err), "not allowed to subscribe to %s", ch);
     }
+    unsigned max = app->cfg->limits.max_subscriptions;
+    if (!err[0] && sub && max) {
+        /* add, count, and take back what this event added when it passes the limit */
+        size_t added[100], n_added = 0;
+        json_array_foreach(chans, i, c)
+        {
+            char *topic = topics_channel(json_string_value(c));
+            if (topic && sio_topic_add(sock, topic) == 0) added[n_added++] = i;
+            free(topic);
+        }
+        if (sio_topic_count(sock) > max) {
+            for (size_t k = 0; k < n_added; k++) {
+                char *topic = topics_channel(json_string_value(json_array_get(chans, added[k])));
+                if (topic) sio_topic_remove(sock, topic);
+                free(topic);
+            }
+            METRICS_REFUSED(REFUSED_SUBSCRIPTIONS);
+            snprintf(err, sizeof(err), "more than %u subscriptions on one connection", max);
+        }
+    }
     json_t *reply;
     if (err[0]) {
         reply = json_pack("{s:s}", "error", err);
@@ -260,15 +281,27 @@ int api_socketio_init(app_t *app)
     sio_server_init(&sio_prod, &opt, &prod_app, cfg->sio_connect_timeout_ms,
                     hub_history(app->hub));
     sio_server_init(&sio_diag, &opt, &diag_app, cfg->sio_connect_timeout_ms, NULL);
+    sio_prod.max_messages_per_s = cfg->limits.max_messages_per_s;
+    sio_prod.message_burst = cfg->limits.message_burst;
     eio_echo.opt = opt;
     eio_echo.on_session = echo_session;
     eio_echo.arg = NULL;
     return 0;
 }
 
+/* A browser page from an origin not allowed: Engine.IO's own refusal (code 4). */
+static int origin_refused(http_ctx_t *ctx)
+{
+    if (api_origin_allowed(ctx)) return 0;
+    static const char body[] = "{\"code\":4,\"message\":\"Forbidden\"}";
+    http_respond(ctx, 403, "application/json", body, sizeof(body) - 1, NULL);
+    return 1;
+}
+
 void api_socketio(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
+    if (origin_refused(ctx)) return;
     eio_http(ctx, app->cfg->diagnostics ? &sio_diag.eio : &sio_prod.eio);
 }
 
@@ -279,5 +312,6 @@ void api_engineio(http_ctx_t *ctx)
         http_respond_error(ctx, 404, "not found");
         return;
     }
+    if (origin_refused(ctx)) return;
     eio_http(ctx, &eio_echo);
 }

@@ -214,6 +214,11 @@ int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t
 void api_stream_sse(http_ctx_t *ctx)
 {
     app_t *app = ctx->app;
+    if (!api_origin_allowed(ctx)) {
+        http_respond_error(ctx, 403, "origin not allowed");
+        return;
+    }
+    if (api_refuse_if_draining(ctx)) return;
     const char *raw = ctx->req->path + strlen("/stream/v1/streams/");
     char sid[160];
     if (url_decode(raw, strlen(raw), sid, sizeof(sid) - 1) <= 0 || strchr(sid, '/')) {

@@ -42,6 +42,11 @@ void api_websocket(http_ctx_t *ctx)
         http_respond_error(ctx, 400, why);
         return;
     }
+    if (!api_origin_allowed(ctx)) {
+        http_respond_error(ctx, 403, "origin not allowed");
+        return;
+    }
+    if (api_refuse_if_draining(ctx)) return;
     ws_options_t opt;
     ws_pmd_t pmd;
     if (negotiate(ctx, &opt, &pmd) < 0)

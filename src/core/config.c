@@ -2,6 +2,7 @@
 #include "core/config.h"
 
 #include "cluster/rslots.h"
+#include "core/origin.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -62,12 +63,19 @@ int config_init(config_t *cfg)
         .max_body_bytes = 1u << 20,
         .max_header_bytes = 16384,
         .max_headers = 64,
+        .handshake_timeout_ms = 10000,
         .read_timeout_ms = 30000,
+        .idle_timeout_ms = 30000,
         .ws_ping_interval_ms = 30000,
         .ws_pong_timeout_ms = 10000,
         .shutdown_timeout_ms = 5000,
         .max_connections = 0,
+        .max_connections_per_ip = 0,
+        .max_messages_per_s = 100,
+        .message_burst = 200,
+        .max_subscriptions = 256,
     };
+    cfg->shutdown_grace_ms = 5000;
     return 0;
 }
 
@@ -121,14 +129,70 @@ static int below(unsigned long long x, unsigned long long lo)
     return x < lo;
 }
 
+static void free_body_paths(config_limits_t *l)
+{
+    for (size_t i = 0; i < l->n_body_paths; i++)
+        free(l->body_paths[i].path);
+    free(l->body_paths);
+    l->body_paths = NULL;
+    l->n_body_paths = 0;
+}
+
+/* limits.maxBodyBytesByPath: {"/result": 4194304, ...}, exact paths. */
+static int apply_body_paths(config_limits_t *l, json_t *obj, char *err, size_t errlen)
+{
+    if (!json_is_object(obj))
+        FAIL("limits.maxBodyBytesByPath must be an object of paths and byte counts");
+    size_t n = json_object_size(obj), i = 0;
+    config_path_limit_t *arr = calloc(n ? n : 1, sizeof(*arr));
+    if (!arr) return -ENOMEM;
+    const char *k;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(obj, k, v)
+    {
+        if (k[0] != '/' || strchr(k, '?')) {
+            snprintf(err, errlen,
+                     "limits.maxBodyBytesByPath: \"%s\" must be a path starting "
+                     "with / and without a query",
+                     k);
+            rc = -EINVAL;
+        } else if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                   json_integer_value(v) > (1ll << 30)) {
+            snprintf(err, errlen,
+                     "limits.maxBodyBytesByPath[\"%s\"] must be an integer "
+                     "between 0 and %lld",
+                     k, 1ll << 30);
+            rc = -EINVAL;
+        } else if (!(arr[i].path = strdup(k))) {
+            rc = -ENOMEM;
+        }
+        if (rc < 0) break;
+        arr[i++].max_body_bytes = (size_t)json_integer_value(v);
+    }
+    if (rc < 0) {
+        for (size_t j = 0; j < n; j++)
+            free(arr[j].path);
+        free(arr);
+        return rc;
+    }
+    free_body_paths(l);
+    l->body_paths = arr;
+    l->n_body_paths = n;
+    return 0;
+}
+
 static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errlen)
 {
     if (!json_is_object(lim))
         FAIL("limits must be an object");
-    static const char *known[] = {"maxOutputBytes",   "maxMessageBytes",  "maxBodyBytes",
-                                  "maxHeaderBytes",   "maxHeaders",       "readTimeoutMs",
-                                  "wsPingIntervalMs", "wsPongTimeoutMs",  "shutdownTimeoutMs",
-                                  "maxConnections",   NULL};
+    static const char *known[] = {
+        "maxOutputBytes",     "maxMessageBytes",     "maxBodyBytes",
+        "maxBodyBytesByPath", "maxHeaderBytes",      "maxHeaders",
+        "handshakeTimeoutMs", "readTimeoutMs",       "idleTimeoutMs",
+        "wsPingIntervalMs",   "wsPongTimeoutMs",     "shutdownTimeoutMs",
+        "maxConnections",     "maxConnectionsPerIp", "maxMessagesPerSecond",
+        "messageBurst",       "maxSubscriptions",    NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -159,7 +223,15 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
     LIM("wsPongTimeoutMs", ws_pong_timeout_ms, 10, 3600000);
     LIM("shutdownTimeoutMs", shutdown_timeout_ms, 0, 600000);
     LIM("maxConnections", max_connections, 0, 100000000);
+    LIM("handshakeTimeoutMs", handshake_timeout_ms, 10, 3600000);
+    LIM("idleTimeoutMs", idle_timeout_ms, 10, 3600000);
+    LIM("maxConnectionsPerIp", max_connections_per_ip, 0, 100000000);
+    LIM("maxMessagesPerSecond", max_messages_per_s, 0, 1000000);
+    LIM("messageBurst", message_burst, 1, 1000000);
+    LIM("maxSubscriptions", max_subscriptions, 1, 1000000);
 #undef LIM
+    json_t *bp = json_object_get(lim, "maxBodyBytesByPath");
+    if (bp && (r = apply_body_paths(l, bp, err, errlen)) < 0) return r;
     return 0;
 }
 
@@ -445,16 +517,61 @@ static int apply_idempotency(config_t *cfg, json_t *o, char *err, size_t errlen)
     return 0;
 }
 
+static void free_origins(config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->n_allowed_origins; i++)
+        free(cfg->allowed_origins[i]);
+    free(cfg->allowed_origins);
+    cfg->allowed_origins = NULL;
+    cfg->n_allowed_origins = 0;
+}
+
+/* allowedOrigins: exact origins or a "*." subdomain wildcard; an empty list allows any. */
+static int apply_origins(config_t *cfg, json_t *arr, char *err, size_t errlen)
+{
+    if (!json_is_array(arr)) FAIL("allowedOrigins must be an array of origins");
+    size_t n = json_array_size(arr), i;
+    char **list = calloc(n ? n : 1, sizeof(*list));
+    if (!list) return -ENOMEM;
+    json_t *v;
+    int rc = 0;
+    json_array_foreach(arr, i, v)
+    {
+        const char *o = json_string_value(v);
+        if (!o || origin_pattern_valid(o) < 0) {
+            snprintf(err, errlen,
+                     "allowedOrigins[%zu] must be \"*\", \"null\" or "
+                     "\"scheme://host[:port]\" (host may start with *.)",
+                     i);
+            rc = -EINVAL;
+        } else if (!(list[i] = strdup(o))) {
+            rc = -ENOMEM;
+        }
+        if (rc < 0) break;
+    }
+    if (rc < 0) {
+        for (size_t j = 0; j < n; j++)
+            free(list[j]);
+        free(list);
+        return rc;
+    }
+    free_origins(cfg);
+    cfg->allowed_origins = list;
+    cfg->n_allowed_origins = n;
+    return 0;
+}
+
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     if (!json_is_object(doc))
         FAIL("the config must be a JSON object");
-    static const char *known[] = {"listen",   "workers",  "applicationId", "nodeId",
-                                  "dataDir",  "redis",    "apiKeys",       "jwt",
-                                  "sessions", "streams",  "limits",        "logLevel",
-                                  "diagnostics", "channels", "history",    "sse",      "socketio",
-                                  "device",   "tls",      "websocket", "http2",   "idempotency",
-                                  "console",  "bus",      NULL};
+    static const char *known[] = {"listen",      "workers",  "applicationId",  "nodeId",
+                                  "dataDir",     "redis",    "apiKeys",        "jwt",
+                                  "sessions",    "streams",  "limits",         "logLevel",
+                                  "diagnostics", "channels", "history",        "sse",
+                                  "socketio",    "device",   "allowedOrigins", "shutdownGraceMs",
+                                  "tls",         "websocket", "http2",         "idempotency",
+                                  "console",     "bus",      NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -641,6 +758,11 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     json_t *idem = json_object_get(doc, "idempotency");
     if (idem && (r = apply_idempotency(cfg, idem, err, errlen)) < 0)
         return r;
+    json_t *origins = json_object_get(doc, "allowedOrigins");
+    if (origins && (r = apply_origins(cfg, origins, err, errlen)) < 0) return r;
+    unsigned long long g;
+    if ((r = get_uint(doc, "shutdownGraceMs", "", 600000, &g, err, errlen)) < 0) return r;
+    if (r) cfg->shutdown_grace_ms = (unsigned)g;
     return 0;
 }
 
@@ -700,5 +822,7 @@ void config_free(config_t *cfg)
     json_decref(cfg->sessions);
     json_decref(cfg->streams);
     json_decref(cfg->channels);
+    free_body_paths(&cfg->limits);
+    free_origins(cfg);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -15,17 +15,31 @@ typedef struct config_apikey_s {
     char *tenant;    /* NULL: any tenant */
 } config_apikey_t;
 
+/* A body limit for one request path (limits.maxBodyBytesByPath). */
+typedef struct config_path_limit_s {
+    char *path;
+    size_t max_body_bytes;
+} config_path_limit_t;
+
 typedef struct config_limits_s {
     size_t max_output_bytes;  /* per-connection pending output before slow-consumer close */
     size_t max_message_bytes; /* largest WebSocket message accepted */
     size_t max_body_bytes;    /* largest HTTP request body */
     size_t max_header_bytes;  /* request line + headers */
     unsigned max_headers;
+    config_path_limit_t *body_paths; /* per-path overrides of max_body_bytes */
+    size_t n_body_paths;
+    unsigned handshake_timeout_ms; /* a connection's first request must be whole by then */
     unsigned read_timeout_ms; /* an HTTP request must arrive whole within this */
+    unsigned idle_timeout_ms; /* a keep-alive connection idle this long is closed */
     unsigned ws_ping_interval_ms;
     unsigned ws_pong_timeout_ms;
     unsigned shutdown_timeout_ms;
     unsigned max_connections; /* per node; 0 = unlimited */
+    unsigned max_connections_per_ip; /* per client address; 0 = unlimited */
+    unsigned max_messages_per_s;     /* inbound messages per connection; 0 = unlimited */
+    unsigned message_burst;          /* messages a connection may send at once */
+    unsigned max_subscriptions;      /* topics per connection (WebSocket, SSE, socket.io) */
 } config_limits_t;
 
 /* The device command queue (seed 004; docs/devices.md). */
@@ -72,6 +86,9 @@ typedef struct config_s {
     config_http2_t http2;
     unsigned idem_ttl_seconds; /* how long an Idempotency-Key's answer is kept */
     unsigned idem_max_keys;    /* keys kept in memory on a single node (pushes) */
+    char **allowed_origins; /* Origin allow list of browser transports; none: any */
+    size_t n_allowed_origins;
+    unsigned shutdown_grace_ms; /* SIGTERM waits this long for pending reports */
     int diagnostics;
     int console_enabled;     /* "console": {"enabled": true} serves GET /console */
     char *console_files_dir; /* "console": {"filesDir"}: /console/files/ (tests) */

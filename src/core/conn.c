@@ -132,6 +132,7 @@ static void on_close_cb(uv_handle_t *h)
         c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+    if (c->ip) iptable_release(w->pool->ips, c->ip);
     free(c);
 }
 
@@ -563,6 +564,46 @@ static void on_reject_close(uv_handle_t *h)
     free(h);
 }
 
+static void refused_read(conn_t *c, const char *data, size_t len)
+{
+    (void)c, (void)data, (void)len; /* the answer is already on its way */
+}
+
+static const conn_proto_t refused_proto = {.name = "refused", .on_read = refused_read};
+
+/* Refuses an accepted connection for a limit: counted, answered by the pool's on_refuse
+ * (then ended: the lingering close is bounded), or closed at once. */
+static void refuse(conn_t *c, int reason)
+{
+    METRICS_REFUSED(reason);
+    void (*fn)(conn_t *, int) = c->w->pool->cfg.on_refuse;
+    /* a TLS client could not read a plaintext answer: it is just closed */
+    if (!fn || c->w->pool->cfg.tls) {
+        conn_close(c);
+        return;
+    }
+    c->proto = &refused_proto;
+    fn(c, reason);
+    if (!(c->flags & CONN_CLOSING) &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
+        conn_close(c);
+}
+
+/* Counts c in the per-IP table. Returns 0, or -EUSERS when its address is at the limit. */
+static int count_ip(conn_t *c)
+{
+    worker_pool_t *pool = c->w->pool;
+    if (!pool->ips) return 0;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    ipkey_t k;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
+        ipkey_from_sockaddr((struct sockaddr *)&ss, &k) < 0)
+        return 0; /* no address to count (the peer is already gone) */
+    int r = iptable_acquire(pool->ips, &k, pool->cfg.max_connections_per_ip, &c->ip);
+    return r == -EUSERS ? r : 0;
+}
+
 int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
 {
     uint32_t max = w->pool->cfg.max_connections;
@@ -594,11 +635,15 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         conn_close(c);
         return r;
     }
+    uv_tcp_nodelay(&c->tcp, 1);
     if (max && n > max) {
-        conn_close(c);
+        refuse(c, REFUSED_MAX_CONNECTIONS);
         return UV_EMFILE;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    if (count_ip(c) < 0) {
+        refuse(c, REFUSED_MAX_CONNECTIONS_PER_IP);
+        return UV_EMFILE;
+    }
     if (w->pool->cfg.tls && tls_conn_new(w->pool->cfg.tls, &c->tls) < 0) {
         conn_close(c);
         return UV_ENOMEM;
@@ -620,6 +665,7 @@ typedef struct migrate_msg_s {
     const conn_proto_t *proto;
     buf_t *first;
     tls_conn_t *tls;
+    const ipkey_t *ip;
 } migrate_msg_t;
 
 static void on_migrated(worker_t *w, worker_msg_t *m)
@@ -631,6 +677,7 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
         free(c);
         tls_conn_free(mm->tls);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+        if (mm->ip) iptable_release(w->pool->ips, mm->ip);
         buf_unref(mm->first);
         free(mm);
         return;
@@ -639,6 +686,7 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     c->w = w;
     c->proto = mm->proto;
     c->tls = mm->tls;
+    c->ip = mm->ip;
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
@@ -699,6 +747,9 @@ int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *firs
     }
     mm->tls = c->tls; /* the session goes with the socket: this close must not free it */
     c->tls = NULL;
+    /* the per-IP count moves with the socket too */
+    mm->ip = c->ip;
+    c->ip = NULL;
     /* the count moves with the socket: this close subtracts, the adoption added */
     __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
     uv_read_stop((uv_stream_t *)&c->tcp);

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "core/buf.h"
+#include "core/iptable.h"
 
 typedef struct conn_s conn_t;
 struct worker_s;
@@ -66,6 +67,7 @@ struct conn_s {
     conn_t *pprev, *pnext; /* flush list */
     conn_t *prev, *next;   /* the worker's connections */
     uint64_t deadline;     /* protocol-defined, checked on tick */
+    const ipkey_t *ip;     /* the peer's entry in the pool's per-IP table, released on close */
 };
 
 /* With TLS (c->tls), queued slices are plaintext: the flush encrypts them into records
@@ -101,8 +103,11 @@ void conn_end(conn_t *c);
 void conn_pause_read(conn_t *c);
 void conn_resume_read(conn_t *c);
 
-/* Accepts a connection from server onto a new conn of worker w speaking proto.
- * Returns 0, or a negative uv error (the socket is dropped). */
+/* Accepts a connection from server onto a new conn of worker w speaking proto. Past
+ * the pool's limits (connections per node, per client IP) the connection is counted in
+ * pushgate_refused_total and handed to the pool's on_refuse (which answers the
+ * protocol's way and ends it), or closed.
+ * Returns 0, UV_EMFILE (refused by a limit), or a negative uv error (dropped). */
 int conn_accept(struct worker_s *w, uv_stream_t *server, const conn_proto_t *proto);
 
 /* Flushes every conn in w's flush list (the prepare hook calls it). */

@@ -5,6 +5,28 @@ metrics_t metrics;
 
 #define LOAD(f) __atomic_load_n(&metrics.f, __ATOMIC_RELAXED)
 
+static const char *refused_names[REFUSED_COUNT] = {
+    "max_connections", "max_connections_per_ip", "handshake_timeout", "request_timeout",
+    "idle_timeout",    "header_count",           "header_size",       "body_size",
+    "message_size",    "message_rate",           "subscriptions",     "origin"};
+
+const char *metrics_refused_name(int reason)
+{
+    return reason >= 0 && reason < REFUSED_COUNT ? refused_names[reason] : "unknown";
+}
+
+/* Refusals by a limit: every reason is listed, zero or not, so dashboards see them. */
+static int render_refused(buf_t **bp)
+{
+    int r = buf_puts(bp, "# HELP pushgate_refused_total Connections, requests and messages "
+                         "refused by a limit, by reason.\n"
+                         "# TYPE pushgate_refused_total counter\n");
+    for (int i = 0; i < REFUSED_COUNT && r == 0; i++)
+        r = buf_printf(bp, "pushgate_refused_total{reason=\"%s\"} %llu\n", refused_names[i],
+                       (unsigned long long)LOAD(refused[i]));
+    return r;
+}
+
 /* The device command queue: depth gauges and commands by the status they entered. */
 static int render_devices(buf_t **bp)
 {
@@ -72,5 +94,6 @@ int metrics_render(buf_t **bp)
             (unsigned long long)LOAD(http_requests));
     if (r == 0)
         r = render_devices(bp);
+    if (r == 0) r = render_refused(bp);
     return r;
 }

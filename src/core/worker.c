@@ -76,6 +76,28 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* The goodbye: every connection is told the protocol's way. */
+static void goodbye(worker_t *w)
+{
+    w->stopping = WORKER_GOODBYE;
+    w->stop_deadline = uv_now(&w->loop) + w->pool->cfg.shutdown_timeout_ms;
+    if (w->pool->cfg.on_stopping) w->pool->cfg.on_stopping(w, w->pool->cfg.arg);
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->flags & CONN_CLOSING) continue;
+        if (c->proto->on_shutdown)
+            c->proto->on_shutdown(c);
+        else
+            conn_end(c);
+    }
+}
+
+static int drained(worker_t *w, uint64_t now)
+{
+    const worker_pool_cfg_t *cfg = &w->pool->cfg;
+    return now >= w->grace_deadline || !cfg->busy || !cfg->busy(w, cfg->arg);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     worker_t *w = t->data;
@@ -91,7 +113,8 @@ static void on_tick(uv_timer_t *t)
         if (c->proto->on_tick)
             c->proto->on_tick(c, now);
     }
-    if (w->stopping && (w->n_conns == 0 || now >= w->stop_deadline)) {
+    if (w->stopping == WORKER_DRAINING && drained(w, now)) goodbye(w);
+    if (w->stopping == WORKER_GOODBYE && (w->n_conns == 0 || now >= w->stop_deadline)) {
         for (conn_t *c = w->conns; c; c = c->next)
             conn_close(c);
         if (w->n_conns == 0 || now >= w->stop_deadline + 1000)
@@ -104,19 +127,13 @@ static void on_stop_msg(worker_t *w, worker_msg_t *m)
     free(m);
     if (w->stopping)
         return;
-    w->stopping = 1;
-    w->stop_deadline = uv_now(&w->loop) + w->pool->cfg.shutdown_timeout_ms;
+    w->stopping = WORKER_DRAINING;
+    uv_update_time(&w->loop);
+    w->grace_deadline = uv_now(&w->loop) + w->pool->cfg.grace_ms;
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
-    if (w->pool->cfg.on_stopping)
-        w->pool->cfg.on_stopping(w, w->pool->cfg.arg);
-    for (conn_t *c = w->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->proto->on_shutdown)
-            c->proto->on_shutdown(c);
-        else
-            conn_end(c);
-    }
+    /* nothing to wait for: say goodbye now rather than at the next tick */
+    if (drained(w, uv_now(&w->loop))) goodbye(w);
 }
 
 static void worker_main(void *arg)
@@ -234,15 +251,21 @@ static void discard(worker_pool_t *pool, int from, int to)
     }
     free(pool->workers);
     pool->workers = NULL;
+    iptable_free(pool->ips);
+    pool->ips = NULL;
 }
 
 int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
 {
     memset(pool, 0, sizeof(*pool));
     pool->cfg = *cfg;
+    if (cfg->max_connections_per_ip && iptable_new(&pool->ips) < 0) return UV_ENOMEM;
     pool->workers = calloc((size_t)cfg->n, sizeof(*pool->workers));
-    if (!pool->workers)
+    if (!pool->workers) {
+        iptable_free(pool->ips);
+        pool->ips = NULL;
         return UV_ENOMEM;
+    }
     int r = 0, i;
     /* port 0: the first listener picks a port, the rest share it */
     for (i = 0; i < cfg->n; i++) {
@@ -294,4 +317,6 @@ void worker_pool_join(worker_pool_t *pool)
     free(pool->workers);
     pool->workers = NULL;
     pool->n = 0;
+    iptable_free(pool->ips);
+    pool->ips = NULL;
 }

@@ -22,6 +22,11 @@ struct worker_msg_s {
 
 typedef struct worker_pool_s worker_pool_t;
 
+/* Shutdown phases: draining (listener closed, clients stay while the worker has work
+ * they must answer, up to grace_ms), then goodbye (every connection told the
+ * protocol's way, cut after shutdown_timeout_ms). */
+enum worker_stopping { WORKER_DRAINING = 1, WORKER_GOODBYE = 2 };
+
 struct worker_s {
     int index;
     worker_pool_t *pool;
@@ -36,7 +41,8 @@ struct worker_s {
     conn_t *conns;
     size_t n_conns;
     conn_t *flush_head;
-    int stopping;
+    int stopping; /* WORKER_DRAINING, then WORKER_GOODBYE; 0 while serving */
+    uint64_t grace_deadline;
     uint64_t stop_deadline;
     void *hub; /* hub_worker_t: the subscribers and topics this worker owns */
     void *app; /* the node's per-worker state (pending requests) */
@@ -50,12 +56,19 @@ typedef struct worker_pool_cfg_s {
     const conn_proto_t *accept_proto; /* what new connections speak */
     struct tls_server_s *tls;         /* set: every accepted connection speaks TLS */
     uint32_t max_connections;         /* across the pool; 0 = unlimited */
-    unsigned shutdown_timeout_ms;
+    uint32_t max_connections_per_ip;  /* across the pool; 0 = unlimited */
+    unsigned grace_ms;                /* draining: the most the workers wait for busy() */
+    unsigned shutdown_timeout_ms;     /* goodbye: connections still open after it are cut */
+    /* draining: nonzero while w has work its clients must stay for (optional) */
+    int (*busy)(worker_t *w, void *arg);
+    /* a connection refused by a limit (enum metrics_refusal): answer it the protocol's
+     * way and end it (optional; default: closed) */
+    void (*on_refuse)(conn_t *c, int reason);
     /* on_start runs for each worker on the starting thread before any worker runs;
      * on_stop on each worker's own thread after its loop ends */
     void (*on_start)(worker_t *w, void *arg);
     void (*on_stop)(worker_t *w, void *arg);
-    /* on the worker's thread when shutdown begins, before connections are told */
+    /* on the worker's thread when the goodbye begins, before connections are told */
     void (*on_stopping)(worker_t *w, void *arg);
     void *arg;
 } worker_pool_cfg_t;
@@ -65,6 +78,7 @@ struct worker_pool_s {
     worker_t **workers;
     int n;
     uint32_t connections; /* atomic */
+    iptable_t *ips;       /* connections per client IP; NULL without a per-IP limit */
     int ready;            /* atomic: every worker listens */
     int running;          /* atomic: workers not yet finished */
 };
@@ -73,8 +87,9 @@ struct worker_pool_s {
  * the threads. Returns 0, or a negative uv error with nothing left running. */
 int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg);
 
-/* Asks every worker to stop: close listeners, say goodbye to connections
- * (proto->on_shutdown), and end the loop once they are gone or the shutdown timeout
+/* Asks every worker to stop: close listeners, wait while busy() says the worker has
+ * work its clients must stay for (at most grace_ms), then say goodbye to connections
+ * (proto->on_shutdown) and end the loop once they are gone or the shutdown timeout
  * passes. Safe from any thread. */
 void worker_pool_stop(worker_pool_t *pool);
 

@@ -180,7 +180,9 @@ static void end_sink(h2_stream_t *st, void *arg)
 {
     (void)arg;
     h2_req_t *r = h2_stream_get_ud(st);
-    if (r && r->sink_open) h2_stream_end(st);
+    if (!r || !r->sink_open) return;
+    if (r->sink.cbs->on_shutdown) r->sink.cbs->on_shutdown(r->sink.ud);
+    h2_stream_end(st);
 }
 
 static void h2_on_shutdown(conn_t *c)

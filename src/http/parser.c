@@ -27,11 +27,17 @@ static int on_message_begin(llhttp_t *ll)
     return 0;
 }
 
+static int refuse(http_parser_t *p, int limit, int status, const char *msg)
+{
+    p->error_limit = limit;
+    return fail(p, status, msg);
+}
+
 static int head_add(http_parser_t *p, const char *at, size_t len)
 {
     p->head_bytes += len;
     if (p->head_bytes > p->limits.max_header_bytes)
-        return fail(p, 431, "request line and headers are too large");
+        return refuse(p, HTTP_LIMIT_HEADER_BYTES, 431, "request line and headers are too large");
     if (buf_append(&p->arena, at, len) < 0)
         return fail(p, 500, "out of memory");
     return 0;
@@ -65,7 +71,7 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
         if (r)
             return r;
         if (p->n_headers >= p->limits.max_headers)
-            return fail(p, 431, "too many headers");
+            return refuse(p, HTTP_LIMIT_HEADERS, 431, "too many headers");
         if (p->n_headers >= p->hdr_cap) {
             unsigned cap = p->hdr_cap ? p->hdr_cap * 2 : 16;
             size_t *n = realloc(p->hdr_off, sizeof(size_t) * 2 * cap);
@@ -97,6 +103,20 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     return head_add(p, at, len);
 }
 
+/* The body limit of the request's path: the URL span sits whole in the arena. */
+static size_t body_limit(const http_parser_t *p)
+{
+    const char *u = p->arena->data + p->url_off;
+    size_t n = 0;
+    while (n < p->url_len && u[n] != '?')
+        n++;
+    for (size_t i = 0; i < p->n_body_paths; i++) {
+        const char *path = p->body_paths[i].path;
+        if (strlen(path) == n && memcmp(path, u, n) == 0) return p->body_paths[i].max_body_bytes;
+    }
+    return p->limits.max_body_bytes;
+}
+
 static int on_headers_complete(llhttp_t *ll)
 {
     http_parser_t *p = P(ll);
@@ -104,8 +124,9 @@ static int on_headers_complete(llhttp_t *ll)
     if (r)
         return r;
     p->last_cb = CB_NONE; /* trailers, if any, start new spans */
-    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->limits.max_body_bytes) {
-        fail(p, 413, "request body is too large");
+    p->body_max = body_limit(p);
+    if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->body_max) {
+        refuse(p, HTTP_LIMIT_BODY, 413, "request body is too large");
         return -1; /* on_headers_complete reports errors with -1 */
     }
     return 0;
@@ -116,8 +137,8 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
     http_parser_t *p = P(ll);
     if (!p->body && !(p->body = buf_new(len < 4096 ? 4096 : len)))
         return fail(p, 500, "out of memory");
-    if (p->body->len + len > p->limits.max_body_bytes)
-        return fail(p, 413, "request body is too large");
+    if (p->body->len + len > p->body_max)
+        return refuse(p, HTTP_LIMIT_BODY, 413, "request body is too large");
     if (buf_append(&p->body, at, len) < 0)
         return fail(p, 500, "out of memory");
     return 0;
@@ -219,6 +240,12 @@ int http_parser_init(http_parser_t *p, const http_parser_limits_t *limits)
     llhttp_init(&p->ll, HTTP_REQUEST, &p->settings);
     p->ll.data = p;
     return 0;
+}
+
+void http_parser_set_body_paths(http_parser_t *p, const http_path_limit_t *paths, size_t n)
+{
+    p->body_paths = paths;
+    p->n_body_paths = n;
 }
 
 int http_parser_execute(http_parser_t *p, const char *data, size_t len, size_t *consumed)

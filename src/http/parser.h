@@ -31,11 +31,25 @@ typedef struct http_request_s {
     int http_minor;
 } http_request_t;
 
+/* A body limit for one path (exact match on the path, without the query). */
+typedef struct http_path_limit_s {
+    const char *path;
+    size_t max_body_bytes;
+} http_path_limit_t;
+
 typedef struct http_parser_limits_s {
     size_t max_header_bytes;
     unsigned max_headers;
-    size_t max_body_bytes;
+    size_t max_body_bytes; /* paths without their own limit (http_parser_set_body_paths) */
 } http_parser_limits_t;
+
+/* Which limit refused a request (p->error_limit). */
+enum http_limit {
+    HTTP_LIMIT_NONE = 0,
+    HTTP_LIMIT_HEADER_BYTES, /* 431 */
+    HTTP_LIMIT_HEADERS,      /* 431 */
+    HTTP_LIMIT_BODY,         /* 413 */
+};
 
 enum http_parse_result {
     HTTP_PARSE_AGAIN = 0, /* everything consumed, request incomplete */
@@ -57,11 +71,19 @@ typedef struct http_parser_s {
     int in_message;
     int error_status; /* the HTTP status to answer on error */
     const char *error_msg;
+    int error_limit;                     /* enum http_limit: the limit behind a 431 or 413 */
+    size_t body_max;                     /* this request's body limit (its path's) */
+    const http_path_limit_t *body_paths; /* borrowed; may be NULL */
+    size_t n_body_paths;
     http_request_t req;
 } http_parser_t;
 
 /* Prepares p for a stream of requests. Returns 0. */
 int http_parser_init(http_parser_t *p, const http_parser_limits_t *limits);
+
+/* Gives some paths their own body limit in place of limits->max_body_bytes (paths is
+ * borrowed: it must outlive p). */
+void http_parser_set_body_paths(http_parser_t *p, const http_path_limit_t *paths, size_t n);
 
 /* Feeds len bytes; stops after a complete request. *consumed is how many bytes were
  * used (the rest must be fed again after http_parser_next, or, for an upgrade,

@@ -25,6 +25,7 @@ typedef struct http_conn_s {
     int sniff;                 /* the first bytes may still be the HTTP/2 preface */
     size_t pre_len;            /* how many of them arrived */
     char pre[H2_PREFACE_LEN];
+    int served; /* requests answered: the first one is bounded by the handshake timeout */
 } http_conn_t;
 
 static const http_server_cfg_t *srv_cfg;
@@ -42,9 +43,16 @@ const http_server_cfg_t *http_server_config(void)
 
 static void process(http_conn_t *hc, const char *data, size_t len);
 
-static void arm_timeout(http_conn_t *hc)
+static void arm_timeout(http_conn_t *hc, unsigned ms)
 {
-    hc->c->deadline = uv_now(&hc->c->w->loop) + srv_cfg->read_timeout_ms;
+    hc->c->deadline = uv_now(&hc->c->w->loop) + ms;
+}
+
+/* The first request is a request too: it gets the shorter of the two bounds */
+static unsigned first_request_ms(void)
+{
+    unsigned h = srv_cfg->handshake_timeout_ms, r = srv_cfg->read_timeout_ms;
+    return h && h < r ? h : r;
 }
 
 static void http_on_open(conn_t *c)
@@ -55,10 +63,11 @@ static void http_on_open(conn_t *c)
         return;
     }
     http_parser_init(&hc->p, &srv_cfg->limits);
+    http_parser_set_body_paths(&hc->p, srv_cfg->body_paths, srv_cfg->n_body_paths);
     hc->c = c;
     hc->sniff = srv_cfg->h2_enabled;
     c->ud = hc;
-    arm_timeout(hc);
+    arm_timeout(hc, first_request_ms());
     __atomic_add_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
 }
 
@@ -105,11 +114,12 @@ static int finish_request(http_conn_t *hc)
     /* a node shutting down answers what it was asked, then lets the connection go */
     int keep = hc->p.req.keep_alive && !hc->p.req.upgrade && !hc->c->w->stopping;
     http_parser_next(&hc->p);
+    hc->served = 1;
     if (!keep) {
         conn_end(hc->c);
         return 0;
     }
-    arm_timeout(hc);
+    arm_timeout(hc, srv_cfg->idle_timeout_ms);
     return 1;
 }
 
@@ -125,6 +135,12 @@ static void process(http_conn_t *hc, const char *data, size_t len)
         if (r < 0) {
             log_info("bad http request", "status=%d reason=\"%s\"", hc->p.error_status,
                      hc->p.error_msg);
+            if (hc->p.error_limit == HTTP_LIMIT_HEADERS)
+                METRICS_REFUSED(REFUSED_HEADER_COUNT);
+            else if (hc->p.error_limit == HTTP_LIMIT_HEADER_BYTES)
+                METRICS_REFUSED(REFUSED_HEADER_SIZE);
+            else if (hc->p.error_limit == HTTP_LIMIT_BODY)
+                METRICS_REFUSED(REFUSED_BODY_SIZE);
             send_error_and_end(hc, hc->p.error_status, hc->p.error_msg);
             return;
         }
@@ -195,6 +211,9 @@ static void http_on_read(conn_t *c, const char *data, size_t len)
         return;
     if (c->flags & (CONN_END | CONN_CLOSING))
         return;
+    /* a later request's clock starts at its first byte (the idle one stops) */
+    if (hc->served && len && http_parser_idle(&hc->p) && !hc->ctx.deferred)
+        arm_timeout(hc, srv_cfg->read_timeout_ms);
     if (hc->sniff) {
         int r = sniff_h2(hc, data, len);
         if (r != 0)
@@ -223,10 +242,17 @@ static void http_on_tick(conn_t *c, uint64_t now)
     http_conn_t *hc = c->ud;
     if (!hc || hc->ctx.deferred || (c->flags & CONN_END) || now < c->deadline)
         return;
-    if (http_parser_idle(&hc->p))
-        conn_close(c); /* an idle keep-alive connection */
-    else
+    if (!hc->served) {
+        /* slowloris, or a socket opened and left: the first request never came whole */
+        METRICS_REFUSED(REFUSED_HANDSHAKE_TIMEOUT);
         send_error_and_end(hc, 408, "request not received in time");
+    } else if (http_parser_idle(&hc->p)) {
+        METRICS_REFUSED(REFUSED_IDLE_TIMEOUT);
+        conn_close(c); /* an idle keep-alive connection */
+    } else {
+        METRICS_REFUSED(REFUSED_REQUEST_TIMEOUT);
+        send_error_and_end(hc, 408, "request not received in time");
+    }
 }
 
 static void http_on_shutdown(conn_t *c)
@@ -262,6 +288,15 @@ const conn_proto_t http_proto = {
     .on_shutdown = http_on_shutdown,
     .on_close = http_on_close,
 };
+
+void http_server_refuse(conn_t *c, int reason)
+{
+    const char *msg = reason == REFUSED_MAX_CONNECTIONS_PER_IP
+                          ? "too many connections from this address"
+                          : "too many connections";
+    conn_send_owned(c, http_response_error(503, msg, 0));
+    conn_end(c);
+}
 
 static http_conn_t *ctx_conn(http_ctx_t *ctx)
 {
@@ -437,6 +472,14 @@ static void h1_stream_on_tick(conn_t *c, uint64_t now)
         st->base.cbs->on_tick(st->base.ud, now);
 }
 
+static void h1_stream_on_shutdown(conn_t *c)
+{
+    h1_stream_t *st = c->ud;
+    if (st->base.cbs->on_shutdown)
+        st->base.cbs->on_shutdown(st->base.ud);
+    conn_end(c); /* what is queued goes out first */
+}
+
 static void h1_stream_on_close(conn_t *c)
 {
     h1_stream_t *st = c->ud;
@@ -449,6 +492,7 @@ static const conn_proto_t h1_stream_proto = {
     .on_read = h1_stream_on_read,
     .on_eof = h1_stream_on_eof,
     .on_tick = h1_stream_on_tick,
+    .on_shutdown = h1_stream_on_shutdown,
     .on_close = h1_stream_on_close,
 };
 

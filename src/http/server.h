@@ -27,7 +27,11 @@ typedef struct http_route_s {
 
 typedef struct http_server_cfg_s {
     http_parser_limits_t limits;
-    unsigned read_timeout_ms;
+    const http_path_limit_t *body_paths; /* per-path body limits */
+    size_t n_body_paths;
+    unsigned handshake_timeout_ms; /* a connection's first request must be whole by then */
+    unsigned read_timeout_ms;      /* a later request, from its first byte */
+    unsigned idle_timeout_ms;      /* a keep-alive connection between requests */
     const http_route_t *routes;
     size_t n_routes;
     void *app;
@@ -63,6 +67,10 @@ struct http_ctx_s {
 /* The conn protocol for new HTTP connections; cfg must outlive every connection. */
 void http_server_setup(const http_server_cfg_t *cfg);
 extern const conn_proto_t http_proto;
+
+/* Answers a connection refused by a limit (enum metrics_refusal; a worker pool's
+ * on_refuse) with 503 and a JSON error, then ends it. */
+void http_server_refuse(conn_t *c, int reason);
 
 /* Answers the request. body may be NULL. extra_headers are CRLF-terminated lines.
  * After a late answer, the connection's next pipelined request is handled. */
@@ -107,6 +115,9 @@ void http_conn_end(conn_t *c);
 struct http_stream_cbs_s {
     /* the worker's periodic tick (heartbeats) */
     void (*on_tick)(void *ud, uint64_t now);
+    /* the node is stopping (optional): queue a goodbye; the stream then ends cleanly once
+     * its output is out (on_close follows) */
+    void (*on_shutdown)(void *ud);
     /* the stream ended (peer gone or reset, http_stream_close, or the node stopped):
      * the last call, exactly once */
     void (*on_close)(void *ud);

@@ -206,6 +206,7 @@ void hub_unsubscribe(subscriber_t *s)
     if (!hw)
         return;
     topics_unlink_all(&hw->topics, &s->links);
+    s->n_topics = 0;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -230,20 +231,30 @@ int hub_topic_add(subscriber_t *s, const char *topic)
 {
     if (!s->hw)
         return -EPIPE;
-    return topics_link(&s->hw->topics, topic, s, &s->links);
+    int r = topics_link(&s->hw->topics, topic, s, &s->links);
+    if (r == 0) s->n_topics++;
+    return r;
 }
 
 int hub_topic_remove(subscriber_t *s, const char *topic)
 {
     if (!s->hw)
         return -ENOENT;
-    return topics_unlink(&s->hw->topics, topic, &s->links);
+    int r = topics_unlink(&s->hw->topics, topic, &s->links);
+    if (r == 0 && s->n_topics) s->n_topics--;
+    return r;
 }
 
 void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg)
 {
     for (subscriber_t *s = HW(w)->subs; s; s = s->next)
         fn(s, arg);
+}
+
+int hub_busy(worker_t *w)
+{
+    hub_worker_t *hw = HW(w);
+    return hw && (hw->pending || hw->acks);
 }
 
 size_t hub_count(worker_t *w)

@@ -43,6 +43,7 @@ struct subscriber_s {
     size_t n_roles;
     int64_t connected_at_ms;
     topic_link_t *links; /* the topics it is subscribed to */
+    unsigned n_topics;   /* how many (limits.maxSubscriptions) */
     int topics_only;     /* reached only through its topics, never by patterns alone */
     uint64_t seen;       /* the last delivery round that reached it (de-duplication) */
 };
@@ -116,6 +117,10 @@ void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r)
 
 /* Calls fn for each subscriber of the calling worker. */
 void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg);
+
+/* Tells whether w has publishes waiting for their reports or deliveries waiting for
+ * clients' acks (a draining node keeps its clients for those). Returns 1 or 0. */
+int hub_busy(worker_t *w);
 
 /* How many subscribers the calling worker has. */
 size_t hub_count(worker_t *w);

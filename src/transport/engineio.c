@@ -244,6 +244,8 @@ static void poll_respond(eio_session_t *s)
 }
 
 static void session_close(eio_session_t *s, const char *reason, int send_close);
+static void session_close_code(eio_session_t *s, const char *reason, int send_close,
+                               uint16_t ws_code);
 
 static void on_flush(uv_timer_t *t)
 {
@@ -294,7 +296,8 @@ static void heartbeat_arm(eio_session_t *s, unsigned ms);
 
 /* send_close: tell the client with a close packet (a server-side close); a pending
  * poll then gets "1". When the client closed, a pending poll just ends with a noop. */
-static void session_close(eio_session_t *s, const char *reason, int send_close)
+static void session_close_code(eio_session_t *s, const char *reason, int send_close,
+                               uint16_t ws_code)
 {
     if (s->closed)
         return;
@@ -303,25 +306,30 @@ static void session_close(eio_session_t *s, const char *reason, int send_close)
     local_remove(s);
     uv_timer_stop(&s->heartbeat);
     uv_timer_stop(&s->flush);
-    items_free(s);
-    if (s->poll) {
+    if (s->poll && send_close && !s->client_closed && !s->cut &&
+        queue_item(s, EIO_CLOSE, 0, NULL, 0, 0) == 0) {
+        /* what was queued for the client (a socket.io DISCONNECT) goes out before the
+         * close packet, in the held poll's answer */
+        poll_respond(s);
+    } else if (s->poll) {
         http_ctx_t *ctx = s->poll;
         s->poll = NULL;
         ctx->on_abort = NULL;
         http_respond(ctx, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1,
                      NULL);
     }
+    items_free(s);
     ws_conn_t *ws = s->ws, *probe = s->probe;
     s->ws = s->probe = NULL;
     if (ws) {
         if (send_close)
             ws_write_text(ws, EIO_CLOSE, "", 0);
         ws->app = NULL;
-        ws_conn_close(ws, 1000, "");
+        ws_conn_close(ws, ws_code, "");
     }
     if (probe) {
         probe->app = NULL;
-        ws_conn_close(probe, 1000, "");
+        ws_conn_close(probe, ws_code, "");
     }
     if (s->h && s->h->on_close)
         s->h->on_close(s, reason);
@@ -330,9 +338,19 @@ static void session_close(eio_session_t *s, const char *reason, int send_close)
     uv_close((uv_handle_t *)&s->flush, on_handle_closed);
 }
 
+static void session_close(eio_session_t *s, const char *reason, int send_close)
+{
+    session_close_code(s, reason, send_close, 1000);
+}
+
 void eio_close(eio_session_t *s, const char *reason)
 {
     session_close(s, reason ? reason : "server namespace disconnect", 1);
+}
+
+void eio_close_code(eio_session_t *s, const char *reason, uint16_t ws_code)
+{
+    session_close_code(s, reason ? reason : "server namespace disconnect", 1, ws_code);
 }
 
 static void on_heartbeat(uv_timer_t *t)
@@ -414,8 +432,10 @@ worker_t *eio_session_worker(const eio_session_t *s)
 void eio_worker_shutdown(void)
 {
     /* closing removes the session from the list */
+    /* the close packet tells the client to reconnect (socket.io: "transport close"),
+     * and a WebSocket transport closes with 1001 going away */
     while (local_n)
-        session_close(local_sessions[local_n - 1], "server shutting down", 1);
+        session_close_code(local_sessions[local_n - 1], "server shutting down", 1, 1001);
 }
 
 /* ---- packets from the client ---- */

@@ -69,6 +69,10 @@ int eio_send_text(eio_session_t *s, const char *data, size_t len);
 /* Closes the session (sends a close packet when it can). Idempotent. */
 void eio_close(eio_session_t *s, const char *reason);
 
+/* Closes the session like eio_close; a WebSocket transport closes with ws_code (1001
+ * going away, 1008 policy violation). Idempotent. */
+void eio_close_code(eio_session_t *s, const char *reason, uint16_t ws_code);
+
 /* Tells whether the session is open. */
 int eio_session_open(const eio_session_t *s);
 

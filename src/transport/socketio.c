@@ -9,6 +9,7 @@
 #include "core/ids.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/ratelimit.h"
 #include "hub/hub.h"
 
 #define SIO_MAX_SOCKETS 32
@@ -43,6 +44,7 @@ struct sio_client_s {
     char *query;
     uv_timer_t connect_timer;
     int timer_live;
+    ratelimit_t rate; /* inbound packets */
     /* a binary packet waiting for its attachments */
     int bin_type;
     char bin_nsp[SIO_NSP_MAX];
@@ -92,6 +94,11 @@ const char *sio_socket_nsp(const sio_socket_t *sock)
 const auth_identity_t *sio_socket_identity(const sio_socket_t *sock)
 {
     return sock->id;
+}
+
+unsigned sio_topic_count(const sio_socket_t *sock)
+{
+    return sock->sub.n_topics;
 }
 
 int sio_topic_add(sio_socket_t *sock, const char *topic)
@@ -374,9 +381,24 @@ static void bin_reset(sio_client_t *cl)
     cl->bin_need = cl->bin_got = 0;
 }
 
+/* Over the inbound rate: every namespace is told DISCONNECT (the client does not
+ * reconnect by itself, as for a server-side disconnect), then the session closes. */
+static void policy_disconnect(sio_client_t *cl)
+{
+    METRICS_REFUSED(REFUSED_MESSAGE_RATE);
+    for (sio_socket_t *k = cl->sockets; k; k = k->next)
+        emit_packet(cl, SIO_DISCONNECT, k->nsp, -1, NULL, 0, NULL, 0);
+    eio_close_code(cl->eio, "policy violation", 1008);
+}
+
 static void on_message(eio_session_t *s, const char *data, size_t len, int binary)
 {
     sio_client_t *cl = eio_session_app(s);
+    if (!ratelimit_take(&cl->rate, cl->srv->max_messages_per_s, cl->srv->message_burst,
+                        uv_now(&eio_session_worker(s)->loop))) {
+        policy_disconnect(cl);
+        return;
+    }
     if (binary) {
         if (cl->bin_need == 0) {
             eio_close(s, "parse error");
@@ -473,6 +495,7 @@ static int on_session(eio_session_t *s, const http_request_t *req, void *arg)
     cl->connect_timer.data = cl;
     cl->timer_live = 1;
     uv_timer_start(&cl->connect_timer, on_connect_timeout, srv->connect_timeout_ms, 0);
+    ratelimit_init(&cl->rate, srv->message_burst, uv_now(&eio_session_worker(s)->loop));
     eio_session_set_handler(s, &sio_eio_handler, cl);
     return 0;
 }

@@ -47,6 +47,10 @@ typedef struct sio_server_s {
     const sio_app_t *app;
     unsigned connect_timeout_ms;
     history_t *history; /* NULL: no recovery (no `pid` in CONNECT answers) */
+    /* inbound packets per second per client and their burst (0: unlimited); past them
+     * every namespace gets a DISCONNECT and the session closes (WebSocket 1008) */
+    unsigned max_messages_per_s;
+    unsigned message_burst;
 } sio_server_t;
 
 /* Sets up srv->eio so that eio_http(ctx, &srv->eio) serves socket.io with app. */
@@ -66,6 +70,9 @@ int sio_ack(sio_socket_t *sock, long ack_id, const char *args, size_t len,
 /* Subscribes or unsubscribes the socket to a hub topic. Returns as hub_topic_add/remove. */
 int sio_topic_add(sio_socket_t *sock, const char *topic);
 int sio_topic_remove(sio_socket_t *sock, const char *topic);
+
+/* How many topics the socket is subscribed to. */
+unsigned sio_topic_count(const sio_socket_t *sock);
 
 /* The socket's namespace and identity (may be NULL). */
 const char *sio_socket_nsp(const sio_socket_t *sock);

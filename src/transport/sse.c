@@ -20,6 +20,7 @@ typedef struct sse_client_s {
     char *tenant;
     history_sent_t replayed;
     unsigned heartbeat_ms;
+    unsigned retry_ms;
     uint64_t next_heartbeat;
 } sse_client_t;
 
@@ -107,7 +108,26 @@ static void sse_on_close(void *ud)
     __atomic_sub_fetch(&metrics.connections[METRICS_T_SSE], 1, __ATOMIC_RELAXED);
 }
 
-static const http_stream_cbs_t sse_cbs = {sse_on_tick, sse_on_close};
+/* Shutdown: a last `retry:` spreads the reconnections (retryMs plus up to as much again,
+ * so a node's clients do not all land on the next node in the same instant); the
+ * stream then ends once what is queued is out. */
+static void sse_on_shutdown(void *ud)
+{
+    sse_client_t *cl = ud;
+    uint64_t mix = (uint64_t)(uintptr_t)cl ^ uv_hrtime();
+    mix ^= mix >> 29;
+    mix *= 0xbf58476d1ce4e5b9ull;
+    mix ^= mix >> 32;
+    unsigned retry = cl->retry_ms + (cl->retry_ms ? (unsigned)(mix % (cl->retry_ms + 1u)) : 0);
+    buf_t *b = buf_new(32);
+    http_stream_set_limit(cl->out, 0); /* the goodbye goes out even behind a full queue */
+    if (b && sse_write_retry(&b, retry) == 0)
+        http_stream_send(cl->out, b, 0, b->len);
+    buf_unref(b);
+    hub_unsubscribe(&cl->sub);
+}
+
+static const http_stream_cbs_t sse_cbs = {sse_on_tick, sse_on_shutdown, sse_on_close};
 
 static int by_id(const void *a, const void *b)
 {
@@ -185,6 +205,7 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
         goto fail_client;
     cl->id = id;
     cl->heartbeat_ms = opt->heartbeat_ms;
+    cl->retry_ms = opt->retry_ms;
     cl->next_heartbeat = uv_now(&ctx->w->loop) + opt->heartbeat_ms;
     buf_t *retry = buf_new(32);
     if (!retry || sse_write_retry(&retry, opt->retry_ms) < 0)

@@ -44,7 +44,10 @@ static void ws_on_read(conn_t *c, const char *data, size_t len)
 {
     ws_conn_t *wc = c->ud;
     wc->last_seen = uv_now(&c->w->loop);
-    if (ws_session_feed(wc->s, (const uint8_t *)data, len) < 0) {
+    int r = ws_session_feed(wc->s, (const uint8_t *)data, len);
+    if (ws_session_take_refusal(wc->s) == WSLAY_CODE_MESSAGE_TOO_BIG)
+        METRICS_REFUSED(REFUSED_MESSAGE_SIZE);
+    if (r < 0) {
         conn_close(c);
         return;
     }

@@ -27,6 +27,11 @@ typedef struct ws_options_s {
     int compression;             /* permessage-deflate may be negotiated (config) */
     unsigned client_window_bits; /* asked of clients that offer client_max_window_bits */
     const ws_pmd_t *pmd;         /* per connection: what was negotiated; NULL: none */
+    /* what the push client (ws_client.c) allows: inbound messages per second and their
+     * burst (0: unlimited), topics per connection */
+    unsigned max_messages_per_s;
+    unsigned message_burst;
+    unsigned max_subscriptions;
 } ws_options_t;
 
 struct ws_conn_s {

@@ -9,6 +9,7 @@
 
 #include "auth/channels.h"
 #include "core/metrics.h"
+#include "core/ratelimit.h"
 #include "core/worker.h"
 #include "hub/hub.h"
 
@@ -18,6 +19,8 @@ typedef struct ws_client_s {
     auth_identity_t *id;
     char *client_id;
     json_t *channel_rules;
+    const ws_options_t *opt; /* the node's, outlives the client */
+    ratelimit_t rate;        /* inbound messages */
 } ws_client_t;
 
 buf_t *ws_client_encode(const push_t *p, int ti)
@@ -111,6 +114,31 @@ static void on_response(ws_client_t *cl, json_t *msg)
             json_is_string(text) ? json_string_value(text) : "acknowledged");
 }
 
+/* Tells whether subscribing to chans (valid names) keeps the connection within
+ * limits.maxSubscriptions: they are added, counted, and taken back when too many. The
+ * adds that stay are answered below as new ones would be (re-adding is harmless).
+ * Returns 1 (within; subscribed) or 0 (over; nothing changed). */
+static int subscribe_within_limit(ws_client_t *cl, json_t *chans)
+{
+    unsigned max = cl->opt->max_subscriptions;
+    if (!max) return 1;
+    size_t n = json_array_size(chans), added[100], n_added = 0, i;
+    int over = 0;
+    for (i = 0; i < n && !over; i++) {
+        char *topic = topics_channel(json_string_value(json_array_get(chans, i)));
+        if (topic && hub_topic_add(&cl->sub, topic) == 0) added[n_added++] = i;
+        free(topic);
+        over = cl->sub.n_topics > max;
+    }
+    if (!over) return 1;
+    for (i = 0; i < n_added; i++) {
+        char *topic = topics_channel(json_string_value(json_array_get(chans, added[i])));
+        if (topic) hub_topic_remove(&cl->sub, topic);
+        free(topic);
+    }
+    return 0;
+}
+
 /* {"type":"subscribe"|"unsubscribe","channels":[…]} → {"type":"subscribed"|…}.
  * The whole request is checked first: one bad channel refuses it all. */
 static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
@@ -138,6 +166,13 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
             send_error(cl, err);
             return;
         }
+    }
+    if (subscribe && !subscribe_within_limit(cl, chans)) {
+        METRICS_REFUSED(REFUSED_SUBSCRIPTIONS);
+        snprintf(err, sizeof(err), "subscribe: more than %u subscriptions on one connection",
+                 cl->opt->max_subscriptions);
+        send_error(cl, err);
+        return;
     }
     buf_t *b = buf_new(64);
     int r = b ? buf_printf(&b, "{\"type\":\"%s\",\"channels\":[", subscribe ? "subscribed"
@@ -167,6 +202,12 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
 static void client_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
 {
     ws_client_t *cl = wc->app;
+    if (!ratelimit_take(&cl->rate, cl->opt->max_messages_per_s, cl->opt->message_burst,
+                        uv_now(&wc->c->w->loop))) {
+        METRICS_REFUSED(REFUSED_MESSAGE_RATE);
+        ws_conn_close(wc, 1008, "message rate exceeded");
+        return;
+    }
     if (opcode != WSLAY_TEXT_FRAME) {
         send_error(cl, "binary messages are not accepted here");
         return;
@@ -213,6 +254,8 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
     }
     cl->id = id;
     cl->channel_rules = channel_rules;
+    cl->opt = opt;
+    ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
     s->transport = "websocket";

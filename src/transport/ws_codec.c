@@ -167,6 +167,8 @@ struct ws_session_s {
     uint8_t pmd_on;
     ws_pmd_t pmd;
     ws_pmd_hist_t hist;
+    uint64_t msg_len; /* payload of the data message so far, fragments summed */
+    uint16_t refusal; /* the close code chosen for a violation, until taken */
 };
 
 /* Expected header length once the first two bytes are known. */
@@ -203,6 +205,8 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
         return WSLAY_CODE_PROTOCOL_ERROR;
     if (op < 8 && n > s->max_msg)
         return WSLAY_CODE_MESSAGE_TOO_BIG;
+    /* a continuation adds to the message: the sum is bounded, not just each frame */
+    if (op == 0 && s->in_msg && n > s->max_msg - s->msg_len) return WSLAY_CODE_MESSAGE_TOO_BIG;
     return 0;
 }
 
@@ -232,8 +236,10 @@ static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
             return start;
         s->skip = len;
         uint8_t op = s->hdr[0] & 0x0f;
-        if (op < 8)
+        if (op < 8) {
+            s->msg_len = op == 0 ? s->msg_len + len : len;
             s->in_msg = !(s->hdr[0] & 0x80);
+        }
     }
     return -1;
 }
@@ -459,8 +465,10 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
     if (fail)
         return fail;
     if (code && wslay_event_get_read_enabled(s->ctx)) {
-        if (!wslay_event_get_close_sent(s->ctx))
+        if (!wslay_event_get_close_sent(s->ctx)) {
             wslay_event_queue_close(s->ctx, code, NULL, 0);
+            s->refusal = code;
+        }
         wslay_event_shutdown_read(s->ctx);
     }
     int r = pump_out(s);
@@ -529,6 +537,13 @@ int ws_session_done(const ws_session_t *s)
 {
     return s->failed ||
            (s->ctx && !wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx));
+}
+
+uint16_t ws_session_take_refusal(ws_session_t *s)
+{
+    uint16_t c = s->refusal;
+    s->refusal = 0;
+    return c;
 }
 
 unsigned ws_session_take_activity(ws_session_t *s)

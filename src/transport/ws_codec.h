@@ -50,7 +50,8 @@ typedef struct ws_session_cbs_s {
     int (*write)(ws_session_t *s, const uint8_t *data, size_t len, void *ud);
 } ws_session_cbs_t;
 
-/* Creates a server session. max_msg bounds a message (bigger: close 1009).
+/* Creates a server session. max_msg bounds a message, whole or the sum of its
+ * fragments (bigger: close 1009, as soon as a frame header announces it).
  * Returns 0 or -ENOMEM. */
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg);
 
@@ -87,6 +88,10 @@ int ws_session_can_send(const ws_session_t *s);
 
 /* Tells whether both sides are done (close sent and received, or failed). */
 int ws_session_done(const ws_session_t *s);
+
+/* The close code the session chose itself for a peer's violation since the last call
+ * (1002, 1007, 1009), and resets it. Returns that code, or 0. */
+uint16_t ws_session_take_refusal(ws_session_t *s);
 
 /* Milliseconds-free liveness: counts frames received since the last call and resets.
  * Returns that count. */

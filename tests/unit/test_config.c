@@ -470,3 +470,45 @@ Test(config, http2)
     expect_error("{\"http2\":{\"maxConcurrentStreams\":10001}}", "http2.maxConcurrentStreams");
     expect_error("{\"http2\":{\"push\":true}}", "http2.push");
 }
+
+Test(config, hardening_limits_and_origins)
+{
+    config_t cfg;
+    char err[256];
+    cr_assert_eq(apply(&cfg, "{}", err, sizeof(err)), 0);
+    cr_assert_eq(cfg.limits.handshake_timeout_ms, 10000);
+    cr_assert_eq(cfg.limits.idle_timeout_ms, 30000);
+    cr_assert_eq(cfg.limits.max_connections_per_ip, 0);
+    cr_assert_eq(cfg.limits.max_messages_per_s, 100);
+    cr_assert_eq(cfg.limits.message_burst, 200);
+    cr_assert_eq(cfg.limits.max_subscriptions, 256);
+    cr_assert_eq(cfg.shutdown_grace_ms, 5000);
+    cr_assert_eq(cfg.n_allowed_origins, 0);
+    config_free(&cfg);
+    cr_assert_eq(apply(&cfg,
+                       "{\"limits\":{\"maxConnectionsPerIp\":10,\"handshakeTimeoutMs\":2000,"
+                       "\"idleTimeoutMs\":5000,\"maxMessagesPerSecond\":5,\"messageBurst\":7,"
+                       "\"maxSubscriptions\":3,\"maxBodyBytesByPath\":{\"/result\":4096}},"
+                       "\"allowedOrigins\":[\"https://a.com\",\"https://*.b.org\"],"
+                       "\"shutdownGraceMs\":0}",
+                       err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cfg.limits.max_connections_per_ip, 10);
+    cr_assert_eq(cfg.limits.handshake_timeout_ms, 2000);
+    cr_assert_eq(cfg.limits.idle_timeout_ms, 5000);
+    cr_assert_eq(cfg.limits.message_burst, 7);
+    cr_assert_eq(cfg.limits.n_body_paths, 1);
+    cr_assert_str_eq(cfg.limits.body_paths[0].path, "/result");
+    cr_assert_eq(cfg.limits.body_paths[0].max_body_bytes, 4096);
+    cr_assert_eq(cfg.n_allowed_origins, 2);
+    cr_assert_str_eq(cfg.allowed_origins[1], "https://*.b.org");
+    cr_assert_eq(cfg.shutdown_grace_ms, 0);
+    config_free(&cfg);
+    expect_error("{\"allowedOrigins\":[\"https://a.com/x\"]}", "allowedOrigins[0]");
+    expect_error("{\"allowedOrigins\":{}}", "allowedOrigins");
+    expect_error("{\"limits\":{\"maxBodyBytesByPath\":{\"result\":1}}}", "maxBodyBytesByPath");
+    expect_error("{\"limits\":{\"maxBodyBytesByPath\":{\"/r\":-1}}}", "maxBodyBytesByPath");
+    expect_error("{\"limits\":{\"maxBodyBytesByPath\":[]}}", "maxBodyBytesByPath");
+    expect_error("{\"limits\":{\"messageBurst\":0}}", "limits.messageBurst");
+    expect_error("{\"shutdownGraceMs\":700000}", "shutdownGraceMs");
+}

@@ -716,3 +716,94 @@ Test(http_parser, header_has_token)
     cr_assert_not(http_header_has_token("keep-alive", "upgrade"));
     cr_assert_not(http_header_has_token(NULL, "upgrade"));
 }
+
+/* limits.maxBodyBytesByPath: the path (without its query) picks the body limit */
+static const http_path_limit_t body_paths[] = {{"/small", 8}, {"/big", 4096}};
+
+/* Feeds in whole, then byte by byte. Returns the first result of each run (must agree). */
+static int feed_paths(const char *in, int *limit)
+{
+    http_parser_limits_t lim = {1024, 16, 64};
+    int first = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        http_parser_t p;
+        http_parser_init(&p, &lim);
+        http_parser_set_body_paths(&p, body_paths, 2);
+        size_t n = strlen(in), step = mode ? 1 : n, used;
+        int r = HTTP_PARSE_AGAIN;
+        for (size_t a = 0; a < n && r == HTTP_PARSE_AGAIN; a += used) {
+            guard_t g = {0};
+            size_t k = n - a < step ? n - a : step;
+            const char *piece = guard_copy(&g, in + a, k);
+            r = http_parser_execute(&p, piece, k, &used);
+            guard_release(&g);
+        }
+        if (mode == 0) first = r;
+        cr_assert_eq(r, first, "whole and byte by byte disagree");
+        *limit = p.error_limit;
+        http_parser_free(&p);
+    }
+    return first;
+}
+
+Test(http_parser, body_limit_per_path_smaller)
+{
+    int lim;
+    cr_assert_eq(feed_paths("POST /small?x=1 HTTP/1.1\r\nContent-Length: 9\r\n\r\n123456789", &lim),
+                 -E2BIG);
+    cr_assert_eq(lim, HTTP_LIMIT_BODY);
+    cr_assert_eq(feed_paths("POST /small HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "5\r\n12345\r\n5\r\n67890\r\n0\r\n\r\n",
+                            &lim),
+                 -E2BIG);
+    cr_assert_eq(feed_paths("POST /small HTTP/1.1\r\nContent-Length: 8\r\n\r\n12345678", &lim),
+                 HTTP_PARSE_DONE);
+    /* a path that only starts like one listed gets the general limit */
+    cr_assert_eq(feed_paths("POST /smaller HTTP/1.1\r\nContent-Length: 9\r\n\r\n123456789", &lim),
+                 HTTP_PARSE_DONE);
+}
+
+Test(http_parser, body_limit_per_path_larger)
+{
+    char in[400];
+    int n = snprintf(in, sizeof(in), "POST /big HTTP/1.1\r\nContent-Length: 200\r\n\r\n%0200d", 7);
+    cr_assert(n > 0);
+    http_parser_limits_t lim = {1024, 16, 64};
+    http_parser_t p;
+    http_parser_init(&p, &lim);
+    http_parser_set_body_paths(&p, body_paths, 2);
+    size_t used;
+    cr_assert_eq(http_parser_execute(&p, in, strlen(in), &used), HTTP_PARSE_DONE);
+    cr_assert_eq(p.req.body_len, 200);
+    http_parser_next(&p);
+    /* another path, the same size: the general limit */
+    const char *other = "POST /bigger HTTP/1.1\r\nContent-Length: 200\r\n\r\n";
+    cr_assert_eq(http_parser_execute(&p, other, strlen(other), &used), -E2BIG);
+    cr_assert_eq(p.error_limit, HTTP_LIMIT_BODY);
+    http_parser_free(&p);
+}
+
+/* the server counts each refusal by the limit behind it */
+Test(http_parser, error_limit_names_the_limit)
+{
+    static const struct {
+        const char *in;
+        int limit;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", HTTP_LIMIT_HEADERS},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa "
+         "HTTP/1.1\r\n\r\n",
+         HTTP_LIMIT_HEADER_BYTES},
+        {"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n", HTTP_LIMIT_BODY},
+        {"GET / HTTP/1.1\r\nHost x\r\n\r\n", HTTP_LIMIT_NONE},
+    };
+    http_parser_limits_t lim = {64, 2, 10};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        http_parser_t p;
+        http_parser_init(&p, &lim);
+        size_t used;
+        cr_assert_lt(http_parser_execute(&p, cases[i].in, strlen(cases[i].in), &used), 0);
+        cr_assert_eq(p.error_limit, cases[i].limit, "case %zu", i);
+        http_parser_free(&p);
+    }
+}

@@ -833,3 +833,33 @@ Test(ws_session, free_null_is_noop)
 {
     ws_session_free(NULL);
 }
+
+/* the refusal code tells the connection which limit the session enforced (metrics) */
+Test(ws_session, refusal_is_reported_once)
+{
+    uint8_t payload[100], in[256];
+    memset(payload, 'x', sizeof(payload));
+    size_t n = client_frame(in, 0, WSLAY_TEXT_FRAME, payload, 100, 1);
+    n += client_frame(in + n, 1, WSLAY_CONTINUATION_FRAME, payload, 100, 1);
+    for (size_t step = 1; step <= n; step = step == 1 ? n : n + 1) {
+        rec_t r = {0};
+        ws_session_t *s = NULL;
+        cr_assert_eq(ws_session_new(&s, &cbs, &r, 150), 0);
+        for (size_t a = 0; a < n; a += step)
+            ws_session_feed(s, in + a, a + step <= n ? step : n - a);
+        cr_assert_eq(ws_session_take_refusal(s), 1009, "step %zu", step);
+        cr_assert_eq(ws_session_take_refusal(s), 0);
+        cr_assert_eq(r.n_msgs, 0);
+        ws_session_free(s);
+        rec_free(&r);
+    }
+    /* a message within the limit refuses nothing */
+    rec_t r = {0};
+    ws_session_t *s = NULL;
+    cr_assert_eq(ws_session_new(&s, &cbs, &r, 200), 0);
+    cr_assert_eq(ws_session_feed(s, in, n), 0);
+    cr_assert_eq(ws_session_take_refusal(s), 0);
+    cr_assert_eq(r.n_msgs, 1);
+    ws_session_free(s);
+    rec_free(&r);
+}
