@@ -99,6 +99,12 @@ static int worker_busy(worker_t *w, void *arg)
     return hub_busy(w);
 }
 
+static void on_worker_draining(worker_t *w, void *arg)
+{
+    (void)arg;
+    hub_worker_draining(w);
+}
+
 static void on_worker_stopping(worker_t *w, void *arg)
 {
     (void)arg;
@@ -306,6 +312,7 @@ int node_run(config_t *cfg)
         .on_refuse = http_server_refuse,
         .on_start = on_worker_start,
         .on_stop = on_worker_stop,
+        .on_draining = on_worker_draining,
         .on_stopping = on_worker_stopping,
         .arg = &n,
     };

@@ -77,7 +77,8 @@ void api_websocket(http_ctx_t *ctx)
         const char *extra;
         size_t extra_len;
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);
-        if (ws_client_attach(c, key, &opt, id, client, app->cfg->channels, extra, extra_len) == 0)
+        if (ws_client_attach(c, key, &app->ws, opt.pmd, id, client, app->cfg->channels, extra,
+                             extra_len) == 0)
             log_debug("websocket client connected", "client=%s", client);
     }
     free(session);

@@ -132,6 +132,7 @@ static void on_stop_msg(worker_t *w, worker_msg_t *m)
     w->grace_deadline = uv_now(&w->loop) + w->pool->cfg.grace_ms;
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
+    if (w->pool->cfg.on_draining) w->pool->cfg.on_draining(w, w->pool->cfg.arg);
     /* nothing to wait for: say goodbye now rather than at the next tick */
     if (drained(w, uv_now(&w->loop))) goodbye(w);
 }

@@ -68,6 +68,8 @@ typedef struct worker_pool_cfg_s {
      * on_stop on each worker's own thread after its loop ends */
     void (*on_start)(worker_t *w, void *arg);
     void (*on_stop)(worker_t *w, void *arg);
+    /* on the worker's thread when the drain begins (listener closed, clients kept) */
+    void (*on_draining)(worker_t *w, void *arg);
     /* on the worker's thread when the goodbye begins, before connections are told */
     void (*on_stopping)(worker_t *w, void *arg);
     void *arg;

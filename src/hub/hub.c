@@ -37,6 +37,7 @@ struct hub_worker_s {
     ack_wait_t *acks;
     pending_t *pending;
     uint64_t next_token;
+    int draining; /* the bus is closed: only this node's own reports can still come */
 };
 
 /* One push being collected from every worker of this node. */
@@ -582,6 +583,8 @@ static void on_pending_timeout(uv_timer_t *t)
     pending_finish(pd);
 }
 
+static void pending_stop_soon(pending_t *pd);
+
 static void on_node_report(worker_t *w, worker_msg_t *m)
 {
     node_report_msg_t *nm = (node_report_msg_t *)m;
@@ -609,6 +612,8 @@ static void on_node_report(worker_t *w, worker_msg_t *m)
     pd->reports[slot] = r;
     if (++pd->n_reports == pd->n_members)
         pending_finish(pd);
+    else if (hw->draining)
+        pending_stop_soon(pd);
 }
 
 void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r)
@@ -690,6 +695,29 @@ int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *t
     if (r == BUS_LOCAL_ONLY && p->report_mode != PUSH_REPORT_NONE)
         pending_local_only(hw, p->origin_token);
     return r < 0 ? r : 0;
+}
+
+/* While draining, a report holding this node's own part waits no longer than
+ * HUB_STOP_WAIT_MS for the others: they cannot come over a closed bus. */
+static void pending_stop_soon(pending_t *pd)
+{
+    const char *self = pd->hw->hub->cfg->node_id;
+    for (long i = 0; i < pd->n_members; i++)
+        if (pd->reports[i] && strcmp(pd->members[i], self) == 0) {
+            if (uv_timer_get_due_in(&pd->timer) > HUB_STOP_WAIT_MS)
+                uv_timer_start(&pd->timer, on_pending_timeout, HUB_STOP_WAIT_MS, 0);
+            return;
+        }
+}
+
+void hub_worker_draining(worker_t *w)
+{
+    hub_worker_t *hw = HW(w);
+    if (!hw)
+        return;
+    hw->draining = 1;
+    for (pending_t *pd = hw->pending; pd; pd = pd->next)
+        pending_stop_soon(pd);
 }
 
 void hub_worker_stopping(worker_t *w)

@@ -76,6 +76,13 @@ int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers);
  * nodesMissing (rather than cut off when the drain ends). */
 void hub_worker_stopping(worker_t *w);
 
+/* The node begins to drain (on w's thread, at SIGTERM, after the bus closed): a
+ * report that has this node's own part and waits only for other nodes is answered
+ * within HUB_STOP_WAIT_MS, as hub_worker_stopping does; one still waiting for this
+ * node's deliveries (clients' acks) keeps its deadline, and is shortened the same way
+ * once its own part arrives. */
+void hub_worker_draining(worker_t *w);
+
 /* Unregisters w's hub state (on w's thread, after its loop ends). */
 void hub_worker_detach(worker_t *w);
 

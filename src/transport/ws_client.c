@@ -242,8 +242,8 @@ static void client_on_close(ws_conn_t *wc)
 static const ws_handler_t client_handler = {client_on_message, client_on_close};
 
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                     auth_identity_t *id, const char *client_id, json_t *channel_rules,
-                     const char *extra, size_t extra_len)
+                     const ws_pmd_t *pmd, auth_identity_t *id, const char *client_id,
+                     json_t *channel_rules, const char *extra, size_t extra_len)
 {
     ws_client_t *cl = calloc(1, sizeof(*cl));
     if (!cl || !(cl->client_id = strdup(client_id))) {
@@ -268,7 +268,9 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
     s->connected_at_ms = auth_now_ms();
     /* subscribe first: bytes that came with the handshake may already answer */
     hub_subscribe(c->w, s);
-    cl->wc = ws_upgrade(c, client_key, opt, &client_handler, cl, NULL, 0);
+    ws_options_t conn_opt = *opt; /* with what this connection negotiated */
+    conn_opt.pmd = pmd;
+    cl->wc = ws_upgrade(c, client_key, &conn_opt, &client_handler, cl, NULL, 0);
     if (!cl->wc) {
         hub_unsubscribe(s);
         auth_identity_free(id);

@@ -11,12 +11,14 @@
 #include "transport/ws.h"
 
 /* Upgrades c (its handshake already validated) into a push client of identity id
- * (taken) with client_id (copied), and subscribes it on c's worker. channel_rules
- * (borrowed, may be NULL) decide its channel subscriptions (auth/channels.h).
- * Returns 0, or -ENOMEM (c is closed, id freed). */
+ * (taken) with client_id (copied), and subscribes it on c's worker. opt are the
+ * node's options (kept by reference: they must outlive the client); pmd is what this
+ * connection negotiated (NULL: no compression; used during the call only).
+ * channel_rules (borrowed, may be NULL) decide its channel subscriptions
+ * (auth/channels.h). Returns 0, or -ENOMEM (c is closed, id freed). */
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                     auth_identity_t *id, const char *client_id, json_t *channel_rules,
-                     const char *extra, size_t extra_len);
+                     const ws_pmd_t *pmd, auth_identity_t *id, const char *client_id,
+                     json_t *channel_rules, const char *extra, size_t extra_len);
 
 /* Encodes p, reached through topic ti, as the push frame
  * {"type":"push","id","event","channel","payload"}.
