@@ -121,8 +121,7 @@ int iptable_acquire(iptable_t *t, const ipkey_t *k, unsigned max, const ipkey_t 
             *head = e;
         }
     }
-    if (r == 0 && held)
-        *held = &e->k;
+    if (r == 0 && held) *held = &e->k;
     uv_mutex_unlock(&s->mu);
     return r;
 }

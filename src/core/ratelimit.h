@@ -1,12 +1,12 @@
 /* A token bucket for inbound messages per connection: refilled from the loop clock at
- * each take, so a connection needs no timer of its own. 16 bytes, no allocation. */
+ * each take, so a connection needs no timer of its own. 8 bytes, no allocation. */
 #ifndef PG_RATELIMIT_H
 #define PG_RATELIMIT_H
 
 #include <stdint.h>
 
 typedef struct ratelimit_s {
-    uint64_t last_ms; /* clock of the last refill */
+    uint32_t last_ms; /* the loop clock of the last refill, modulo 2^32 ms (49.7 days) */
     uint32_t tokens;  /* thousandths of a message */
 } ratelimit_t;
 

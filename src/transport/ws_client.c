@@ -19,9 +19,17 @@ typedef struct ws_client_s {
     auth_identity_t *id;
     char *client_id;
     json_t *channel_rules;
-    const ws_options_t *opt; /* the node's, outlives the client */
-    ratelimit_t rate;        /* inbound messages */
+    ratelimit_t rate; /* inbound messages */
 } ws_client_t;
+
+/* The node's options (the same for every client, and outliving them all): kept once
+ * here rather than in every idle connection. */
+static const ws_options_t *client_opt_ptr; /* atomic: every worker's attach stores it */
+
+static const ws_options_t *client_opt(void)
+{
+    return __atomic_load_n(&client_opt_ptr, __ATOMIC_ACQUIRE);
+}
 
 buf_t *ws_client_encode(const push_t *p, int ti)
 {
@@ -120,7 +128,7 @@ static void on_response(ws_client_t *cl, json_t *msg)
  * Returns 1 (within; subscribed) or 0 (over; nothing changed). */
 static int subscribe_within_limit(ws_client_t *cl, json_t *chans)
 {
-    unsigned max = cl->opt->max_subscriptions;
+    unsigned max = client_opt()->max_subscriptions;
     if (!max) return 1;
     size_t n = json_array_size(chans), added[100], n_added = 0, i;
     int over = 0;
@@ -170,7 +178,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
     if (subscribe && !subscribe_within_limit(cl, chans)) {
         METRICS_REFUSED(REFUSED_SUBSCRIPTIONS);
         snprintf(err, sizeof(err), "subscribe: more than %u subscriptions on one connection",
-                 cl->opt->max_subscriptions);
+                 client_opt()->max_subscriptions);
         send_error(cl, err);
         return;
     }
@@ -202,7 +210,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
 static void client_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
 {
     ws_client_t *cl = wc->app;
-    if (!ratelimit_take(&cl->rate, cl->opt->max_messages_per_s, cl->opt->message_burst,
+    if (!ratelimit_take(&cl->rate, client_opt()->max_messages_per_s, client_opt()->message_burst,
                         uv_now(&wc->c->w->loop))) {
         METRICS_REFUSED(REFUSED_MESSAGE_RATE);
         ws_conn_close(wc, 1008, "message rate exceeded");
@@ -254,7 +262,7 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
     }
     cl->id = id;
     cl->channel_rules = channel_rules;
-    cl->opt = opt;
+    __atomic_store_n(&client_opt_ptr, opt, __ATOMIC_RELEASE);
     ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;

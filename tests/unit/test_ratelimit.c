@@ -61,11 +61,15 @@ Test(ratelimit, zero_rate_is_unlimited)
     cr_assert_eq(drain(&b, 0, 1, 0), 100000);
 }
 
-Test(ratelimit, clock_going_back_takes_nothing_extra)
+Test(ratelimit, clock_wrap_of_32_bits)
 {
     ratelimit_t b;
-    ratelimit_init(&b, 2, 1000);
-    drain(&b, 10, 2, 1000);
-    cr_assert_eq(ratelimit_take(&b, 10, 2, 500), 0);
-    cr_assert_eq(ratelimit_take(&b, 10, 2, 1100), 1);
+    uint64_t t0 = (1ull << 32) - 50;
+    ratelimit_init(&b, 2, t0);
+    cr_assert_eq(drain(&b, 10, 2, t0), 2);
+    /* 100 ms later, across the wrap of the stored 32-bit clock: one token */
+    cr_assert_eq(drain(&b, 10, 2, t0 + 100), 1);
+    cr_assert_eq(drain(&b, 10, 2, t0 + 150), 0);
+    cr_assert_eq(drain(&b, 10, 2, t0 + 200), 1);
+    cr_assert_eq(sizeof(ratelimit_t), 8);
 }
