@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #define IDEM_PENDING_MS 90000 /* longest a push may take to answer (60 s) plus margin */
+#define IDEM_LEASE_MS 2000    /* Redis: a reservation whose answer was lost lapses after this */
 #define IDEM_KEY_MAX 255      /* the header's longest value */
 #define IDEM_FP_LEN 64        /* a request's fingerprint: SHA-256, hex */
 

@@ -45,6 +45,14 @@ static const char finish_src[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
     "return 1\n";
 
+/* KEYS[1] the key; ARGV[1] fingerprint, [2] pending TTL ms: the reservation was
+ * answered, so it is held for the attempt's whole time. Returns 1, or 0 when it is not
+ * ours */
+static const char hold_src[] = "local v = redis.call('HMGET', KEYS[1], 'fp', 'state')\n"
+                               "if v[1] ~= ARGV[1] or v[2] ~= 'pending' then return 0 end\n"
+                               "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                               "return 1\n";
+
 /* KEYS[1] the key: released only while pending */
 static const char forget_src[] =
     "if redis.call('HGET', KEYS[1], 'state') == 'pending' then redis.call('DEL', KEYS[1]) end\n"
@@ -152,14 +160,19 @@ static int rs_begin(idem_t *base, const char *scope, const char *fp, int64_t now
     rs_t *s = (rs_t *)base;
     char *k = key_of(s, scope);
     if (!k) return -ENOMEM;
+    /* A reservation starts with a short lease: when this call is cut off by a timeout
+     * after Redis ran it, nobody acts on it and the retry finds the key free again
+     * after IDEM_LEASE_MS. Once answered it is held for IDEM_PENDING_MS (hold_src). */
     char ttl[24];
-    snprintf(ttl, sizeof(ttl), "%d", IDEM_PENDING_MS);
+    snprintf(ttl, sizeof(ttl), "%d", IDEM_LEASE_MS);
     const char *argv[3] = {k, fp, ttl};
     size_t lens[3] = {strlen(k), strlen(fp), strlen(ttl)};
     redisReply *r;
     int ret = eval(s, begin_src, 3, argv, lens, &r);
-    free(k);
-    if (ret < 0) return ret;
+    if (ret < 0) {
+        free(k);
+        return ret;
+    }
     if (r->type != REDIS_REPLY_ARRAY || !r->elements ||
         r->element[0]->type != REDIS_REPLY_INTEGER) {
         freeReplyObject(r);
@@ -183,6 +196,17 @@ static int rs_begin(idem_t *base, const char *scope, const char *fp, int64_t now
         ret = -EIO;
     }
     freeReplyObject(r);
+    if (ret == IDEM_NEW) {
+        snprintf(ttl, sizeof(ttl), "%d", IDEM_PENDING_MS);
+        lens[2] = strlen(ttl);
+        int h = eval(s, hold_src, 3, argv, lens, &r);
+        if (h == 0) {
+            h = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : -ENOTCONN;
+            freeReplyObject(r);
+        }
+        if (h < 0) ret = h; /* the lease lapses by itself: nothing was done */
+    }
+    free(k);
     return ret;
 }
 

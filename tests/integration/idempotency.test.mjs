@@ -5,7 +5,7 @@
 // per API key; single node (device keys survive kill -9: they are committed with the
 // command) and clustered (keys in Redis; a device enqueue cut off by a Redis paused with
 // SIGSTOP, answered 503, is found by its retry once Redis runs again, and the device gets
-// the command exactly once).
+// the command exactly once; a keyed push cut off the same way pushes once, on its retry).
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -297,5 +297,31 @@ describe('clustered (Redis)', () => {
     const again = await enqueueKey(A, 701, cmd, 'pause-1');
     assert.equal(again.body.id, r.body.id);
     assert.equal((await dev.poll()).command, null, 'delivered exactly once');
+  }));
+
+  test('a keyed push while Redis is paused: 503 before acting, the retry pushes once', withLogs(async () => {
+    const c = await subscriber(B, 'idem-pws', 'idem-paused');
+    const body = { channel: 'idem-paused', data: 'p', event: 'e' };
+    process.kill(redis.proc.pid, 'SIGSTOP');
+    let first;
+    try {
+      first = await pushKey(A, '/api/push', body, 'pp-1');
+    } finally {
+      process.kill(redis.proc.pid, 'SIGCONT');
+    }
+    assert.equal(first.status, 503, first.text);
+    await c.expectNone(300);
+    let r;
+    const deadline = Date.now() + 10000 * SLOW;
+    do {
+      await sleep(100);
+      r = await pushKey(A, '/api/push', body, 'pp-1');
+    } while (r.status !== 200 && Date.now() < deadline);
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await c.next()).id, r.headers['x-push-id']);
+    const again = await pushKey(B, '/api/push', body, 'pp-1');
+    assert.equal(again.headers['x-push-id'], r.headers['x-push-id']);
+    await c.expectNone(300);
+    c.close();
   }));
 });
