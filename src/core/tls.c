@@ -130,7 +130,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 {
     (void)ssl;
     size_t len;
-    const unsigned char *ours = tls_alpn_protocols((int)(uintptr_t)arg, &len);
+    const unsigned char *ours = tls_alpn_protocols(*(const int *)arg, &len);
     unsigned char *sel = NULL;
     /* the server's order wins: the first of ours the client also offers */
     if (SSL_select_next_proto(&sel, outlen, ours, (unsigned)len, in, inlen) !=
@@ -211,8 +211,8 @@ static int ctx_build(const tls_server_t *s, SSL_CTX **out, char *err, size_t err
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pushgate", 8);
-    /* the context outlives no server setting: the flag itself is the argument */
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, (void *)(uintptr_t)s->h2);
+    static int with_h2 = 1, without_h2 = 0; /* the callback's argument: whether h2 is offered */
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, s->h2 ? &with_h2 : &without_h2);
     *out = ctx;
     return 0;
 fail_ctx:

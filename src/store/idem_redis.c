@@ -129,14 +129,10 @@ static int eval(rs_t *s, const char *src, int argc, const char **argv, const siz
  * a Redis Cluster spreads them over its masters. */
 static char *key_of(rs_t *s, const char *scope)
 {
-    size_t a = strlen(s->prefix), b = strlen(scope);
-    char *k = malloc(a + b + 3);
-    if (k) {
-        memcpy(k, s->prefix, a);
-        k[a] = '{';
-        memcpy(k + a + 1, scope, b);
-        memcpy(k + a + 1 + b, "}", 2);
-    }
+    size_t n = strlen(s->prefix) + strlen(scope) + 3;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s{%s}", s->prefix, scope);
     return k;
 }
 
