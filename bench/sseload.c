@@ -23,8 +23,8 @@
 
 #include "bench_util.h"
 
-enum { MODE_SSE, MODE_WS };
-enum { PUB_CHANNEL, PUB_EVENT };
+enum { MODE_SSE, MODE_WS, MODE_SIO };
+enum { PUB_CHANNEL, PUB_EVENT, PUB_RAW };
 enum { ST_CONNECTING, ST_HEAD, ST_SUBSCRIBING, ST_READY, ST_DEAD };
 
 static struct {
@@ -48,6 +48,10 @@ static struct {
     unsigned rate;
     unsigned payload;
     unsigned drain_s;
+    const char *ws_path;     /* a WebSocket that needs no subscribe message (peers) */
+    const char *server_pids; /* RSS and CPU of these processes are reported */
+    unsigned hold_s;         /* idle hold between "all ready" and publishing */
+    int warmup;              /* one unmeasured push, delivered everywhere, first */
 } opt = {
     .mode = MODE_SSE,
     .path = "/sse?channel=bench",
@@ -88,6 +92,8 @@ typedef struct rthread_s {
 
 static atomic_uint ready_count, failed_count, closed_count;
 static atomic_ullong delivered_total;
+static atomic_ullong warm_total; /* deliveries of the warm-up push (bench_t 0) */
+static atomic_int warming;
 static atomic_int stop_flag;
 static atomic_uint pushes_next, pushes_ok, pushes_failed;
 static uint64_t t_publish_start;
@@ -143,6 +149,10 @@ static void record(rthread_t *t, conn_t *c, const char *p, size_t n)
     uint64_t v = 0;
     while (m < p + n && *m >= '0' && *m <= '9')
         v = v * 10 + (uint64_t)(*m++ - '0');
+    if (v == 0) {
+        atomic_fetch_add(&warm_total, 1);
+        return;
+    }
     uint64_t now = bench_now_ns();
     bench_hist_add(&t->hist, now > v ? now - v : 0);
     c->received++;
@@ -177,6 +187,13 @@ static void send_request(conn_t *c)
         n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
                      opt.path);
+    else if (opt.ws_path)
+        n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     opt.ws_path);
     else
         n = snprintf(req, sizeof(req),
                      "GET /websocket?sessionId=%s&clientId=sse-bench-%u HTTP/1.1\r\n"
@@ -220,8 +237,10 @@ static void on_head(rthread_t *t, conn_t *c)
         return;
     }
     consume(c, (size_t)(e + 4 - c->buf));
-    if (opt.mode == MODE_SSE) {
+    if (opt.mode == MODE_SSE || (opt.mode == MODE_WS && opt.ws_path)) {
         became_ready(t, c);
+    } else if (opt.mode == MODE_SIO) {
+        c->state = ST_SUBSCRIBING; /* until the namespace CONNECT is answered */
     } else {
         char sub[160];
         int n = snprintf(sub, sizeof(sub), "{\"type\":\"subscribe\",\"channels\":[\"%s\"]}",
@@ -265,7 +284,22 @@ static void on_ws(rthread_t *t, conn_t *c)
         }
         if (c->len < h + n) return;
         const char *p = c->buf + h;
-        if (opcode == 1) {
+        if (opcode == 1 && opt.mode == MODE_SIO) {
+            /* Engine.IO over WebSocket: 0 open, 2 ping, 40 connected, 42 event */
+            if (n >= 1 && p[0] == '0')
+                ws_send(c, 1, "40", 2);
+            else if (n == 1 && p[0] == '2')
+                ws_send(c, 1, "3", 1);
+            else if (n >= 2 && p[0] == '4' && p[1] == '0' && c->state == ST_SUBSCRIBING) {
+                /* connected to /: join the channel, ready once that is acked */
+                char sub[160];
+                int sl = snprintf(sub, sizeof(sub), "420[\"subscribe\",[\"%s\"]]", opt.channel);
+                ws_send(c, 1, sub, (size_t)sl);
+            } else if (n >= 3 && memcmp(p, "430", 3) == 0 && c->state == ST_SUBSCRIBING)
+                became_ready(t, c);
+            else if (n >= 2 && p[0] == '4' && p[1] == '2')
+                record(t, c, p, n);
+        } else if (opcode == 1) {
             if (c->state == ST_SUBSCRIBING) {
                 if (memmem(p, n, "\"subscribed\"", 12))
                     became_ready(t, c);
@@ -425,7 +459,7 @@ static void *publisher(void *arg)
                 nanosleep(&ts, NULL);
             }
         }
-        uint64_t t = bench_now_ns();
+        uint64_t t = atomic_load(&warming) ? 0 : bench_now_ns();
         /* {"bench_t":T,"pad":"…"} is exactly --payload-bytes long (at least its frame) */
         char head[64];
         int hl = snprintf(head, sizeof(head), "{\"bench_t\":%" PRIu64 ",\"pad\":\"", t);
@@ -433,7 +467,9 @@ static void *publisher(void *arg)
         memset(pad, 'x', padn);
         pad[padn] = '\0';
         int bl;
-        if (opt.publish == PUB_CHANNEL)
+        if (opt.publish == PUB_RAW)
+            bl = snprintf(body, body_cap, "%s%s\"}", head, pad);
+        else if (opt.publish == PUB_CHANNEL)
             bl = snprintf(body, body_cap,
                           "{\"channel\":\"%s\",\"event\":\"bench\",\"data\":%s%s\"}}", opt.channel,
                           head, pad);
@@ -452,7 +488,8 @@ static void *publisher(void *arg)
                           path, opt.key, bl, body);
         int status = -1;
         if (write_all(fd, req, (size_t)rl) == 0) status = read_response(fd, resp, sizeof(resp));
-        if (status == 200) {
+        /* Nchan answers 201 (or 202 with no subscriber); everyone else 200 */
+        if (status == 200 || (opt.publish == PUB_RAW && (status == 201 || status == 202))) {
             atomic_fetch_add(&pushes_ok, 1);
         } else {
             atomic_fetch_add(&pushes_failed, 1);
@@ -469,6 +506,43 @@ static void *publisher(void *arg)
     return NULL;
 }
 
+/* ---- the server's side ---- */
+
+/* Sums VmRSS (KiB) or CPU seconds over the comma-separated --server-pids: nginx
+ * runs one process per worker. Returns 0 (or -1 for RSS) when none is given. */
+static long servers_rss_kb(void)
+{
+    if (!opt.server_pids) return -1;
+    long sum = 0;
+    for (const char *p = opt.server_pids; *p;) {
+        long pid = strtol(p, (char **)&p, 10);
+        long kb = bench_rss_kb(pid);
+        if (kb > 0) sum += kb;
+        while (*p == ',')
+            p++;
+    }
+    return sum;
+}
+
+static double servers_cpu_s(void)
+{
+    if (!opt.server_pids) return 0;
+    double sum = 0;
+    for (const char *p = opt.server_pids; *p;) {
+        long pid = strtol(p, (char **)&p, 10);
+        double s = bench_cpu_s(pid);
+        if (s > 0) sum += s;
+        while (*p == ',')
+            p++;
+    }
+    return sum;
+}
+
+static const char *mode_name(void)
+{
+    return opt.mode == MODE_SSE ? "sse" : opt.mode == MODE_SIO ? "sio" : "ws";
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
@@ -476,8 +550,11 @@ static void usage(FILE *f)
     fputs(
         "usage: sseload [options]\n"
         "  --url URL                 server, http://127.0.0.1:8080 (loopback only)\n"
-        "  --mode sse|ws             raw SSE readers (GET --path) or WebSocket channel\n"
-        "                            subscribers (/websocket, subscribe to --channel) (sse)\n"
+        "  --mode sse|ws|sio         raw SSE readers (GET --path), WebSocket channel\n"
+        "                            subscribers (/websocket, subscribe to --channel), or\n"
+        "                            socket.io v4 clients over WebSocket at --ws-path (sse)\n"
+        "  --ws-path PATH            ws: open this path, no subscribe message (peers: Nchan,\n"
+        "                            a ws broadcast server); sio: the Engine.IO WebSocket URL\n"
         "  --path PATH               SSE request path (/sse?channel=bench)\n"
         "  --channel NAME            channel pushed to, and subscribed to in ws mode (bench)\n"
         "  --session-id S            ws mode: sessionId (bench)\n"
@@ -487,15 +564,21 @@ static void usage(FILE *f)
         "  --connect-timeout S       give up opening subscribers after S seconds (60)\n"
         "  --sources-count K         use 127.0.0.1 .. 127.0.0.K as source addresses\n"
         "  --sources A,B,...         loopback source addresses, used round-robin\n"
-        "  --publish channel|event   POST /api/push to --channel, or a domain event\n"
-        "                            (namespace bench, name tick) to /event/v1/events (channel)\n"
+        "  --publish channel|event|raw  POST /api/push to --channel, a domain event\n"
+        "                            (namespace bench, name tick) to /event/v1/events, or the\n"
+        "                            bare {\"bench_t\":…} document to --publish-path (channel)\n"
         "  --publish-path PATH       request path of the publisher (/api/push, /event/v1/events)\n"
         "  --key KEY                 publish API key (bench-key)\n"
         "  --pushes M                pushes to publish (100)\n"
         "  --publishers P            keep-alive publishers, one request in flight each (1)\n"
         "  --rate R                  at most R pushes a second (0: as fast as answered)\n"
         "  --payload-bytes B         size of the pushed data {\"bench_t\":…,\"pad\":…} (100)\n"
-        "  --drain-timeout S         stop waiting after S seconds without a delivery (10)\n",
+        "  --drain-timeout S         stop waiting after S seconds without a delivery (10)\n"
+        "  --server-pids P,Q,...     report these processes' RSS (before connecting, after the\n"
+        "                            hold) and CPU time over the publish window\n"
+        "  --hold S                  hold the ready subscribers idle S seconds first (0)\n"
+        "  --warmup                  publish one unmeasured push (bench_t 0) and wait up to 5 s\n"
+        "                            for every subscriber to get it before measuring\n",
         f);
 }
 
@@ -514,6 +597,10 @@ static int parse_args(int argc, char **argv)
                                        {"sources", 1, 0, 'A'},
                                        {"publish", 1, 0, 'P'},
                                        {"publish-path", 1, 0, 'Q'},
+                                       {"ws-path", 1, 0, 'W'},
+                                       {"server-pids", 1, 0, 'Z'},
+                                       {"hold", 1, 0, 'H'},
+                                       {"warmup", 0, 0, 'w'},
                                        {"key", 1, 0, 'k'},
                                        {"pushes", 1, 0, 'M'},
                                        {"publishers", 1, 0, 'B'},
@@ -542,6 +629,8 @@ static int parse_args(int argc, char **argv)
                 opt.mode = MODE_SSE;
             else if (strcmp(optarg, "ws") == 0)
                 opt.mode = MODE_WS;
+            else if (strcmp(optarg, "sio") == 0)
+                opt.mode = MODE_SIO;
             else
                 return -1;
             break;
@@ -574,11 +663,25 @@ static int parse_args(int argc, char **argv)
                 opt.publish = PUB_CHANNEL;
             else if (strcmp(optarg, "event") == 0)
                 opt.publish = PUB_EVENT;
+            else if (strcmp(optarg, "raw") == 0)
+                opt.publish = PUB_RAW;
             else
                 return -1;
             break;
         case 'Q':
             opt.publish_path = optarg;
+            break;
+        case 'W':
+            opt.ws_path = optarg;
+            break;
+        case 'Z':
+            opt.server_pids = optarg;
+            break;
+        case 'H':
+            NUM(hold_s, 3600);
+            break;
+        case 'w':
+            opt.warmup = 1;
             break;
         case 'A':
             opt.sources = optarg;
@@ -640,6 +743,7 @@ int main(int argc, char **argv)
     else if (!opt.sources_count && bench_sources_default(&srcs, opt.clients) != 0)
         return 2;
 
+    long rss_before = servers_rss_kb();
     conn_t *conns = calloc(opt.clients, sizeof(*conns));
     rthread_t *ts = calloc(opt.threads, sizeof(*ts));
     if (!conns || !ts) return 1;
@@ -674,7 +778,35 @@ int main(int argc, char **argv)
     /* let the server finish registering the last subscriptions */
     struct timespec settle = {0, 200000000};
     nanosleep(&settle, NULL);
+    if (opt.hold_s) {
+        struct timespec hold = {(time_t)opt.hold_s, 0};
+        nanosleep(&hold, NULL);
+    }
+    long rss_after = servers_rss_kb();
+    double cpu_before = servers_cpu_s();
 
+    if (opt.warmup) {
+        /* a server's first push on a channel may set up what later ones reuse */
+        unsigned measured = opt.pushes;
+        pthread_t wp;
+        opt.pushes = 1;
+        atomic_store(&warming, 1);
+        pthread_create(&wp, NULL, publisher, NULL);
+        pthread_join(wp, NULL);
+        uint64_t until = bench_now_ns() + 5000000000ull;
+        while (atomic_load(&warm_total) < ready && bench_now_ns() < until) {
+            struct timespec tw = {0, 1000000};
+            nanosleep(&tw, NULL);
+        }
+        fprintf(stderr, "sseload: warm-up push reached %llu of %u subscribers\n",
+                (unsigned long long)atomic_load(&warm_total), ready);
+        atomic_store(&warming, 0);
+        atomic_store(&pushes_next, 0);
+        atomic_store(&pushes_ok, 0);
+        atomic_store(&pushes_failed, 0);
+        opt.pushes = measured;
+        cpu_before = servers_cpu_s();
+    }
     pthread_t *pubs = calloc(opt.publishers, sizeof(*pubs));
     t_publish_start = bench_now_ns();
     atomic_store(&t_last_delivery, t_publish_start);
@@ -698,6 +830,7 @@ int main(int argc, char **argv)
     }
     uint64_t got = atomic_load(&delivered_total);
     uint64_t t_end = atomic_load(&t_last_delivery);
+    double server_cpu = servers_cpu_s() - cpu_before;
     atomic_store(&stop_flag, 1);
     bench_hist_t *h = calloc(1, sizeof(*h));
     for (unsigned i = 0; i < opt.threads; i++) {
@@ -720,7 +853,7 @@ int main(int argc, char **argv)
     double p99 = (double)bench_hist_quantile(h, 0.99) / 1e6;
     double mx = (double)h->max_ns / 1e6;
     printf("sseload: %s, %u subscribers (%u ready), %u pushes (%u ok) by %u publisher(s)\n",
-           opt.mode == MODE_SSE ? opt.path : "websocket", opt.clients, ready, opt.pushes, ok,
+           opt.mode == MODE_SSE ? opt.path : mode_name(), opt.clients, ready, opt.pushes, ok,
            opt.publishers);
     printf("  delivered %" PRIu64 " of %" PRIu64
            " in %.3f s: %.0f deliveries/s, %.1f pushes/s fully fanned out\n",
@@ -730,10 +863,13 @@ int main(int argc, char **argv)
            "pushes=%u pushes_ok=%u publishers=%u payload_bytes=%u publish_s=%.3f deliver_s=%.3f "
            "delivered=%" PRIu64 " expected=%" PRIu64 " per_client_min=%" PRIu64
            " per_client_max=%" PRIu64 " deliveries_per_s=%.0f pushes_per_s=%.1f "
-           "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f closed=%u\n",
-           opt.mode == MODE_SSE ? "sse" : "ws", opt.clients, ready, atomic_load(&failed_count),
+           "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f closed=%u rss_before_kb=%ld rss_after_kb=%ld "
+           "rss_per_client_b=%.0f server_cpu_s=%.3f server_us_per_delivery=%.3f\n",
+           mode_name(), opt.clients, ready, atomic_load(&failed_count),
            connect_s, opt.pushes, ok, opt.publishers, opt.payload, pub_s, del_s, got, expected,
-           min_c, max_c, dps, pps, p50, p99, mx, atomic_load(&closed_count));
+           min_c, max_c, dps, pps, p50, p99, mx, atomic_load(&closed_count), rss_before, rss_after,
+           ready && rss_before >= 0 ? (double)(rss_after - rss_before) * 1024.0 / ready : 0,
+           server_cpu, got ? server_cpu * 1e6 / (double)got : 0);
     int bad = ready < opt.clients || got < expected || ok < opt.pushes;
     for (unsigned i = 0; i < opt.clients; i++)
         if (conns[i].fd >= 0) close(conns[i].fd);
