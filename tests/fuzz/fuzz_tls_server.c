@@ -60,7 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
     snprintf(key, sizeof(key), "%s/key.pem", dir);
     if (write_pair(cert, key) < 0) abort();
-    tls_server_cfg_t cfg = {cert, key, 12};
+    tls_server_cfg_t cfg = {cert, key, 12, 0};
     if (tls_server_new(&cfg, &server, err, sizeof(err)) < 0) {
         fprintf(stderr, "fuzz_tls_server: %s\n", err);
         abort();

@@ -69,7 +69,7 @@ static void setup(void)
     fputs("not pem\n", f);
     fclose(f);
     char err[512];
-    tls_server_cfg_t cfg = {cert_a, key_a, 12};
+    tls_server_cfg_t cfg = {cert_a, key_a, 12, 0};
     cr_assert_eq(tls_server_new(&cfg, &srv, err, sizeof(err)), 0, "%s", err);
 }
 
@@ -375,7 +375,7 @@ Test(tls, load_errors_name_the_file)
     tls_server_t *s = NULL;
     char missing[160];
     snprintf(missing, sizeof(missing), "%s/missing.pem", dir);
-    tls_server_cfg_t cfg = {missing, key_a, 12};
+    tls_server_cfg_t cfg = {missing, key_a, 12, 0};
     cr_assert_eq(tls_server_new(&cfg, &s, err, sizeof(err)), -ENOENT);
     cr_assert(strstr(err, "cannot open the TLS certificate") && strstr(err, "missing.pem"), "%s",
               err);
