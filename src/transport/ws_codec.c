@@ -153,6 +153,11 @@ struct ws_session_s {
     const uint8_t *in;
     size_t in_len;
     unsigned activity;
+    /* permessage-deflate, when negotiated (fills what was padding): no zlib state
+     * between messages, only the client's recent plain bytes when it keeps its LZ77
+     * context (RFC 7692 §7.2.3), hist_len of them at hist (at most 32 KiB) */
+    uint8_t pmd_on;
+    ws_pmd_t pmd;
     size_t max_msg;
     int failed;
     /* frame-header sniffer: sees each header before wslay does, so violations are
@@ -161,14 +166,11 @@ struct ws_session_s {
     uint8_t hdr[14];
     uint8_t hlen;
     uint8_t in_msg; /* a fragmented data message is in progress */
-    uint64_t skip;  /* payload bytes of the current frame still to pass */
-    /* permessage-deflate, when negotiated: no zlib state between messages, only the
-     * client's recent plain bytes when it keeps its LZ77 context (RFC 7692 §7.2.3) */
-    uint8_t pmd_on;
-    ws_pmd_t pmd;
-    ws_pmd_hist_t hist;
-    uint64_t msg_len; /* payload of the data message so far, fragments summed */
+    uint16_t hist_len;
     uint16_t refusal; /* the close code chosen for a violation, until taken */
+    uint64_t skip;    /* payload bytes of the current frame still to pass */
+    uint64_t msg_len; /* payload of the data message so far, fragments summed */
+    uint8_t *hist;
 };
 
 /* Expected header length once the first two bytes are known. */
@@ -291,9 +293,12 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     size_t len = arg->msg_length;
     uint8_t *plain = NULL;
     if (arg->rsv & WSLAY_RSV1_BIT) {
-        ws_pmd_hist_t *h = s->pmd.client_no_context_takeover ? NULL : &s->hist;
+        ws_pmd_hist_t hist = {s->hist, s->hist_len};
+        ws_pmd_hist_t *h = s->pmd.client_no_context_takeover ? NULL : &hist;
         unsigned bits = s->pmd.client_max_bits ? s->pmd.client_max_bits : WS_PMD_MAX_BITS;
         int r = ws_pmd_inflate(h, bits, msg, len, s->max_msg, &plain, &len);
+        s->hist = hist.data; /* the window is at most 2^15 bytes */
+        s->hist_len = (uint16_t)hist.len;
         if (r == -EMSGSIZE)
             fail_in_cb(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
         else if (r == -EBADMSG)
@@ -378,7 +383,7 @@ void ws_session_free(ws_session_t *s)
         return;
     if (s->ctx)
         wslay_event_context_free(s->ctx);
-    ws_pmd_hist_free(&s->hist);
+    free(s->hist);
     free(s);
 }
 

@@ -1,6 +1,8 @@
 /* libFuzzer target for the WebSocket server session: the input (client frames) is fed in
- * chunks whose size comes from its first byte, with a no-op writer; every message byte is
- * read. The same bytes fed whole must deliver the same messages (chunking is invisible).
+ * chunks whose size comes from its first byte (low 7 bits; the top bit turns on
+ * permessage-deflate with context takeover, so RSV1 frames are inflated), with a no-op
+ * writer; every message byte is read. The same bytes fed whole must deliver the same
+ * messages (chunking is invisible).
  * The written bytes are not compared: see ws_session_bug in tests/unit/test_ws_codec.c. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,13 +49,17 @@ static int on_write(ws_session_t *s, const uint8_t *data, size_t len, void *ud)
     return 0;
 }
 
-static void run(const uint8_t *data, size_t size, size_t step, outcome_t *o)
+static void run(const uint8_t *data, size_t size, size_t step, int deflate, outcome_t *o)
 {
     static const ws_session_cbs_t cbs = {on_message, on_write};
     memset(o, 0, sizeof(*o));
     o->digest = 14695981039346656037ull;
     ws_session_t *s = NULL;
     if (ws_session_new(&s, &cbs, o, 65536) != 0) __builtin_trap();
+    if (deflate) {
+        static const ws_pmd_t pmd = {0, 0, 10};
+        ws_session_set_deflate(s, &pmd);
+    }
     size_t off = 0;
     while (off < size) {
         size_t n = step == 0 || step > size - off ? size - off : step;
@@ -82,13 +88,14 @@ static void run(const uint8_t *data, size_t size, size_t step, outcome_t *o)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    size_t step = data[0];
+    size_t step = data[0] & 0x7f;
+    int deflate = data[0] >> 7;
     data++;
     size--;
 
     outcome_t chunked, whole;
-    run(data, size, step, &chunked);
-    run(data, size, 0, &whole);
+    run(data, size, step, deflate, &chunked);
+    run(data, size, 0, deflate, &whole);
     if (chunked.messages != whole.messages || chunked.digest != whole.digest ||
         chunked.failed != whole.failed)
         __builtin_trap();

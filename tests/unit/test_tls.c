@@ -379,13 +379,13 @@ Test(tls, load_errors_name_the_file)
     cr_assert_eq(tls_server_new(&cfg, &s, err, sizeof(err)), -ENOENT);
     cr_assert(strstr(err, "cannot open the TLS certificate") && strstr(err, "missing.pem"), "%s",
               err);
-    cfg = (tls_server_cfg_t){cert_a, key_b, 12};
+    cfg = (tls_server_cfg_t){cert_a, key_b, 12, 0};
     cr_assert_eq(tls_server_new(&cfg, &s, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "does not match the certificate"), "%s", err);
-    cfg = (tls_server_cfg_t){junk, key_a, 12};
+    cfg = (tls_server_cfg_t){junk, key_a, 12, 0};
     cr_assert_eq(tls_server_new(&cfg, &s, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "is not a PEM certificate"), "%s", err);
-    cfg = (tls_server_cfg_t){cert_a, junk, 12};
+    cfg = (tls_server_cfg_t){cert_a, junk, 12, 0};
     cr_assert_eq(tls_server_new(&cfg, &s, err, sizeof(err)), -EINVAL);
     cr_assert(strstr(err, "is not an unencrypted PEM private key"), "%s", err);
     cr_assert_null(s);
