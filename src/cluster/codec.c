@@ -533,8 +533,8 @@ int cluster_list_query_decode(const char *data, size_t len, client_query_t **out
     if (get_uint(doc, "token", (unsigned long long)INT64_MAX, &u) < 0)
         FAIL("token must be a non-negative integer");
     q->token = u;
-    if (get_uint(doc, "limit", CLIENTS_LIMIT_MAX, &u) < 0 || u == 0)
-        FAIL("limit must be an integer from 1 to %d", CLIENTS_LIMIT_MAX);
+    if (get_uint(doc, "limit", CLIENTS_LIMIT_MAX, &u) < 0)
+        FAIL("limit must be an integer from 0 to %d", CLIENTS_LIMIT_MAX);
     q->limit = (uint32_t)u;
     static const char *const strs[] = {"clientIdPattern", "rolePattern", "sessionIdPattern",
                                        "tenant"};
@@ -583,8 +583,35 @@ int cluster_client_list_encode(buf_t **bp, const client_list_t *l, int origin_wo
         r |= buf_printf(bp, "],\"worker\":%d,\"connectedAt\":%lld,\"topicsOnly\":%s}", row->worker,
                         (long long)row->connected_at_ms, row->topics_only ? "true" : "false");
     }
-    r |= buf_puts(bp, "]}");
+    r |= buf_puts(bp, "]");
+    json_t *const counts[2] = {l->by_transport, l->by_tenant};
+    static const char *const keys[2] = {"byTransport", "byTenant"};
+    for (int i = 0; i < 2 && r == 0; i++) {
+        char *c = counts[i] ? json_dumps(counts[i], JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (counts[i] && !c) return -ENOMEM;
+        r |= buf_printf(bp, ",\"%s\":%s", keys[i], c ? c : "{}");
+        free(c);
+    }
+    r |= buf_puts(bp, "}");
     return r ? -ENOMEM : 0;
+}
+
+#define MAX_COUNT_KEYS 65536
+
+/* A {name: n} count object of a ClientList into a new object in *out (NULL when
+ * empty). Returns 0, -EINVAL, -ENOMEM. */
+static int decode_counts(json_t *v, json_t **out)
+{
+    *out = NULL;
+    if (!json_is_object(v) || json_object_size(v) > MAX_COUNT_KEYS) return -EINVAL;
+    const char *k;
+    json_t *n;
+    json_object_foreach(v, k, n)
+    {
+        if (!json_is_integer(n) || json_integer_value(n) < 0) return -EINVAL;
+    }
+    if (json_object_size(v) && !(*out = json_deep_copy(v))) return -ENOMEM;
+    return 0;
 }
 
 /* One row of a ClientList into l. Returns 0, -EINVAL, -ENOMEM. */
@@ -673,6 +700,20 @@ int cluster_client_list_decode(const char *data, size_t len, client_list_t *l, i
                  i);
     }
     l->matched = matched;
+    /* the counts travel on their own (rows stop at the limit; counts do not) */
+    json_decref(l->by_transport);
+    json_decref(l->by_tenant);
+    l->by_transport = l->by_tenant = NULL;
+    static const char *const ckeys[2] = {"byTransport", "byTenant"};
+    json_t **cdst[2] = {&l->by_transport, &l->by_tenant};
+    for (int k = 0; k < 2; k++) {
+        int cr = decode_counts(json_object_get(doc, ckeys[k]), cdst[k]);
+        if (cr == -ENOMEM) {
+            r = cr;
+            goto out;
+        }
+        if (cr < 0) FAIL("%s must be an object of non-negative integers", ckeys[k]);
+    }
     if (!(l->application_id = strdup(app)) || !(l->node_id = strdup(node))) r = -ENOMEM;
 out:
     json_decref(doc);

@@ -69,9 +69,22 @@ static int grow(client_list_t *l)
     return 0;
 }
 
+int client_count_add(json_t **obj, const char *name, json_int_t n)
+{
+    if (!*obj && !(*obj = json_object())) return -ENOMEM;
+    const char *k = name ? name : "";
+    json_t *have = json_object_get(*obj, k);
+    return json_object_set_new(*obj, k, json_integer((have ? json_integer_value(have) : 0) + n))
+               ? -ENOMEM
+               : 0;
+}
+
 int client_list_add(client_list_t *l, const client_row_t *row, uint32_t limit)
 {
     l->matched++;
+    if (client_count_add(&l->by_transport, row->transport, 1) < 0 ||
+        client_count_add(&l->by_tenant, row->tenant, 1) < 0)
+        return -ENOMEM;
     if (l->n >= limit) return 0;
     if (grow(l) < 0) return -ENOMEM;
     client_row_t *r = &l->rows[l->n];
@@ -108,6 +121,14 @@ int client_list_move(client_list_t *dst, client_list_t *src, uint32_t limit)
         }
     }
     dst->matched += src->matched;
+    json_t *const from[2] = {src->by_transport, src->by_tenant};
+    json_t **into[2] = {&dst->by_transport, &dst->by_tenant};
+    for (int i = 0; i < 2; i++) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(from[i], k, v) client_count_add(into[i], k, json_integer_value(v));
+        json_decref(from[i]);
+    }
     free(src->rows);
     char *app = src->application_id, *node = src->node_id;
     client_list_init(src);
@@ -123,6 +144,8 @@ void client_list_free(client_list_t *l)
     free(l->rows);
     free(l->application_id);
     free(l->node_id);
+    json_decref(l->by_transport);
+    json_decref(l->by_tenant);
     client_list_init(l);
 }
 
@@ -151,14 +174,27 @@ buf_t *client_list_render(client_list_t *const *nodes, size_t n_nodes, char *con
 {
     size_t total = 0;
     uint64_t matched = 0;
+    json_t *by[2] = {json_object(), json_object()};
     for (size_t i = 0; i < n_nodes; i++) {
         total += nodes[i]->n;
         matched += nodes[i]->matched;
+        json_t *const from[2] = {nodes[i]->by_transport, nodes[i]->by_tenant};
+        for (int j = 0; j < 2; j++) {
+            const char *k;
+            json_t *v;
+            json_object_foreach(from[j], k, v) client_count_add(&by[j], k, json_integer_value(v));
+        }
     }
+    char *counts[2] = {by[0] ? json_dumps(by[0], JSON_COMPACT | JSON_SORT_KEYS) : NULL,
+                       by[1] ? json_dumps(by[1], JSON_COMPACT | JSON_SORT_KEYS) : NULL};
+    json_decref(by[0]);
+    json_decref(by[1]);
     ref_t *refs = calloc(total ? total : 1, sizeof(*refs));
     buf_t *b = buf_new(256 + total * 192);
-    if (!refs || !b) {
+    if (!refs || !b || !counts[0] || !counts[1]) {
         free(refs);
+        free(counts[0]);
+        free(counts[1]);
         buf_unref(b);
         return NULL;
     }
@@ -189,14 +225,19 @@ buf_t *client_list_render(client_list_t *const *nodes, size_t n_nodes, char *con
         r |= buf_printf(&b, ",\"worker\":%d,\"connectedAt\":%lld,\"topicsOnly\":%s}", row->worker,
                         (long long)row->connected_at_ms, row->topics_only ? "true" : "false");
     }
-    r |= buf_printf(&b, "],\"matched\":%llu,\"truncated\":%s,\"nodes\":%zu,\"nodesMissing\":[",
-                    (unsigned long long)matched, matched > shown ? "true" : "false", n_nodes);
+    r |= buf_printf(&b,
+                    "],\"matched\":%llu,\"truncated\":%s,\"byTransport\":%s,\"byTenant\":%s,"
+                    "\"nodes\":%zu,\"nodesMissing\":[",
+                    (unsigned long long)matched, matched > shown ? "true" : "false", counts[0],
+                    counts[1], n_nodes);
     for (size_t i = 0; i < n_missing; i++) {
         if (i) r |= buf_puts(&b, ",");
         r |= buf_put_json_string(&b, missing[i]);
     }
     r |= buf_puts(&b, "]}");
     free(refs);
+    free(counts[0]);
+    free(counts[1]);
     if (r) {
         buf_unref(b);
         return NULL;

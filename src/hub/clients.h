@@ -23,7 +23,7 @@ typedef struct client_query_s {
     uint64_t token;
     char *client_pat, *session_pat, *role_pat; /* NULL: any */
     char *tenant;                              /* NULL: any */
-    uint32_t limit;                            /* 1 to CLIENTS_LIMIT_MAX */
+    uint32_t limit;                            /* 0 (counts only) to CLIENTS_LIMIT_MAX */
 } client_query_t;
 
 /* One connected subscriber. */
@@ -41,7 +41,9 @@ typedef struct client_list_s {
     char *application_id, *node_id; /* the node the rows come from */
     client_row_t *rows;
     size_t n, cap;
-    uint64_t matched; /* every matching subscriber, also those past the limit */
+    uint64_t matched;                 /* every matching subscriber, also those past the limit */
+    json_t *by_transport, *by_tenant; /* matched ones counted: {name: n} ("" for none), or
+                                         NULL while none */
 } client_list_t;
 
 /* A new query with no patterns, one reference. Returns NULL when out of memory. */
@@ -56,12 +58,17 @@ void client_query_unref(client_query_t *q);
 /* Prepares an empty list. */
 void client_list_init(client_list_t *l);
 
-/* Counts a match and, while the list holds fewer than limit rows, adds a copy of row
- * (its strings are copied; NULL user, tenant or transport stay NULL). Returns 1 when
- * added, 0 when only counted, -ENOMEM (counted, not added). */
+/* Counts a match (also by transport and tenant) and, while the list holds fewer than
+ * limit rows, adds a copy of row (its strings are copied; NULL user, tenant or
+ * transport stay NULL). Returns 1 when added, 0 when only counted, -ENOMEM (not
+ * added). */
 int client_list_add(client_list_t *l, const client_row_t *row, uint32_t limit);
 
-/* Moves src's rows (up to limit in dst) and its count into dst; src is left empty.
+/* Adds n to the count of name (NULL: "") in *obj (created when NULL). Returns 0 or
+ * -ENOMEM. */
+int client_count_add(json_t **obj, const char *name, json_int_t n);
+
+/* Moves src's rows (up to limit in dst) and its counts into dst; src is left empty.
  * Returns 0. */
 int client_list_move(client_list_t *dst, client_list_t *src, uint32_t limit);
 
@@ -70,9 +77,9 @@ void client_list_free(client_list_t *l);
 
 /* Renders the merged answer from the node lists that arrived and the ids of the
  * nodes that did not: {"connections": [{clientId, sessionId, user, roles, tenant,
- * transport, node, worker, connectedAt, topicsOnly}], "matched", "truncated", "nodes",
- * "nodesMissing"}, rows ordered by connectedAt then clientId, at most limit of them.
- * Returns a new buffer or NULL when out of memory. */
+ * transport, node, worker, connectedAt, topicsOnly}], "matched", "truncated",
+ * "byTransport", "byTenant", "nodes", "nodesMissing"}, rows ordered by connectedAt then clientId,
+ * at most limit of them. Returns a new buffer or NULL when out of memory. */
 buf_t *client_list_render(client_list_t *const *nodes, size_t n_nodes, char *const *missing,
                           size_t n_missing, uint32_t limit);
 

@@ -390,8 +390,8 @@ describe('faults', () => {
     await n4.kill();
     c4.terminate();
     const t0 = Date.now();
-    // the client listing waits for n4 alongside the push (no added time)
-    const listing = get(n2, '/api/connections?clientIdPattern=gone%7Cstay', { key: ADMIN_KEY });
+    // the client listing waits for n4 alongside the push (no added time); n1 knows n4
+    const listing = get(n1, '/api/connections?clientIdPattern=gone%7Cstay', { key: ADMIN_KEY });
     let r = await pushRequest(n1, { serviceRequest: { x: 1 }, clientIdPattern: 'gone|stay' });
     const took = Date.now() - t0;
     const l = await listing;

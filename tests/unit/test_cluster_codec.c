@@ -477,7 +477,7 @@ Test(cluster_codec, list_query_malformed)
 {
     static const char *const bad[] = {
         "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
-        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":0}",
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":-1}",
         "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
         "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":10001}",
         "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
@@ -567,6 +567,11 @@ Test(cluster_codec, client_list_round_trip)
     cr_assert_null(d.rows[1].user);
     cr_assert_null(d.rows[1].tenant);
     cr_assert_eq(d.rows[1].topics_only, 1);
+    /* the counts cover the match past the limit too */
+    cr_assert_eq(json_integer_value(json_object_get(d.by_transport, "sse")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_transport, "websocket")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_tenant, "")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_tenant, "t1")), 1);
     guard_release(&g);
     for (size_t n = 0; n < b->len; n++) {
         client_list_t t;
@@ -602,6 +607,10 @@ Test(cluster_codec, client_list_malformed)
         /* no node */
         "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"matched\":0,\"rows\":[]"
         "}",
+        /* a negative count */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":0,\"rows\":[],\"byTenant\":{\"t\":-"
+        "1}}",
         /* rows not an array */
         "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
         "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":0,\"rows\":{}}",
@@ -650,6 +659,9 @@ Test(cluster_codec, client_lists_merge_and_render)
     cr_assert(json_is_true(json_object_get(r0, "topicsOnly")));
     cr_assert_str_eq(json_string_value(json_object_get(r2, "clientId")), "c1");
     cr_assert_eq(json_integer_value(json_object_get(doc, "matched")), 6);
+    json_t *bt = json_object_get(doc, "byTransport");
+    cr_assert_eq(json_integer_value(json_object_get(bt, "sse")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(bt, "websocket")), 2);
     cr_assert(json_is_true(json_object_get(doc, "truncated")));
     cr_assert_eq(json_integer_value(json_object_get(doc, "nodes")), 2);
     cr_assert_str_eq(json_string_value(json_array_get(json_object_get(doc, "nodesMissing"), 0)),

@@ -219,6 +219,9 @@ function showStats(s) {
   fillTable($('#transport-table'), byT.length ? byT : [['(none)', 0]]);
   const byTen = Object.entries(s.connections.byTenant).sort().map(([t, n]) => [t || '(no tenant)', n]);
   fillTable($('#tenant-table'), byTen.length ? byTen : [['(none)', 0]]);
+  const missing = s.connections.nodesMissing || [];
+  $('#stats-missing').hidden = missing.length === 0;
+  $('#stats-missing').textContent = missing.length ? `nodesMissing: ${missing.join(', ')} (their clients are not counted)` : '';
   state.series.push(s.deliveries.perSecond);
   if (state.series.length > CHART_SECONDS) state.series.shift();
   drawChart();
