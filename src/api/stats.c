@@ -1,7 +1,8 @@
 /* GET /api/admin/stats/stream (admin): the console's live overview as Server-Sent
- * Events, one `stats` event a second. Each round asks every worker to count its
- * subscribers by transport and tenant (as GET /api/connections lists them) and adds
- * the process counters (core/metrics.h) with rates since the previous round. */
+ * Events, one `stats` event a second. Each round is a counts-only client listing over
+ * the cluster (hub_list, as GET /api/connections): every node's subscribers by
+ * transport and tenant; then this node's process counters (core/metrics.h) with rates
+ * since the previous round. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,55 +14,27 @@
 
 #define STATS_INTERVAL_MS 1000
 #define STATS_MAX_PENDING (1u << 20)
+#define STATS_WAIT_MS 900 /* how long a round waits for the other nodes' counts */
 
 typedef struct stats_stream_s {
     conn_t *c;        /* NULL once the client is gone */
     worker_t *origin; /* the worker that owns c; rounds report here */
     app_t *app;
-    int remaining;      /* workers yet to answer the round in flight */
+    int remaining;      /* 1 while a round is in flight */
     json_t *transports; /* the round's {transport: n} */
     json_t *tenants;    /* the round's {tenant: n} ("" for none) */
+    json_t *missing;    /* the round's nodesMissing */
     uint64_t next_ms;
     uint64_t prev_ms, prev_pushes, prev_ok, prev_failed;
     int have_prev;
 } stats_stream_t;
 
-typedef struct stats_msg_s {
-    worker_msg_t base;
-    stats_stream_t *s;
-    json_t *transports, *tenants;
-} stats_msg_t;
-
 static void stats_free(stats_stream_t *s)
 {
     json_decref(s->transports);
     json_decref(s->tenants);
+    json_decref(s->missing);
     free(s);
-}
-
-static void count(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    json_object_set_new(obj, key, json_integer((v ? json_integer_value(v) : 0) + 1));
-}
-
-static void count_sub(subscriber_t *sub, void *arg)
-{
-    stats_msg_t *m = arg;
-    count(m->transports, sub->transport ? sub->transport : "");
-    count(m->tenants, sub->tenant ? sub->tenant : "");
-}
-
-static void merge_into(json_t *into, json_t *part)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(part, k, v)
-    {
-        json_t *have = json_object_get(into, k);
-        json_object_set_new(
-            into, k, json_integer((have ? json_integer_value(have) : 0) + json_integer_value(v)));
-    }
 }
 
 /* The rate of a counter since the previous round, per second. */
@@ -91,12 +64,12 @@ static json_t *stats_doc(stats_stream_t *s, uint64_t now)
                          : !bus_healthy(bus)                               ? "bus down"
                                                                            : "ready";
     json_t *doc = json_pack(
-        "{s:I, s:s, s:s, s:o, s:{s:O, s:O, s:{s:I, s:I, s:I}}, s:{s:I, s:f}, "
+        "{s:I, s:s, s:s, s:o, s:{s:O, s:O, s:O, s:{s:I, s:I, s:I}}, s:{s:I, s:f}, "
         "s:{s:I, s:I, s:f}, s:I, s:{s:I, s:I}}",
         "at", (json_int_t)auth_now_ms(), "nodeId", app->cfg->node_id, "health", health, "nodes",
-        nodes, "connections", "byTransport", s->transports, "byTenant", s->tenants, "sockets",
-        "websocket", (json_int_t)LOAD(connections[METRICS_T_WEBSOCKET]), "http",
-        (json_int_t)LOAD(connections[METRICS_T_HTTP]), "sse",
+        nodes, "connections", "byTransport", s->transports, "byTenant", s->tenants, "nodesMissing",
+        s->missing, "sockets", "websocket", (json_int_t)LOAD(connections[METRICS_T_WEBSOCKET]),
+        "http", (json_int_t)LOAD(connections[METRICS_T_HTTP]), "sse",
         (json_int_t)LOAD(connections[METRICS_T_SSE]), "pushes", "total", (json_int_t)pushes,
         "perSecond", rate(pushes, s->prev_pushes, dt), "deliveries", "ok", (json_int_t)ok, "failed",
         (json_int_t)failed, "perSecond", rate(ok + failed, s->prev_ok + s->prev_failed, dt),
@@ -124,66 +97,44 @@ static void emit(stats_stream_t *s)
     json_decref(doc);
 }
 
-static void on_part(worker_t *w, worker_msg_t *m)
+/* Takes member key of doc (an object; anything else: an empty one) into *dst. */
+static void take(json_t **dst, json_t *doc, const char *key, int array)
 {
-    (void)w;
-    stats_msg_t *sm = (stats_msg_t *)m;
-    stats_stream_t *s = sm->s;
-    merge_into(s->transports, sm->transports);
-    merge_into(s->tenants, sm->tenants);
-    json_decref(sm->transports);
-    json_decref(sm->tenants);
-    free(sm);
-    if (--s->remaining > 0) return;
+    json_t *v = json_object_get(doc, key);
+    json_decref(*dst);
+    *dst = (array ? json_is_array(v) : json_is_object(v)) ? json_incref(v)
+           : array                                        ? json_array()
+                                                          : json_object();
+}
+
+static void on_counted(void *arg, client_query_t *q, buf_t *body)
+{
+    stats_stream_t *s = arg;
+    s->remaining = 0;
+    json_t *doc = body ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+    buf_unref(body);
+    take(&s->transports, doc, "byTransport", 0);
+    take(&s->tenants, doc, "byTenant", 0);
+    take(&s->missing, doc, "nodesMissing", 1);
+    json_decref(doc);
     if (!s->c) {
         stats_free(s);
         return;
     }
-    emit(s);
+    if (q && s->transports && s->tenants && s->missing) emit(s);
 }
 
-static void on_count(worker_t *w, worker_msg_t *m)
-{
-    stats_msg_t *sm = (stats_msg_t *)m;
-    if (sm->transports && sm->tenants) hub_foreach(w, count_sub, sm);
-    sm->base.next = NULL;
-    sm->base.fn = on_part;
-    worker_post(sm->s->origin, &sm->base);
-}
-
-/* Starts a round: one message to every worker. Returns 0 or -ENOMEM (no round). */
+/* Starts a round: a counts-only listing of every node's clients. Returns 0 or a
+ * negative errno (no round). */
 static int start_round(stats_stream_t *s)
 {
-    worker_pool_t *pool = s->app->pool;
-    stats_msg_t **msgs = calloc((size_t)pool->n, sizeof(*msgs));
-    int r = msgs ? 0 : -ENOMEM;
-    for (int i = 0; i < pool->n && r == 0; i++) {
-        msgs[i] = calloc(1, sizeof(**msgs));
-        if (!msgs[i] || !(msgs[i]->transports = json_object()) ||
-            !(msgs[i]->tenants = json_object()))
-            r = -ENOMEM;
-    }
-    json_decref(s->transports);
-    json_decref(s->tenants);
-    s->transports = json_object();
-    s->tenants = json_object();
-    if (!s->transports || !s->tenants) r = -ENOMEM;
-    for (int i = 0; msgs && i < pool->n; i++) {
-        if (r < 0 && msgs[i]) {
-            json_decref(msgs[i]->transports);
-            json_decref(msgs[i]->tenants);
-            free(msgs[i]);
-        } else if (r == 0) {
-            msgs[i]->s = s;
-            msgs[i]->base.fn = on_count;
-        }
-    }
-    if (r == 0) {
-        s->remaining = pool->n;
-        for (int i = 0; i < pool->n; i++)
-            worker_post(pool->workers[i], &msgs[i]->base);
-    }
-    free(msgs);
+    client_query_t *q = client_query_new();
+    if (!q) return -ENOMEM;
+    q->limit = 0;
+    s->remaining = 1;
+    int r = hub_list(s->origin, q, STATS_WAIT_MS, on_counted, s);
+    if (r < 0) s->remaining = 0;
+    client_query_unref(q);
     return r;
 }
 

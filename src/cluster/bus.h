@@ -1,8 +1,8 @@
 /* The bus: how a push reaches every node of the cluster (itself included, as seed
  * 000's InternalPushRequest) and how each node's report returns to the origin.
  * bus_local serves a single node; bus_redis (the cluster issue) implements the same
- * operations over Redis, bus_nats over NATS. The hub calls the bus; the bus calls back hub_deliver and
- * hub_node_report, from any thread. */
+ * operations over Redis, bus_nats over NATS. The hub calls the bus; the bus calls back hub_deliver
+ * and hub_node_report, from any thread. */
 #ifndef PG_BUS_H
 #define PG_BUS_H
 
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub/clients.h"
 #include "hub/push.h"
 #include "hub/report.h"
 
@@ -38,6 +39,13 @@ typedef struct bus_ops_s {
      * cluster and closes its handles; publish delivers locally from then on, so the
      * draining workers keep working. May be NULL. */
     void (*close)(bus_t *bus);
+    /* Sends the client listing q to every node, this one included (hub_list_collect
+     * there). Returns 0, BUS_LOCAL_ONLY when the bus is down and only this node lists,
+     * or a negative errno. */
+    int (*list)(bus_t *bus, client_query_t *q);
+    /* Returns this node's rows for q to q->origin_node (hub_list_result there); takes
+     * l's contents. Returns 0 or a negative errno. */
+    int (*list_reply)(bus_t *bus, client_query_t *q, client_list_t *l);
 } bus_ops_t;
 
 /* publish: the bus is down, p went to this node's subscribers only. */

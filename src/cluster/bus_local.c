@@ -23,6 +23,18 @@ static int local_report(bus_t *bus, push_t *p, report_t *r)
     return 0;
 }
 
+static int local_list(bus_t *bus, client_query_t *q)
+{
+    hub_list_collect(bus->hub, q);
+    return 0;
+}
+
+static int local_list_reply(bus_t *bus, client_query_t *q, client_list_t *l)
+{
+    hub_list_result(bus->hub, q->origin_worker, q->token, l);
+    return 0;
+}
+
 static long local_members(bus_t *bus, char ***ids)
 {
     bus_local_t *b = (bus_local_t *)bus;
@@ -47,6 +59,8 @@ static const bus_ops_t local_ops = {
     .report = local_report,
     .members = local_members,
     .free = local_free,
+    .list = local_list,
+    .list_reply = local_list_reply,
 };
 
 bus_t *bus_local_new(struct hub_s *hub, const char *node_id)

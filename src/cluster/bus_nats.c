@@ -34,8 +34,9 @@
 /* A message on its way from a worker to NATS. */
 typedef struct out_s {
     struct out_s *next;
-    push_t *p;     /* an InternalPushRequest: delivered here instead if the bus is down */
-    char *subject; /* NULL: the push subject */
+    push_t *p;         /* an InternalPushRequest: delivered here instead if the bus is down */
+    client_query_t *q; /* a ClientListRequest: listed here instead if the bus is down */
+    char *subject;     /* NULL: the push subject */
     buf_t *body;
 } out_t;
 
@@ -260,6 +261,31 @@ static void in_dispatch(bus_nats_t *b, in_t *in)
     natsMsg *msg = in->msg;
     const char *data = msg ? natsMsg_GetData(msg) : NULL;
     size_t len = msg ? (size_t)natsMsg_GetDataLength(msg) : 0;
+    int mk = data ? cluster_msg_kind(data, len) : CLUSTER_MSG_OTHER;
+    if (in->kind == IN_PUSH && mk == CLUSTER_MSG_LIST_QUERY) {
+        client_query_t *q;
+        if (cluster_list_query_decode(data, len, &q, err, sizeof(err)) < 0) {
+            log_warn("ignored a bad ClientListRequest", "error=\"%s\"", err);
+        } else {
+            hub_list_collect(b->base.hub, q);
+            client_query_unref(q);
+        }
+        natsMsg_Destroy(msg);
+        return;
+    }
+    if (in->kind == IN_REPLY && mk == CLUSTER_MSG_CLIENT_LIST) {
+        client_list_t l;
+        int w;
+        uint64_t token;
+        if (cluster_client_list_decode(data, len, &l, &w, &token, err, sizeof(err)) < 0) {
+            log_warn("ignored a bad ClientList", "error=\"%s\"", err);
+        } else {
+            hub_list_result(b->base.hub, w, token, &l);
+            client_list_free(&l);
+        }
+        natsMsg_Destroy(msg);
+        return;
+    }
     switch (in->kind) {
     case IN_PUSH: {
         push_t *p;
@@ -316,6 +342,7 @@ static void in_dispatch(bus_nats_t *b, in_t *in)
 static void out_free(out_t *o)
 {
     push_unref(o->p);
+    client_query_unref(o->q);
     buf_unref(o->body);
     free(o->subject);
     free(o);
@@ -354,6 +381,7 @@ static void on_wake(uv_async_t *a)
                          "push=%s bytes=%zu", o->p->id, o->body->len);
             hub_deliver(b->base.hub, o->p);
         }
+        if (s != NATS_OK && o->q) hub_list_collect(b->base.hub, o->q);
         out_free(o);
         o = next;
     }
@@ -423,6 +451,52 @@ static int nats_report(bus_t *bus, push_t *p, report_t *r)
 out:
     if (o) out_free(o);
     report_free(r);
+    return ret;
+}
+
+static int nats_list(bus_t *bus, client_query_t *q)
+{
+    bus_nats_t *b = (bus_nats_t *)bus;
+    if (is_up(b)) {
+        out_t *o = calloc(1, sizeof(*o));
+        buf_t *body = buf_new(512);
+        if (!o || !body || cluster_list_query_encode(&body, q, b->cfg->application_id) < 0) {
+            free(o);
+            buf_unref(body);
+            return -ENOMEM;
+        }
+        o->q = client_query_ref(q);
+        o->body = body;
+        if (enqueue(b, o) == 0) return 0;
+        out_free(o);
+    }
+    hub_list_collect(bus->hub, q);
+    return BUS_LOCAL_ONLY;
+}
+
+static int nats_list_reply(bus_t *bus, client_query_t *q, client_list_t *l)
+{
+    bus_nats_t *b = (bus_nats_t *)bus;
+    if (q->origin_node && strcmp(q->origin_node, b->cfg->node_id) == 0) {
+        hub_list_result(bus->hub, q->origin_worker, q->token, l);
+        return 0;
+    }
+    int ret = -ENOTCONN;
+    out_t *o = NULL;
+    char tok[600];
+    if (!is_up(b) || !q->origin_node) goto out;
+    ret = -EINVAL;
+    if (cluster_subject_token(q->origin_node, tok, sizeof(tok)) < 0) goto out;
+    ret = -ENOMEM;
+    if (!(o = calloc(1, sizeof(*o))) || !(o->body = buf_new(256 + l->n * 160)) ||
+        !(o->subject = malloc(strlen(b->reply_prefix) + strlen(tok) + 1)) ||
+        cluster_client_list_encode(&o->body, l, q->origin_worker, q->token) < 0)
+        goto out;
+    sprintf(o->subject, "%s%s", b->reply_prefix, tok);
+    if ((ret = enqueue(b, o)) == 0) o = NULL;
+out:
+    if (o) out_free(o);
+    client_list_free(l);
     return ret;
 }
 
@@ -520,6 +594,8 @@ static const bus_ops_t nats_ops = {
     .healthy = nats_healthy,
     .nodes = nats_nodes,
     .close = nats_close,
+    .list = nats_list,
+    .list_reply = nats_list_reply,
 };
 
 /* Device wake-ups arrive on the Redis bus (its devices channel): pass them on to

@@ -36,8 +36,9 @@
 /* A message on its way from a worker to Redis. */
 typedef struct out_s {
     struct out_s *next;
-    push_t *p;     /* an InternalPushRequest: delivered here instead if the bus is down */
-    char *channel; /* NULL: the push channel */
+    push_t *p;         /* an InternalPushRequest: delivered here instead if the bus is down */
+    client_query_t *q; /* a ClientListRequest: listed here instead if the bus is down */
+    char *channel;     /* NULL: the push channel */
     buf_t *body;
 } out_t;
 
@@ -544,7 +545,26 @@ static void maybe_up(bus_redis_t *b)
 static void dispatch(bus_redis_t *b, const char *channel, const char *data, size_t len)
 {
     char err[256];
-    if (strcmp(channel, b->ch_push) == 0) {
+    int mk = cluster_msg_kind(data, len);
+    if (mk == CLUSTER_MSG_LIST_QUERY && strcmp(channel, b->ch_push) == 0) {
+        client_query_t *q;
+        if (cluster_list_query_decode(data, len, &q, err, sizeof(err)) < 0) {
+            log_warn("ignored a bad ClientListRequest", "error=\"%s\"", err);
+            return;
+        }
+        hub_list_collect(b->base.hub, q);
+        client_query_unref(q);
+    } else if (mk == CLUSTER_MSG_CLIENT_LIST && strcmp(channel, b->ch_reply) == 0) {
+        client_list_t l;
+        int w;
+        uint64_t token;
+        if (cluster_client_list_decode(data, len, &l, &w, &token, err, sizeof(err)) < 0) {
+            log_warn("ignored a bad ClientList", "error=\"%s\"", err);
+            return;
+        }
+        hub_list_result(b->base.hub, w, token, &l);
+        client_list_free(&l);
+    } else if (strcmp(channel, b->ch_push) == 0) {
         push_t *p;
         if (cluster_push_decode(data, len, &p, err, sizeof(err)) < 0) {
             log_warn("ignored a bad InternalPushRequest", "error=\"%s\"", err);
@@ -727,8 +747,10 @@ static void on_wake(uv_async_t *a)
                                            o->body->len) != REDIS_OK) {
             /* down since the worker looked: its own subscribers still get it */
             if (o->p) hub_deliver(b->base.hub, o->p);
+            if (o->q) hub_list_collect(b->base.hub, o->q);
         }
         push_unref(o->p);
+        client_query_unref(o->q);
         buf_unref(o->body);
         free(o->channel);
         free(o);
@@ -808,6 +830,59 @@ out:
     return ret;
 }
 
+static int redis_list(bus_t *bus, client_query_t *q)
+{
+    bus_redis_t *b = (bus_redis_t *)bus;
+    if (is_up(b)) {
+        out_t *o = calloc(1, sizeof(*o));
+        buf_t *body = buf_new(512);
+        if (!o || !body || cluster_list_query_encode(&body, q, b->cfg->application_id) < 0) {
+            free(o);
+            buf_unref(body);
+            return -ENOMEM;
+        }
+        o->q = client_query_ref(q);
+        o->body = body;
+        if (enqueue(b, o) == 0) return 0;
+        client_query_unref(q);
+        buf_unref(body);
+        free(o);
+    }
+    hub_list_collect(bus->hub, q);
+    return BUS_LOCAL_ONLY;
+}
+
+static int redis_list_reply(bus_t *bus, client_query_t *q, client_list_t *l)
+{
+    bus_redis_t *b = (bus_redis_t *)bus;
+    if (q->origin_node && strcmp(q->origin_node, b->cfg->node_id) == 0) {
+        hub_list_result(bus->hub, q->origin_worker, q->token, l);
+        return 0;
+    }
+    int ret = -ENOTCONN;
+    out_t *o = NULL;
+    buf_t *body = NULL;
+    if (!is_up(b) || !q->origin_node) goto out;
+    ret = -ENOMEM;
+    o = calloc(1, sizeof(*o));
+    body = buf_new(256 + l->n * 160);
+    if (!o || !body || !(o->channel = malloc(strlen(b->prefix) + strlen(q->origin_node) + 8)) ||
+        cluster_client_list_encode(&body, l, q->origin_worker, q->token) < 0)
+        goto out;
+    sprintf(o->channel, "%sreply:%s", b->prefix, q->origin_node);
+    o->body = body;
+    if ((ret = enqueue(b, o)) == 0) {
+        o = NULL;
+        body = NULL;
+    }
+out:
+    if (o) free(o->channel);
+    free(o);
+    buf_unref(body);
+    client_list_free(l);
+    return ret;
+}
+
 static long redis_members(bus_t *bus, char ***ids)
 {
     bus_redis_t *b = (bus_redis_t *)bus;
@@ -880,6 +955,7 @@ static void redis_free(bus_t *bus)
     for (out_t *o = b->q_head, *next; o; o = next) {
         next = o->next;
         push_unref(o->p);
+        client_query_unref(o->q);
         buf_unref(o->body);
         free(o->channel);
         free(o);
@@ -911,6 +987,8 @@ static const bus_ops_t redis_ops = {
     .healthy = redis_healthy,
     .nodes = redis_nodes,
     .close = redis_close,
+    .list = redis_list,
+    .list_reply = redis_list_reply,
 };
 
 bus_t *bus_redis_new(struct hub_s *hub, const config_t *cfg, uv_loop_t *loop,

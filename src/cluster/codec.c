@@ -480,3 +480,252 @@ int cluster_redis_url_parse(const char *url, cluster_redis_url_t *out, char *err
 #undef URL_FAIL
     return 0;
 }
+
+/* ---- client listing ---- */
+
+#define MAX_ROLES 1024
+
+int cluster_list_query_encode(buf_t **bp, const client_query_t *q, const char *application_id)
+{
+    int r = buf_printf(bp, "{\"type\":\"ClientListRequest\",\"v\":%d", CLUSTER_CODEC_VERSION);
+    r |= buf_puts(bp, ",\"originId\":{\"applicationId\":");
+    r |= buf_put_json_string(bp, application_id ? application_id : "");
+    r |= buf_puts(bp, ",\"nodeId\":");
+    r |= buf_put_json_string(bp, q->origin_node ? q->origin_node : "");
+    r |= buf_printf(bp, "},\"originWorker\":%d,\"token\":%llu", q->origin_worker,
+                    (unsigned long long)q->token);
+    r |= put_key_str(bp, "clientIdPattern", q->client_pat);
+    r |= put_key_str(bp, "rolePattern", q->role_pat);
+    r |= put_key_str(bp, "sessionIdPattern", q->session_pat);
+    r |= put_key_str(bp, "tenant", q->tenant);
+    r |= buf_printf(bp, ",\"limit\":%u}", q->limit);
+    return r ? -ENOMEM : 0;
+}
+
+int cluster_list_query_decode(const char *data, size_t len, client_query_t **out, char *err,
+                              size_t errlen)
+{
+    *out = NULL;
+    json_error_t je;
+    json_t *doc = json_loadb(data, len, 0, &je);
+    client_query_t *q = NULL;
+    int r = 0;
+    if (!doc) {
+        snprintf(err, errlen, "not JSON: %s", je.text);
+        return -EINVAL;
+    }
+    if ((r = check_header(doc, "ClientListRequest", err, errlen)) < 0) goto out;
+    if (!(q = client_query_new())) {
+        r = -ENOMEM;
+        goto out;
+    }
+    const char *app, *node;
+    if (origin_node(doc, &app, &node) < 0)
+        FAIL("originId must be {applicationId, nodeId} with a non-empty nodeId");
+    if (!(q->origin_node = strdup(node))) {
+        r = -ENOMEM;
+        goto out;
+    }
+    unsigned long long u;
+    if (get_uint(doc, "originWorker", 65535, &u) < 0)
+        FAIL("originWorker must be an integer from 0 to 65535");
+    q->origin_worker = (int)u;
+    if (get_uint(doc, "token", (unsigned long long)INT64_MAX, &u) < 0)
+        FAIL("token must be a non-negative integer");
+    q->token = u;
+    if (get_uint(doc, "limit", CLIENTS_LIMIT_MAX, &u) < 0)
+        FAIL("limit must be an integer from 0 to %d", CLIENTS_LIMIT_MAX);
+    q->limit = (uint32_t)u;
+    static const char *const strs[] = {"clientIdPattern", "rolePattern", "sessionIdPattern",
+                                       "tenant"};
+    char **dst[] = {&q->client_pat, &q->role_pat, &q->session_pat, &q->tenant};
+    for (int i = 0; i < 4; i++) {
+        int sr = opt_string(doc, strs[i], dst[i]);
+        if (sr == -ENOMEM) {
+            r = sr;
+            goto out;
+        }
+        if (sr < 0) FAIL("%s must be a string or null", strs[i]);
+    }
+out:
+    json_decref(doc);
+    if (r < 0) {
+        client_query_unref(q);
+        return r;
+    }
+    *out = q;
+    return 0;
+}
+
+int cluster_client_list_encode(buf_t **bp, const client_list_t *l, int origin_worker,
+                               uint64_t token)
+{
+    int r = buf_printf(bp, "{\"type\":\"ClientList\",\"v\":%d,\"originWorker\":%d,\"token\":%llu",
+                       CLUSTER_CODEC_VERSION, origin_worker, (unsigned long long)token);
+    r |= buf_puts(bp, ",\"originId\":{\"applicationId\":");
+    r |= buf_put_json_string(bp, l->application_id ? l->application_id : "");
+    r |= buf_puts(bp, ",\"nodeId\":");
+    r |= buf_put_json_string(bp, l->node_id ? l->node_id : "");
+    r |= buf_printf(bp, "},\"matched\":%llu,\"rows\":[", (unsigned long long)l->matched);
+    for (size_t i = 0; i < l->n && r == 0; i++) {
+        const client_row_t *row = &l->rows[i];
+        r |= buf_puts(bp, i ? ",{\"clientId\":" : "{\"clientId\":");
+        r |= buf_put_json_string(bp, row->client_id ? row->client_id : "");
+        r |= put_key_str(bp, "sessionId", row->session_id ? row->session_id : "");
+        r |= put_key_str(bp, "user", row->user);
+        r |= put_key_str(bp, "tenant", row->tenant);
+        r |= put_key_str(bp, "transport", row->transport);
+        r |= buf_puts(bp, ",\"roles\":[");
+        for (size_t j = 0; j < row->n_roles; j++) {
+            if (j) r |= buf_puts(bp, ",");
+            r |= buf_put_json_string(bp, row->roles[j] ? row->roles[j] : "");
+        }
+        r |= buf_printf(bp, "],\"worker\":%d,\"connectedAt\":%lld,\"topicsOnly\":%s}", row->worker,
+                        (long long)row->connected_at_ms, row->topics_only ? "true" : "false");
+    }
+    r |= buf_puts(bp, "]");
+    json_t *const counts[2] = {l->by_transport, l->by_tenant};
+    static const char *const keys[2] = {"byTransport", "byTenant"};
+    for (int i = 0; i < 2 && r == 0; i++) {
+        char *c = counts[i] ? json_dumps(counts[i], JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (counts[i] && !c) return -ENOMEM;
+        r |= buf_printf(bp, ",\"%s\":%s", keys[i], c ? c : "{}");
+        free(c);
+    }
+    r |= buf_puts(bp, "}");
+    return r ? -ENOMEM : 0;
+}
+
+#define MAX_COUNT_KEYS 65536
+
+/* A {name: n} count object of a ClientList into a new object in *out (NULL when
+ * empty). Returns 0, -EINVAL, -ENOMEM. */
+static int decode_counts(json_t *v, json_t **out)
+{
+    *out = NULL;
+    if (!json_is_object(v) || json_object_size(v) > MAX_COUNT_KEYS) return -EINVAL;
+    const char *k;
+    json_t *n;
+    json_object_foreach(v, k, n)
+    {
+        if (!json_is_integer(n) || json_integer_value(n) < 0) return -EINVAL;
+    }
+    if (json_object_size(v) && !(*out = json_deep_copy(v))) return -ENOMEM;
+    return 0;
+}
+
+/* One row of a ClientList into l. Returns 0, -EINVAL, -ENOMEM. */
+static int decode_row(json_t *e, client_list_t *l)
+{
+    static const char *const keys[] = {"user", "tenant", "transport"};
+    const char *cid = json_string_value(json_object_get(e, "clientId"));
+    const char *sid = json_string_value(json_object_get(e, "sessionId"));
+    const char *opt[3];
+    for (int i = 0; i < 3; i++) {
+        json_t *v = json_object_get(e, keys[i]);
+        if (v && !json_is_null(v) && !json_is_string(v)) return -EINVAL;
+        opt[i] = json_string_value(v);
+    }
+    json_t *roles = json_object_get(e, "roles"), *w = json_object_get(e, "worker");
+    json_t *at = json_object_get(e, "connectedAt"), *to = json_object_get(e, "topicsOnly");
+    if (!cid || !sid || !json_is_array(roles) || json_array_size(roles) > MAX_ROLES ||
+        !json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 65535 ||
+        !json_is_integer(at) || !json_is_boolean(to))
+        return -EINVAL;
+    size_t nr = json_array_size(roles);
+    const char **rs = calloc(nr ? nr : 1, sizeof(*rs));
+    if (!rs) return -ENOMEM;
+    for (size_t i = 0; i < nr; i++)
+        if (!(rs[i] = json_string_value(json_array_get(roles, i)))) {
+            free(rs);
+            return -EINVAL;
+        }
+    client_row_t row = {
+        .client_id = (char *)cid,
+        .session_id = (char *)sid,
+        .user = (char *)opt[0],
+        .tenant = (char *)opt[1],
+        .transport = (char *)opt[2],
+        .roles = (char **)rs,
+        .n_roles = nr,
+        .worker = (int)json_integer_value(w),
+        .topics_only = json_is_true(to),
+        .connected_at_ms = (int64_t)json_integer_value(at),
+    };
+    int r = client_list_add(l, &row, CLIENTS_LIMIT_MAX); /* borrowed strings: copied */
+    free(rs);
+    return r < 0 ? r : 0;
+}
+
+int cluster_client_list_decode(const char *data, size_t len, client_list_t *l, int *origin_worker,
+                               uint64_t *token, char *err, size_t errlen)
+{
+    client_list_init(l);
+    json_error_t je;
+    json_t *doc = json_loadb(data, len, 0, &je);
+    int r = 0;
+    if (!doc) {
+        snprintf(err, errlen, "not JSON: %s", je.text);
+        return -EINVAL;
+    }
+    if ((r = check_header(doc, "ClientList", err, errlen)) < 0) goto out;
+    unsigned long long u, matched;
+    if (get_uint(doc, "originWorker", 65535, &u) < 0)
+        FAIL("originWorker must be an integer from 0 to 65535");
+    *origin_worker = (int)u;
+    if (get_uint(doc, "token", (unsigned long long)INT64_MAX, &u) < 0)
+        FAIL("token must be a non-negative integer");
+    *token = u;
+    const char *app, *node;
+    if (origin_node(doc, &app, &node) < 0)
+        FAIL("originId must be {applicationId, nodeId} with a non-empty nodeId");
+    if (get_uint(doc, "matched", (unsigned long long)INT64_MAX, &matched) < 0)
+        FAIL("matched must be a non-negative integer");
+    json_t *rows = json_object_get(doc, "rows");
+    if (!json_is_array(rows) || json_array_size(rows) > CLIENTS_LIMIT_MAX ||
+        json_array_size(rows) > matched)
+        FAIL("rows must be an array of at most %d rows and at most matched", CLIENTS_LIMIT_MAX);
+    size_t i;
+    json_t *e;
+    json_array_foreach(rows, i, e)
+    {
+        int dr = decode_row(e, l);
+        if (dr == -ENOMEM) {
+            r = dr;
+            goto out;
+        }
+        if (dr < 0)
+            FAIL("rows[%zu] must be {clientId, sessionId, user, tenant, transport, roles, worker, "
+                 "connectedAt, topicsOnly}",
+                 i);
+    }
+    l->matched = matched;
+    /* the counts travel on their own (rows stop at the limit; counts do not) */
+    json_decref(l->by_transport);
+    json_decref(l->by_tenant);
+    l->by_transport = l->by_tenant = NULL;
+    static const char *const ckeys[2] = {"byTransport", "byTenant"};
+    json_t **cdst[2] = {&l->by_transport, &l->by_tenant};
+    for (int k = 0; k < 2; k++) {
+        int cr = decode_counts(json_object_get(doc, ckeys[k]), cdst[k]);
+        if (cr == -ENOMEM) {
+            r = cr;
+            goto out;
+        }
+        if (cr < 0) FAIL("%s must be an object of non-negative integers", ckeys[k]);
+    }
+    if (!(l->application_id = strdup(app)) || !(l->node_id = strdup(node))) r = -ENOMEM;
+out:
+    json_decref(doc);
+    if (r < 0) client_list_free(l);
+    return r;
+}
+
+int cluster_msg_kind(const char *data, size_t len)
+{
+    static const char q[] = "{\"type\":\"ClientListRequest\"";
+    static const char c[] = "{\"type\":\"ClientList\"";
+    if (len >= sizeof(q) - 1 && memcmp(data, q, sizeof(q) - 1) == 0) return CLUSTER_MSG_LIST_QUERY;
+    if (len >= sizeof(c) - 1 && memcmp(data, c, sizeof(c) - 1) == 0) return CLUSTER_MSG_CLIENT_LIST;
+    return CLUSTER_MSG_OTHER;
+}

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "hub/clients.h"
 #include "hub/push.h"
 #include "hub/report.h"
 
@@ -35,6 +36,42 @@ int cluster_report_encode(buf_t **bp, const report_t *r, const char *push_id, in
  * Returns 0, -EINVAL (err names the field; r is left empty), -ENOMEM. */
 int cluster_report_decode(const char *data, size_t len, report_t *r, int *origin_worker,
                           uint64_t *token, char *err, size_t errlen);
+
+/* Client listing (docs/cluster.md, "Client listing"): the query goes out on the push
+ * channel as a ClientListRequest, each node's rows come back on the origin's reply
+ * channel as a ClientList. */
+
+/* Appends q as a ClientListRequest (origin node, worker, token, the three patterns,
+ * tenant, limit). Returns 0 or -ENOMEM. */
+int cluster_list_query_encode(buf_t **bp, const client_query_t *q, const char *application_id);
+
+/* Decodes a ClientListRequest into a new query (one reference; patterns are not
+ * compiled here). Returns 0, -EINVAL (err names the field), -ENOMEM. */
+int cluster_list_query_decode(const char *data, size_t len, client_query_t **out, char *err,
+                              size_t errlen);
+
+/* Appends l (a node's rows; l->node_id and l->application_id name the node) as a
+ * ClientList for the listing (origin_worker, token). Returns 0 or -ENOMEM. */
+int cluster_client_list_encode(buf_t **bp, const client_list_t *l, int origin_worker,
+                               uint64_t token);
+
+/* Decodes a ClientList into l (initialized here; free with client_list_free): at most
+ * CLIENTS_LIMIT_MAX rows. Returns 0, -EINVAL (err names the field; l is left empty),
+ * -ENOMEM. */
+int cluster_client_list_decode(const char *data, size_t len, client_list_t *l, int *origin_worker,
+                               uint64_t *token, char *err, size_t errlen);
+
+/* The kinds of document that share the push channel and the reply channels. */
+enum cluster_msg_kind {
+    CLUSTER_MSG_OTHER = 0,
+    CLUSTER_MSG_LIST_QUERY = 1,
+    CLUSTER_MSG_CLIENT_LIST = 2
+};
+
+/* Which document data is, from its first member (every encoder here writes "type"
+ * first): CLUSTER_MSG_LIST_QUERY, CLUSTER_MSG_CLIENT_LIST, or CLUSTER_MSG_OTHER (a push,
+ * a report, or anything else, left to those decoders). Returns the kind. */
+int cluster_msg_kind(const char *data, size_t len);
 
 /* What changed on another node (the config channel): a tenant's streams were saved,
  * or a session was revoked. name is the tenant or the session id. */

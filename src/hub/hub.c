@@ -17,6 +17,7 @@ typedef struct node_collect_s node_collect_t;
 typedef struct ack_wait_s ack_wait_t;
 typedef struct pending_s pending_t;
 typedef struct fanout_msg_s fanout_msg_t;
+typedef struct listing_s listing_t;
 
 struct hub_s {
     const config_t *cfg;
@@ -36,6 +37,7 @@ struct hub_worker_s {
     uint64_t round; /* delivery rounds, for de-duplication across topics */
     ack_wait_t *acks;
     pending_t *pending;
+    listing_t *listings;
     uint64_t next_token;
     int draining; /* the bus is closed: only this node's own reports can still come */
 };
@@ -151,12 +153,15 @@ int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers)
 
 static void pending_finish(pending_t *pd);
 static void ack_wait_finish(ack_wait_t *aw);
+static void hub_listings_end(hub_worker_t *hw);
+static void hub_listings_stopping(hub_worker_t *hw);
 
 void hub_worker_detach(worker_t *w)
 {
     hub_worker_t *hw = HW(w);
     if (!hw)
         return;
+    hub_listings_end(hw);
     while (hw->pending) {
         pending_t *pd = hw->pending;
         hub_report_cb cb = pd->cb;
@@ -337,13 +342,20 @@ static void on_ack_timeout(uv_timer_t *t)
     ack_wait_finish(t->data);
 }
 
+/* Whether a push with these patterns and tenant addresses s (pushes and client
+ * listings alike). Returns 1 or 0. */
+static int selects(const char *tenant, const char *client_pat, const char *session_pat,
+                   const char *role_pat, const subscriber_t *s)
+{
+    if (tenant && (!s->tenant || strcmp(tenant, s->tenant) != 0))
+        return 0;
+    return selector_match(client_pat, s->client_id) && selector_match(session_pat, s->session_id) &&
+           selector_match_any(role_pat, s->roles, s->n_roles);
+}
+
 static int matches(const push_t *p, const subscriber_t *s)
 {
-    if (p->tenant && (!s->tenant || strcmp(p->tenant, s->tenant) != 0))
-        return 0;
-    return selector_match(p->client_pat, s->client_id) &&
-           selector_match(p->session_pat, s->session_id) &&
-           selector_match_any(p->role_pat, s->roles, s->n_roles);
+    return selects(p->tenant, p->client_pat, p->session_pat, p->role_pat, s);
 }
 
 static void on_deliver(worker_t *w, worker_msg_t *m)
@@ -723,6 +735,8 @@ void hub_worker_draining(worker_t *w)
 void hub_worker_stopping(worker_t *w)
 {
     hub_worker_t *hw = HW(w);
+    if (hw)
+        hub_listings_stopping(hw);
     for (pending_t *pd = hw ? hw->pending : NULL; pd; pd = pd->next)
         if (uv_timer_get_due_in(&pd->timer) > HUB_STOP_WAIT_MS)
             uv_timer_start(&pd->timer, on_pending_timeout, HUB_STOP_WAIT_MS, 0);
@@ -737,4 +751,271 @@ void hub_cancel(worker_t *w, uint64_t token)
             pending_finish(pd);
             return;
         }
+}
+
+/* ---- client listings: like a push, to every worker of every node, merged at the
+ * origin ---- */
+
+/* A listing at its origin, waiting for the nodes' rows. */
+struct listing_s {
+    listing_t *next;
+    hub_worker_t *hw;
+    client_query_t *q;
+    hub_list_cb cb;
+    void *arg;
+    char **members;
+    long n_members;
+    client_list_t **lists; /* by member index; NULL until it arrives */
+    long n_lists;
+    uv_timer_t timer;
+};
+
+/* One listing being collected from every worker of this node. */
+typedef struct list_collect_s {
+    client_query_t *q;
+    int remaining; /* touched only on the collector's thread */
+    client_list_t list;
+    worker_t *collector;
+} list_collect_t;
+
+/* To a worker as "list yours", back to the collector with its rows. */
+typedef struct list_msg_s {
+    worker_msg_t base;
+    list_collect_t *lc;
+    client_list_t part;
+} list_msg_t;
+
+typedef struct list_result_msg_s {
+    worker_msg_t base;
+    uint64_t token;
+    client_list_t list;
+} list_result_msg_t;
+
+static void on_list_part(worker_t *w, worker_msg_t *m)
+{
+    list_msg_t *lm = (list_msg_t *)m;
+    list_collect_t *lc = lm->lc;
+    client_list_move(&lc->list, &lm->part, lc->q->limit);
+    client_list_free(&lm->part);
+    free(lm);
+    if (--lc->remaining > 0) return;
+    hub_worker_t *hw = HW(w);
+    if (hw) /* else the loop has ended (shutdown): nobody to answer */
+        hw->hub->bus->ops->list_reply(hw->hub->bus, lc->q, &lc->list);
+    client_list_free(&lc->list);
+    client_query_unref(lc->q);
+    free(lc);
+}
+
+static void on_list(worker_t *w, worker_msg_t *m)
+{
+    list_msg_t *lm = (list_msg_t *)m;
+    hub_worker_t *hw = HW(w);
+    const client_query_t *q = lm->lc->q;
+    for (subscriber_t *s = hw ? hw->subs : NULL; s; s = s->next) {
+        if (!selects(q->tenant, q->client_pat, q->session_pat, q->role_pat, s)) continue;
+        client_row_t row = {
+            .client_id = (char *)s->client_id,
+            .session_id = (char *)s->session_id,
+            .user = (char *)s->user,
+            .tenant = (char *)s->tenant,
+            .transport = (char *)s->transport,
+            .roles = (char **)s->roles,
+            .n_roles = s->n_roles,
+            .worker = w->index,
+            .topics_only = s->topics_only,
+            .connected_at_ms = s->connected_at_ms,
+        };
+        client_list_add(&lm->part, &row, q->limit); /* copies; a row out of memory is left out */
+    }
+    lm->base.fn = on_list_part;
+    lm->base.next = NULL;
+    if (lm->lc->collector == w)
+        on_list_part(w, &lm->base);
+    else
+        worker_post(lm->lc->collector, &lm->base);
+}
+
+void hub_list_collect(hub_t *hub, client_query_t *q)
+{
+    worker_t *self = worker_current();
+    int n = hub->n_workers;
+    list_collect_t *lc = calloc(1, sizeof(*lc));
+    list_msg_t **lms = calloc((size_t)n, sizeof(*lms));
+    if (!lc || !lms) goto fail;
+    for (int i = 0; i < n; i++)
+        if (!(lms[i] = calloc(1, sizeof(**lms)))) goto fail;
+    lc->q = client_query_ref(q);
+    lc->remaining = n;
+    client_list_init(&lc->list);
+    lc->list.application_id = strdup(hub->cfg->application_id);
+    lc->list.node_id = strdup(hub->cfg->node_id);
+    lc->collector = self && self->hub && HW(self)->hub == hub ? self : hub->workers[0];
+    for (int i = 0; i < n; i++) {
+        lms[i]->base.fn = on_list;
+        lms[i]->lc = lc;
+        client_list_init(&lms[i]->part);
+        worker_post(hub->workers[i], &lms[i]->base);
+    }
+    free(lms);
+    return;
+fail:
+    log_error("out of memory listing clients", "origin=%s", q->origin_node ? q->origin_node : "");
+    for (int i = 0; lms && i < n; i++)
+        free(lms[i]);
+    free(lms);
+    free(lc);
+}
+
+static void listing_timer_closed(uv_handle_t *h)
+{
+    listing_t *ls = h->data;
+    for (long i = 0; i < ls->n_members; i++) {
+        free(ls->members[i]);
+        if (ls->lists[i]) {
+            client_list_free(ls->lists[i]);
+            free(ls->lists[i]);
+        }
+    }
+    free(ls->members);
+    free(ls->lists);
+    client_query_unref(ls->q);
+    free(ls);
+}
+
+static void listing_finish(listing_t *ls)
+{
+    hub_worker_t *hw = ls->hw;
+    for (listing_t **pp = &hw->listings; *pp; pp = &(*pp)->next)
+        if (*pp == ls) {
+            *pp = ls->next;
+            break;
+        }
+    uv_timer_stop(&ls->timer);
+    if (ls->cb) {
+        client_list_t **got = calloc((size_t)ls->n_members + 1, sizeof(*got));
+        char **missing = calloc((size_t)ls->n_members + 1, sizeof(*missing));
+        size_t ng = 0, nm = 0;
+        buf_t *body = NULL;
+        if (got && missing) {
+            for (long i = 0; i < ls->n_members; i++) {
+                if (ls->lists[i])
+                    got[ng++] = ls->lists[i];
+                else
+                    missing[nm++] = ls->members[i];
+            }
+            body = client_list_render(got, ng, missing, nm, ls->q->limit);
+        }
+        free(got);
+        free(missing);
+        ls->cb(ls->arg, ls->q, body);
+    }
+    uv_close((uv_handle_t *)&ls->timer, listing_timer_closed);
+}
+
+static void on_listing_timeout(uv_timer_t *t)
+{
+    listing_finish(t->data);
+}
+
+static void on_list_result(worker_t *w, worker_msg_t *m)
+{
+    list_result_msg_t *rm = (list_result_msg_t *)m;
+    hub_worker_t *hw = HW(w);
+    listing_t *ls = hw ? hw->listings : NULL;
+    while (ls && ls->q->token != rm->token)
+        ls = ls->next;
+    long slot = -1;
+    for (long i = 0; ls && i < ls->n_members; i++)
+        if (!ls->lists[i] && rm->list.node_id && strcmp(ls->members[i], rm->list.node_id) == 0)
+            slot = i;
+    client_list_t *l = slot >= 0 ? malloc(sizeof(*l)) : NULL;
+    if (!l) {
+        client_list_free(&rm->list);
+        free(rm);
+        return;
+    }
+    *l = rm->list;
+    free(rm);
+    ls->lists[slot] = l;
+    if (++ls->n_lists == ls->n_members) listing_finish(ls);
+}
+
+void hub_list_result(hub_t *hub, int origin_worker, uint64_t token, client_list_t *l)
+{
+    list_result_msg_t *rm = calloc(1, sizeof(*rm));
+    if (!rm || origin_worker < 0 || origin_worker >= hub->n_workers) {
+        free(rm);
+        client_list_free(l);
+        return;
+    }
+    rm->base.fn = on_list_result;
+    rm->token = token;
+    rm->list = *l;
+    client_list_init(l);
+    worker_t *w = hub->workers[origin_worker];
+    if (worker_current() == w)
+        on_list_result(w, &rm->base);
+    else
+        worker_post(w, &rm->base);
+}
+
+int hub_list(worker_t *w, client_query_t *q, uint64_t wait_ms, hub_list_cb cb, void *arg)
+{
+    hub_worker_t *hw = HW(w);
+    hub_t *hub = hw->hub;
+    bus_t *bus = hub->bus;
+    if (!bus->ops->list || !bus->ops->list_reply) return -ENOTSUP;
+    free(q->origin_node);
+    if (!(q->origin_node = strdup(hub->cfg->node_id))) return -ENOMEM;
+    q->origin_worker = w->index;
+    q->token = ++hw->next_token;
+    listing_t *ls = calloc(1, sizeof(*ls));
+    if (!ls) return -ENOMEM;
+    ls->n_members = bus->ops->members(bus, &ls->members);
+    if (ls->n_members < 0 || !(ls->lists = calloc((size_t)ls->n_members + 1, sizeof(*ls->lists)))) {
+        for (long i = 0; i < ls->n_members; i++)
+            free(ls->members[i]);
+        if (ls->n_members >= 0) free(ls->members);
+        free(ls);
+        return -ENOMEM;
+    }
+    ls->hw = hw;
+    ls->q = client_query_ref(q);
+    ls->cb = cb;
+    ls->arg = arg;
+    ls->next = hw->listings;
+    hw->listings = ls;
+    uv_timer_init(&w->loop, &ls->timer);
+    ls->timer.data = ls;
+    uv_timer_start(&ls->timer, on_listing_timeout, wait_ms, 0);
+    int r = bus->ops->list(bus, q);
+    if (r < 0) {
+        ls->cb = NULL;
+        listing_finish(ls);
+        return r;
+    }
+    if (r == BUS_LOCAL_ONLY) /* the others cannot answer: missing now, not at the deadline */
+        for (long i = 0; i < ls->n_members; i++)
+            if (strcmp(ls->members[i], hub->cfg->node_id) != 0) ls->n_lists++;
+    return 0;
+}
+
+static void hub_listings_stopping(hub_worker_t *hw)
+{
+    for (listing_t *ls = hw->listings; ls; ls = ls->next)
+        if (uv_timer_get_due_in(&ls->timer) > HUB_STOP_WAIT_MS)
+            uv_timer_start(&ls->timer, on_listing_timeout, HUB_STOP_WAIT_MS, 0);
+}
+
+static void hub_listings_end(hub_worker_t *hw)
+{
+    while (hw->listings) {
+        listing_t *ls = hw->listings;
+        hub_list_cb cb = ls->cb;
+        void *arg = ls->arg;
+        ls->cb = NULL;
+        listing_finish(ls);
+        if (cb) cb(arg, NULL, NULL); /* no answer will come: the caller frees its state */
+    }
 }

@@ -12,6 +12,7 @@
 #include "cluster/bus.h"
 #include "core/config.h"
 #include "core/worker.h"
+#include "hub/clients.h"
 #include "hub/push.h"
 #include "hub/history.h"
 #include "hub/report.h"
@@ -121,6 +122,25 @@ void hub_deliver(hub_t *hub, push_t *p);
 /* Bus side: a node's report for the publish (origin_worker, token) arrived (any
  * thread); takes r's contents. */
 void hub_node_report(hub_t *hub, int origin_worker, uint64_t token, report_t *r);
+
+/* The final client listing on the origin worker's thread: body is the merged answer
+ * (client_list_render; a new buffer, NULL when out of memory), or both q and body are
+ * NULL when the worker stops first (free what arg holds, answer nobody). */
+typedef void (*hub_list_cb)(void *arg, client_query_t *q, buf_t *body);
+
+/* Lists, from the calling worker, the subscribers of every node that a push with q's
+ * patterns and tenant would reach (q->limit rows at most), waiting wait_ms at most for
+ * the nodes' answers; fills q's origin. cb is called later on this thread.
+ * Returns 0 or a negative errno (cb is not called). */
+int hub_list(worker_t *w, client_query_t *q, uint64_t wait_ms, hub_list_cb cb, void *arg);
+
+/* Bus side: list this node's subscribers for q (any thread); the rows go back with
+ * the bus's list_reply. */
+void hub_list_collect(hub_t *hub, client_query_t *q);
+
+/* Bus side: a node's rows for the listing (origin_worker, token) arrived (any
+ * thread); takes l's contents. */
+void hub_list_result(hub_t *hub, int origin_worker, uint64_t token, client_list_t *l);
 
 /* Calls fn for each subscriber of the calling worker. */
 void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg);

@@ -159,6 +159,49 @@ describe('push requests across nodes', () => {
   }));
 });
 
+describe('clients listed over the cluster', () => {
+  test('GET /api/connections on one node lists the clients of all three, with their node, filtered by each pattern', withLogs(async () => {
+    const cs = await clients([[n1, 'lc-1'], [n2, 'lc-2', 's-mary'], [n3, 'lc-3'], [n3, 'lc-3b', 's-mary']]);
+    const list = async (from, q = '') => {
+      const r = await get(from, `/api/connections?${q}`, { key: ADMIN_KEY });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.body.nodesMissing, []);
+      assert.equal(r.body.nodes, 3);
+      return r.body;
+    };
+    const mine = (b) => b.connections.filter((c) => c.clientId.startsWith('lc-')).map((c) => [c.clientId, c.node]).sort();
+    for (const from of nodes) {
+      const b = await list(from, 'clientIdPattern=lc-.*');
+      assert.deepEqual(mine(b), [['lc-1', 'n1'], ['lc-2', 'n2'], ['lc-3', 'n3'], ['lc-3b', 'n3']]);
+      assert.equal(b.truncated, false);
+      assert.equal(b.matched, 4);
+      const r3 = b.connections.find((c) => c.clientId === 'lc-3b');
+      assert.equal(r3.sessionId, 's-mary');
+      assert.equal(r3.user, 'mary');
+      assert.equal(r3.transport, 'websocket');
+      assert.ok(r3.roles.includes('viewer'), JSON.stringify(r3.roles));
+      assert.equal(typeof r3.connectedAt, 'number');
+    }
+    // each pattern kind, as a push request reads it (full match)
+    assert.deepEqual(mine(await list(n2, 'sessionIdPattern=s-mary&clientIdPattern=lc-.*')), [['lc-2', 'n2'], ['lc-3b', 'n3']]);
+    assert.deepEqual(mine(await list(n1, `rolePattern=${encodeURIComponent('\\$user-john')}&clientIdPattern=lc-.*`)), [['lc-1', 'n1'], ['lc-3', 'n3']]);
+    assert.deepEqual(mine(await list(n3, 'clientIdPattern=lc-3')), [['lc-3', 'n3']]);
+    // exactly who a push with those patterns reaches
+    const pr = await pushRequest(n1, { serviceRequest: { l: 1 }, sessionIdPattern: 's-mary', clientIdPattern: 'lc-.*' });
+    assert.deepEqual(pr.body.responseMessages.map((m) => [m.clientId, m.originId.nodeId]).sort(), [['lc-2', 'n2'], ['lc-3b', 'n3']]);
+    // bounded: limit rows, the rest counted and flagged
+    const lim = await list(n2, 'clientIdPattern=lc-.*&limit=2');
+    assert.equal(lim.connections.length, 2);
+    assert.equal(lim.matched, 4);
+    assert.equal(lim.truncated, true);
+    const bad = await get(n1, '/api/connections?limit=0', { key: ADMIN_KEY });
+    assert.equal(bad.status, 422, bad.text);
+    const badPat = await get(n1, '/api/connections?rolePattern=(', { key: ADMIN_KEY });
+    assert.equal(badPat.status, 422, badPat.text);
+    await closeAll(cs);
+  }));
+});
+
 describe('channels, streams, sessions and history across nodes', () => {
   test('a channel push on n1 reaches an SSE subscriber on n2 and a WebSocket subscriber on n3, once', withLogs(async () => {
     const sse = await sseSubscribe(n2, '/sse?channel=news');
@@ -327,6 +370,11 @@ describe('faults', () => {
     assert.equal(r.body.summary.nodes, 1);
     assert.deepEqual([...r.body.summary.nodesMissing].sort(), ['n2', 'n3']);
     await expectPush(cs.f1, r.body.pushId, { local: 1 });
+    // the client listing too: this node's rows at once, the others named missing
+    const l = await get(n1, '/api/connections?clientIdPattern=f.', { key: ADMIN_KEY });
+    assert.equal(l.status, 200, l.text);
+    assert.deepEqual(l.body.connections.map((c) => [c.clientId, c.node]), [['f1', 'n1']]);
+    assert.deepEqual([...l.body.nodesMissing].sort(), ['n2', 'n3']);
     // channel pushes keep working locally too
     const cp = await api(n2, 'POST', '/api/push', { key: PUB_KEY, body: { channel: 'x', event: 'e', data: 1 } });
     assert.equal(cp.status, 200, cp.text);
@@ -342,8 +390,15 @@ describe('faults', () => {
     await n4.kill();
     c4.terminate();
     const t0 = Date.now();
+    // the client listing waits for n4 alongside the push (no added time); n1 knows n4
+    const listing = get(n1, '/api/connections?clientIdPattern=gone%7Cstay', { key: ADMIN_KEY });
     let r = await pushRequest(n1, { serviceRequest: { x: 1 }, clientIdPattern: 'gone|stay' });
     const took = Date.now() - t0;
+    const l = await listing;
+    assert.equal(l.status, 200, l.text);
+    assert.deepEqual(l.body.nodesMissing, ['n4']);
+    assert.equal(l.body.nodes, 3);
+    assert.deepEqual(l.body.connections.map((c) => [c.clientId, c.node]), [['stay', 'n1']]);
     assert.equal(r.status, 200, r.text);
     // its key outlives it by up to 3 s: still a member when we published, so the
     // origin waited for it and named it missing when the wait ended

@@ -416,3 +416,267 @@ Test(cluster_codec, redis_url_invalid_names_it)
     cluster_redis_url_t u;
     cr_assert_eq(cluster_redis_url_parse(NULL, &u, err, sizeof(err)), -EINVAL);
 }
+
+/* ---- client listing ---- */
+
+static client_query_t *sample_query(void)
+{
+    client_query_t *q = client_query_new();
+    cr_assert_not_null(q);
+    q->origin_node = strdup("node-\"9\"");
+    q->origin_worker = 2;
+    q->token = 9007199254740993ULL;
+    q->client_pat = strdup("c[0-9]+");
+    q->role_pat = strdup("\\$user-john");
+    q->tenant = strdup("t1");
+    q->limit = 25;
+    return q;
+}
+
+Test(cluster_codec, list_query_round_trip_and_kind)
+{
+    client_query_t *q = sample_query();
+    buf_t *b = buf_new(16);
+    cr_assert_eq(cluster_list_query_encode(&b, q, "app"), 0);
+    cr_assert_eq(cluster_msg_kind(b->data, b->len), CLUSTER_MSG_LIST_QUERY);
+    guard_t g = {0};
+    const char *in = guard_copy(&g, b->data, b->len);
+    client_query_t *d = NULL;
+    char err[256];
+    cr_assert_eq(cluster_list_query_decode(in, b->len, &d, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(d->origin_node, "node-\"9\"");
+    cr_assert_eq(d->origin_worker, 2);
+    cr_assert_eq(d->token, 9007199254740993ULL);
+    cr_assert_str_eq(d->client_pat, "c[0-9]+");
+    cr_assert_str_eq(d->role_pat, "\\$user-john");
+    cr_assert_null(d->session_pat);
+    cr_assert_str_eq(d->tenant, "t1");
+    cr_assert_eq(d->limit, 25);
+    guard_release(&g);
+    /* every truncation is refused */
+    for (size_t n = 0; n < b->len; n++) {
+        client_query_t *t = NULL;
+        cr_assert_eq(cluster_list_query_decode(b->data, n, &t, err, sizeof(err)), -EINVAL,
+                     "len %zu", n);
+        cr_assert_null(t);
+    }
+    /* a push is not a listing, and the other way round */
+    push_t *p = full_push();
+    buf_t *pb = encode_push(p);
+    cr_assert_eq(cluster_msg_kind(pb->data, pb->len), CLUSTER_MSG_OTHER);
+    cr_assert_eq(cluster_list_query_decode(pb->data, pb->len, &d, err, sizeof(err)) == -EINVAL, 1);
+    push_t *pp = NULL;
+    cr_assert_eq(cluster_push_decode(b->data, b->len, &pp, err, sizeof(err)), -EINVAL);
+    client_query_unref(q);
+    push_unref(p);
+    buf_unref(pb);
+    buf_unref(b);
+}
+
+Test(cluster_codec, list_query_malformed)
+{
+    static const char *const bad[] = {
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":-1}",
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":10001}",
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"\"},\"originWorker\":0,\"token\":1,\"limit\":5}",
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":-1,\"token\":1,\"limit\":5}",
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":5,\"tenant\":7}",
+        "{\"type\":\"ClientListRequest\",\"v\":2,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":5}",
+        "[1]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        client_query_t *q = NULL;
+        char err[256] = "";
+        cr_assert_eq(cluster_list_query_decode(bad[i], strlen(bad[i]), &q, err, sizeof(err)),
+                     -EINVAL, "case %zu", i);
+        cr_assert_null(q);
+        cr_assert(err[0], "case %zu names the problem", i);
+    }
+    const char *ok =
+        "{\"type\":\"ClientListRequest\",\"v\":1,\"originId\":{\"applicationId\":\"a\","
+        "\"nodeId\":\"n\"},\"originWorker\":0,\"token\":1,\"limit\":5}";
+    client_query_t *q = NULL;
+    char err[256];
+    cr_assert_eq(cluster_list_query_decode(ok, strlen(ok), &q, err, sizeof(err)), 0, "%s", err);
+    cr_assert_null(q->client_pat);
+    cr_assert_null(q->tenant);
+    client_query_unref(q);
+}
+
+static void sample_list(client_list_t *l)
+{
+    client_list_init(l);
+    l->application_id = strdup("app");
+    l->node_id = strdup("n2");
+    char *roles[] = {"tf-locksmith", "$user-john"};
+    client_row_t a = {.client_id = "c1",
+                      .session_id = "s-john",
+                      .user = "john",
+                      .tenant = "t1",
+                      .transport = "websocket",
+                      .roles = roles,
+                      .n_roles = 2,
+                      .worker = 1,
+                      .connected_at_ms = 1795453927930LL};
+    client_row_t b = {.client_id = "c\"2\"",
+                      .session_id = "s-x",
+                      .transport = "sse",
+                      .topics_only = 1,
+                      .connected_at_ms = 5};
+    cr_assert_eq(client_list_add(l, &a, 10), 1);
+    cr_assert_eq(client_list_add(l, &b, 10), 1);
+    cr_assert_eq(client_list_add(l, &b, 2), 0); /* past the limit: counted only */
+    cr_assert_eq(l->n, 2);
+    cr_assert_eq(l->matched, 3);
+}
+
+Test(cluster_codec, client_list_round_trip)
+{
+    client_list_t l;
+    sample_list(&l);
+    buf_t *b = buf_new(16);
+    cr_assert_eq(cluster_client_list_encode(&b, &l, 3, 77), 0);
+    cr_assert_eq(cluster_msg_kind(b->data, b->len), CLUSTER_MSG_CLIENT_LIST);
+    guard_t g = {0};
+    const char *in = guard_copy(&g, b->data, b->len);
+    client_list_t d;
+    int w;
+    uint64_t token;
+    char err[256];
+    cr_assert_eq(cluster_client_list_decode(in, b->len, &d, &w, &token, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_eq(w, 3);
+    cr_assert_eq(token, 77);
+    cr_assert_str_eq(d.node_id, "n2");
+    cr_assert_eq(d.n, 2);
+    cr_assert_eq(d.matched, 3);
+    cr_assert_str_eq(d.rows[0].client_id, "c1");
+    cr_assert_str_eq(d.rows[0].user, "john");
+    cr_assert_str_eq(d.rows[0].tenant, "t1");
+    cr_assert_eq(d.rows[0].n_roles, 2);
+    cr_assert_str_eq(d.rows[0].roles[1], "$user-john");
+    cr_assert_eq(d.rows[0].worker, 1);
+    cr_assert_eq(d.rows[0].connected_at_ms, 1795453927930LL);
+    cr_assert_str_eq(d.rows[1].client_id, "c\"2\"");
+    cr_assert_null(d.rows[1].user);
+    cr_assert_null(d.rows[1].tenant);
+    cr_assert_eq(d.rows[1].topics_only, 1);
+    /* the counts cover the match past the limit too */
+    cr_assert_eq(json_integer_value(json_object_get(d.by_transport, "sse")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_transport, "websocket")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_tenant, "")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(d.by_tenant, "t1")), 1);
+    guard_release(&g);
+    for (size_t n = 0; n < b->len; n++) {
+        client_list_t t;
+        cr_assert_eq(cluster_client_list_decode(b->data, n, &t, &w, &token, err, sizeof(err)),
+                     -EINVAL, "len %zu", n);
+        cr_assert_eq(t.n, 0);
+    }
+    client_list_free(&d);
+    client_list_free(&l);
+    buf_unref(b);
+}
+
+Test(cluster_codec, client_list_malformed)
+{
+    static const char *const bad[] = {
+        /* more rows than matched */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":0,\"rows\":[{\"clientId\":\"c\","
+        "\"sessionId\":\"s\",\"roles\":[],\"worker\":0,\"connectedAt\":1,\"topicsOnly\":false}]}",
+        /* a role that is not a string */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":1,\"rows\":[{\"clientId\":\"c\","
+        "\"sessionId\":\"s\",\"roles\":[1],\"worker\":0,\"connectedAt\":1,\"topicsOnly\":false}]}",
+        /* a user that is not a string */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":1,\"rows\":[{\"clientId\":\"c\","
+        "\"sessionId\":\"s\",\"user\":[],\"roles\":[],\"worker\":0,\"connectedAt\":1,"
+        "\"topicsOnly\":false}]}",
+        /* no topicsOnly */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":1,\"rows\":[{\"clientId\":\"c\","
+        "\"sessionId\":\"s\",\"roles\":[],\"worker\":0,\"connectedAt\":1}]}",
+        /* no node */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"matched\":0,\"rows\":[]"
+        "}",
+        /* a negative count */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":0,\"rows\":[],\"byTenant\":{\"t\":-"
+        "1}}",
+        /* rows not an array */
+        "{\"type\":\"ClientList\",\"v\":1,\"originWorker\":0,\"token\":1,\"originId\":{"
+        "\"applicationId\":\"a\",\"nodeId\":\"n\"},\"matched\":0,\"rows\":{}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        client_list_t l;
+        int w;
+        uint64_t t;
+        char err[256] = "";
+        cr_assert_eq(
+            cluster_client_list_decode(bad[i], strlen(bad[i]), &l, &w, &t, err, sizeof(err)),
+            -EINVAL, "case %zu", i);
+        cr_assert_eq(l.n, 0);
+        cr_assert_null(l.node_id);
+        cr_assert(err[0], "case %zu names the problem", i);
+    }
+}
+
+Test(cluster_codec, client_lists_merge_and_render)
+{
+    client_list_t a, b, m;
+    sample_list(&a);
+    sample_list(&b);
+    free(b.node_id);
+    b.node_id = strdup("n3");
+    client_list_init(&m);
+    m.node_id = strdup("n2");
+    client_list_move(&m, &a, 3);
+    cr_assert_eq(m.n, 2);
+    cr_assert_eq(m.matched, 3);
+    cr_assert_eq(a.n, 0);
+    client_list_t *nodes[] = {&m, &b};
+    char *missing[] = {"n4"};
+    buf_t *out = client_list_render(nodes, 2, missing, 1, 3);
+    cr_assert_not_null(out);
+    json_error_t je;
+    json_t *doc = json_loadb(out->data, out->len, 0, &je);
+    cr_assert_not_null(doc, "%s", je.text);
+    json_t *conns = json_object_get(doc, "connections");
+    cr_assert_eq(json_array_size(conns), 3);
+    /* oldest first: the two sse rows (connectedAt 5), n2's then n3's */
+    json_t *r0 = json_array_get(conns, 0), *r2 = json_array_get(conns, 2);
+    cr_assert_str_eq(json_string_value(json_object_get(r0, "clientId")), "c\"2\"");
+    cr_assert_str_eq(json_string_value(json_object_get(r0, "node")), "n2");
+    cr_assert(json_is_null(json_object_get(r0, "user")));
+    cr_assert(json_is_true(json_object_get(r0, "topicsOnly")));
+    cr_assert_str_eq(json_string_value(json_object_get(r2, "clientId")), "c1");
+    cr_assert_eq(json_integer_value(json_object_get(doc, "matched")), 6);
+    json_t *bt = json_object_get(doc, "byTransport");
+    cr_assert_eq(json_integer_value(json_object_get(bt, "sse")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(bt, "websocket")), 2);
+    cr_assert(json_is_true(json_object_get(doc, "truncated")));
+    cr_assert_eq(json_integer_value(json_object_get(doc, "nodes")), 2);
+    cr_assert_str_eq(json_string_value(json_array_get(json_object_get(doc, "nodesMissing"), 0)),
+                     "n4");
+    json_decref(doc);
+    buf_unref(out);
+    /* every match shown: not truncated */
+    m.matched = m.n;
+    out = client_list_render(nodes, 1, NULL, 0, 100);
+    doc = json_loadb(out->data, out->len, 0, &je);
+    cr_assert(json_is_false(json_object_get(doc, "truncated")));
+    cr_assert_eq(json_array_size(json_object_get(doc, "nodesMissing")), 0);
+    json_decref(doc);
+    buf_unref(out);
+    client_list_free(&m);
+    client_list_free(&a);
+    client_list_free(&b);
+}

@@ -219,6 +219,9 @@ function showStats(s) {
   fillTable($('#transport-table'), byT.length ? byT : [['(none)', 0]]);
   const byTen = Object.entries(s.connections.byTenant).sort().map(([t, n]) => [t || '(no tenant)', n]);
   fillTable($('#tenant-table'), byTen.length ? byTen : [['(none)', 0]]);
+  const missing = s.connections.nodesMissing || [];
+  $('#stats-missing').hidden = missing.length === 0;
+  $('#stats-missing').textContent = missing.length ? `nodesMissing: ${missing.join(', ')} (their clients are not counted)` : '';
   state.series.push(s.deliveries.perSecond);
   if (state.series.length > CHART_SECONDS) state.series.shift();
   drawChart();
@@ -295,10 +298,21 @@ async function loadClients() {
   }
   try {
     const { doc } = await api('GET', `/api/connections${q.size ? '?' + q : ''}`);
+    // merged over the cluster: every node's rows, each with its node
     const list = doc.connections.sort((a, b) => a.connectedAt - b.connectedAt);
-    fillTable($('#clients-table'), list.map((c) => [c.clientId, c.sessionId, c.user, c.roles.join(', '),
-      c.tenant || '–', c.transport, c.node || '–', fmtTime(c.connectedAt)]));
-    $('#clients-count').textContent = `${list.length} client${list.length === 1 ? ' matches' : 's match'}: a push request with these patterns would reach ${list.length === 1 ? 'it' : 'them'}.`;
+    fillTable($('#clients-table'), list.map((c) => [c.clientId, c.sessionId, c.user || '–', c.roles.join(', '),
+      c.tenant || '–', c.transport + (c.topicsOnly ? ' (channels only)' : ''), c.node || '–', fmtTime(c.connectedAt)]));
+    const n = doc.matched ?? list.length;
+    const channelsOnly = list.filter((c) => c.topicsOnly).length;
+    let text = `${n} client${n === 1 ? ' matches' : 's match'}: a push request with these patterns would reach ${n === 1 ? 'it' : 'them'}.`;
+    if (channelsOnly) text += ` ${channelsOnly} of them subscribe to channels only and get channel pushes, not push requests.`;
+    if (doc.truncated) text += ` Showing the first ${list.length}.`;
+    if (doc.nodes !== undefined) text += ` Nodes answering: ${doc.nodes}.`;
+    $('#clients-count').textContent = text;
+    const missing = doc.nodesMissing || [];
+    const warn = $('#clients-missing');
+    warn.hidden = missing.length === 0;
+    warn.textContent = missing.length ? `nodesMissing: ${missing.join(', ')} (their clients are not listed)` : '';
   } catch (e) {
     if (!fieldError(e.message, errMap)) $('#clients-count').textContent = e.message;
   }
