@@ -203,9 +203,21 @@ for (const v of VARIANTS.filter((x) => !process.env.ONLY_VARIANT || x.name === p
         window.sio = { transports: [], pushes: [] };
         const s = io('/', { transports: ['polling', 'websocket'], reconnection: false, auth: { token: 's-john', clientId: 'browser.sio' } });
         window.sioSocket = s;
-        s.on('connect', () => {
+        // the upgrade may complete before the namespace's CONNECT arrives: both are
+        // watched from the engine's open, and the step goes on once both happened
+        let connected = false;
+        let upgraded = false;
+        s.io.on('open', () => {
           window.sio.transports.push(s.io.engine.transport.name);
-          s.io.engine.once('upgrade', (t) => { window.sio.transports.push(t.name); resolve(); });
+          s.io.engine.once('upgrade', (t) => {
+            window.sio.transports.push(t.name);
+            upgraded = true;
+            if (connected) resolve();
+          });
+        });
+        s.on('connect', () => {
+          connected = true;
+          if (upgraded) resolve();
         });
         s.on('connect_error', (e) => reject(new Error(e.message)));
         s.on('push', (payload, pushId, ack) => { window.sio.pushes.push({ payload, pushId }); ack({ successful: true, message: `sio saw ${payload.n}` }); });
