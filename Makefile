@@ -39,7 +39,7 @@ LIB := $(BUILD)/libpushgate.a
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all unit fuzz test clean format bench lint
+.PHONY: all unit unit-build fuzz test clean format bench lint
 all: $(BUILD)/pushgate
 
 $(BUILD)/obj/%.o: %.c
@@ -72,6 +72,9 @@ $(BUILD)/pushgate: $(BUILD)/obj/src/main.o $(LIB)
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(LIB) $(LDLIBS_ALL) -lcriterion
+
+# builds the unit tests without running them (scripts/test.sh builds ahead)
+unit-build: $(UNIT_BINS)
 
 ifeq ($(SAN),thread)
 # Criterion cannot start under TSan: BoxFort's shared arena looks for free address space
