@@ -453,6 +453,8 @@ Test(cluster_codec, list_query_round_trip_and_kind)
     cr_assert_str_eq(d->tenant, "t1");
     cr_assert_eq(d->limit, 25);
     guard_release(&g);
+    client_query_unref(d);
+    d = NULL;
     /* every truncation is refused */
     for (size_t n = 0; n < b->len; n++) {
         client_query_t *t = NULL;
