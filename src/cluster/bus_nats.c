@@ -428,6 +428,34 @@ static int nats_publish(bus_t *bus, push_t *p)
     return BUS_LOCAL_ONLY;
 }
 
+/* A message for origin_node's reply subject with an empty body of cap bytes, to be
+ * encoded by the caller. Returns 0 with *out set, -ENOTCONN (the bus is down, or no
+ * origin), -EINVAL (a node id that makes no subject), -ENOMEM. */
+static int reply_out(bus_nats_t *b, const char *origin_node, size_t cap, out_t **out)
+{
+    char tok[600];
+    *out = NULL;
+    if (!is_up(b) || !origin_node) return -ENOTCONN;
+    if (cluster_subject_token(origin_node, tok, sizeof(tok)) < 0) return -EINVAL;
+    out_t *o = calloc(1, sizeof(*o));
+    if (!o || !(o->body = buf_new(cap)) ||
+        !(o->subject = malloc(strlen(b->reply_prefix) + strlen(tok) + 1))) {
+        if (o) out_free(o);
+        return -ENOMEM;
+    }
+    sprintf(o->subject, "%s%s", b->reply_prefix, tok);
+    *out = o;
+    return 0;
+}
+
+/* Encodes into o's body (enc returned < 0: -ENOMEM) and queues o; o is taken. */
+static int reply_send(bus_nats_t *b, out_t *o, int enc)
+{
+    int ret = enc < 0 ? -ENOMEM : enqueue(b, o);
+    if (ret < 0) out_free(o);
+    return ret;
+}
+
 static int nats_report(bus_t *bus, push_t *p, report_t *r)
 {
     bus_nats_t *b = (bus_nats_t *)bus;
@@ -435,21 +463,11 @@ static int nats_report(bus_t *bus, push_t *p, report_t *r)
         hub_node_report(bus->hub, p->origin_worker, p->origin_token, r);
         return 0;
     }
-    int ret = -ENOTCONN;
-    out_t *o = NULL;
-    char tok[600];
-    if (!is_up(b) || !p->origin_node) goto out;
-    ret = -EINVAL;
-    if (cluster_subject_token(p->origin_node, tok, sizeof(tok)) < 0) goto out;
-    ret = -ENOMEM;
-    if (!(o = calloc(1, sizeof(*o))) || !(o->body = buf_new(256 + r->n * 96)) ||
-        !(o->subject = malloc(strlen(b->reply_prefix) + strlen(tok) + 1)) ||
-        cluster_report_encode(&o->body, r, p->id, p->origin_worker, p->origin_token) < 0)
-        goto out;
-    sprintf(o->subject, "%s%s", b->reply_prefix, tok);
-    if ((ret = enqueue(b, o)) == 0) o = NULL;
-out:
-    if (o) out_free(o);
+    out_t *o;
+    int ret = reply_out(b, p->origin_node, 256 + r->n * 96, &o);
+    if (ret == 0)
+        ret = reply_send(b, o,
+                         cluster_report_encode(&o->body, r, p->id, p->origin_worker, p->origin_token));
     report_free(r);
     return ret;
 }
@@ -481,21 +499,10 @@ static int nats_list_reply(bus_t *bus, client_query_t *q, client_list_t *l)
         hub_list_result(bus->hub, q->origin_worker, q->token, l);
         return 0;
     }
-    int ret = -ENOTCONN;
-    out_t *o = NULL;
-    char tok[600];
-    if (!is_up(b) || !q->origin_node) goto out;
-    ret = -EINVAL;
-    if (cluster_subject_token(q->origin_node, tok, sizeof(tok)) < 0) goto out;
-    ret = -ENOMEM;
-    if (!(o = calloc(1, sizeof(*o))) || !(o->body = buf_new(256 + l->n * 160)) ||
-        !(o->subject = malloc(strlen(b->reply_prefix) + strlen(tok) + 1)) ||
-        cluster_client_list_encode(&o->body, l, q->origin_worker, q->token) < 0)
-        goto out;
-    sprintf(o->subject, "%s%s", b->reply_prefix, tok);
-    if ((ret = enqueue(b, o)) == 0) o = NULL;
-out:
-    if (o) out_free(o);
+    out_t *o;
+    int ret = reply_out(b, q->origin_node, 256 + l->n * 160, &o);
+    if (ret == 0)
+        ret = reply_send(b, o, cluster_client_list_encode(&o->body, l, q->origin_worker, q->token));
     client_list_free(l);
     return ret;
 }
