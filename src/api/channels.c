@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/api.h"
 #include "auth/channels.h"
@@ -33,6 +34,26 @@ static void on_abort(http_ctx_t *ctx)
     free(cp);
 }
 
+/* Answers 200 with the sanitized push (and stores the answer for the Idempotency-Key);
+ * reached < 0: the count is not known (the publisher did not wait for delivery). */
+static void answer(channel_push_t *cp, const push_t *p, long long reached)
+{
+    char headers[160];
+    if (reached >= 0)
+        snprintf(headers, sizeof(headers), "X-Push-Id: %s\r\nX-Push-Subscribers: %lld\r\n", p->id,
+                 reached);
+    else
+        snprintf(headers, sizeof(headers), "X-Push-Id: %s\r\n", p->id);
+    static const char ctype[] = "application/json; charset=utf-8";
+    api_idem_finish(cp->idem, 200, ctype, headers, cp->body, strlen(cp->body));
+    if (cp->ctx) {
+        cp->ctx->on_abort = NULL;
+        http_respond(cp->ctx, 200, ctype, cp->body, strlen(cp->body), headers);
+    }
+    free(cp->body);
+    free(cp);
+}
+
 static void on_report(void *arg, push_t *p, buf_t *report)
 {
     channel_push_t *cp = arg;
@@ -51,17 +72,7 @@ static void on_report(void *arg, push_t *p, buf_t *report)
     if (json_is_integer(delivered)) reached = json_integer_value(delivered);
     json_decref(doc);
     buf_unref(report);
-    char headers[160];
-    snprintf(headers, sizeof(headers), "X-Push-Id: %s\r\nX-Push-Subscribers: %lld\r\n", p->id,
-             reached);
-    static const char ctype[] = "application/json; charset=utf-8";
-    api_idem_finish(cp->idem, 200, ctype, headers, cp->body, strlen(cp->body));
-    if (ctx) {
-        ctx->on_abort = NULL;
-        http_respond(ctx, 200, ctype, cp->body, strlen(cp->body), headers);
-    }
-    free(cp->body);
-    free(cp);
+    answer(cp, p, reached);
 }
 
 /* Checks and sanitizes the body; returns the push's channels, de-duplicated in order. */
@@ -134,6 +145,14 @@ void api_push(http_ctx_t *ctx)
 {
     const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_PUBLISH);
     if (!key) return;
+    /* on a single node the publisher is answered once the push is handed to every
+     * worker, unless it asks to wait for delivery and the count of subscribers reached
+     * (hub_may_answer_early says when it must wait anyway) */
+    const char *wait = http_request_header(ctx->req, "X-Push-Wait");
+    if (wait && strcasecmp(wait, "delivered") != 0) {
+        http_respond_error(ctx, 400, "X-Push-Wait must be delivered");
+        return;
+    }
     json_t *doc = api_json_body(ctx);
     if (!doc) return;
     json_t *channels = NULL;
@@ -167,7 +186,8 @@ void api_push(http_ctx_t *ctx)
     }
     if (r == 0) {
         p->kind = PUSH_KIND_CHANNEL;
-        p->report_mode = PUSH_REPORT_SUMMARY;
+        int early = !wait && hub_may_answer_early(((app_t *)ctx->app)->hub);
+        p->report_mode = early ? PUSH_REPORT_NONE : PUSH_REPORT_SUMMARY;
         p->event = strdup(json_string_value(json_object_get(doc, "event")));
         p->payload = json_dumps(json_object_get(doc, "data"), JSON_COMPACT | JSON_ENCODE_ANY);
         cp->body = json_dumps(sanitized, JSON_COMPACT);
@@ -199,6 +219,8 @@ void api_push(http_ctx_t *ctx)
         free(cp);
         api_idem_forget(idem);
         http_respond_error(ctx, 503, "the push could not be published");
+    } else if (p->report_mode == PUSH_REPORT_NONE) {
+        answer(cp, p, -1);
     } else {
         cp->token = token;
         ctx->on_abort = on_abort;

@@ -54,6 +54,8 @@ typedef struct bus_ops_s {
 struct bus_s {
     const bus_ops_t *ops;
     struct hub_s *hub;
+    /* 1: bus_local, no other node (publish hands the push to this node's workers only) */
+    int single_node;
     /* Device wake-ups from other nodes (the Redis bus's devices channel, written by the
      * device queue in Redis): called on the bus's loop with each message's body. Set
      * before that loop runs; NULL: such messages are ignored. */

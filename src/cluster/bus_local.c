@@ -71,6 +71,7 @@ bus_t *bus_local_new(struct hub_s *hub, const char *node_id)
         return NULL;
     }
     b->base.ops = &local_ops;
+    b->base.single_node = 1;
     b->base.hub = hub;
     return &b->base;
 }

@@ -74,6 +74,7 @@ int config_init(config_t *cfg)
         .max_messages_per_s = 100,
         .message_burst = 200,
         .max_subscriptions = 256,
+        .push_backlog = 64,
     };
     cfg->shutdown_grace_ms = 5000;
     return 0;
@@ -192,7 +193,8 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
         "handshakeTimeoutMs", "readTimeoutMs",       "idleTimeoutMs",
         "wsPingIntervalMs",   "wsPongTimeoutMs",     "shutdownTimeoutMs",
         "maxConnections",     "maxConnectionsPerIp", "maxMessagesPerSecond",
-        "messageBurst",       "maxSubscriptions",    NULL};
+        "messageBurst",       "maxSubscriptions",    "pushBacklog",
+        NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -229,6 +231,7 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
     LIM("maxMessagesPerSecond", max_messages_per_s, 0, 1000000);
     LIM("messageBurst", message_burst, 1, 1000000);
     LIM("maxSubscriptions", max_subscriptions, 1, 1000000);
+    LIM("pushBacklog", push_backlog, 0, 1000000);
 #undef LIM
     json_t *bp = json_object_get(lim, "maxBodyBytesByPath");
     if (bp && (r = apply_body_paths(l, bp, err, errlen)) < 0) return r;

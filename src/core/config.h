@@ -40,6 +40,7 @@ typedef struct config_limits_s {
     unsigned max_messages_per_s;     /* inbound messages per connection; 0 = unlimited */
     unsigned message_burst;          /* messages a connection may send at once */
     unsigned max_subscriptions;      /* topics per connection (WebSocket, SSE, socket.io) */
+    unsigned push_backlog; /* channel pushes queued per worker before publishers wait */
 } config_limits_t;
 
 /* The device command queue (seed 004; docs/devices.md). */

@@ -26,6 +26,7 @@ struct hub_s {
     worker_t **workers;
     int n_workers;
     int attached; /* atomic */
+    long backlog; /* atomic: deliveries posted to workers and not yet run */
 };
 
 struct hub_worker_s {
@@ -263,6 +264,14 @@ int hub_busy(worker_t *w)
     return hw && (hw->pending || hw->acks);
 }
 
+int hub_may_answer_early(hub_t *hub)
+{
+    if (!hub->bus || !hub->bus->single_node)
+        return 0;
+    long queued = __atomic_load_n(&hub->backlog, __ATOMIC_RELAXED);
+    return queued < (long)hub->cfg->limits.push_backlog * hub->n_workers;
+}
+
 size_t hub_count(worker_t *w)
 {
     return HW(w)->n_subs;
@@ -364,6 +373,8 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     hub_worker_t *hw = HW(w);
     push_t *p = fm->p;
     node_collect_t *nc = fm->nc;
+    if (hw)
+        __atomic_sub_fetch(&hw->hub->backlog, 1, __ATOMIC_RELAXED);
     if (!hw) {
         /* the loop has ended (shutdown): nothing to deliver to; still report empty */
         report_t empty;
@@ -518,6 +529,7 @@ void hub_deliver(hub_t *hub, push_t *p)
      * then receives live pushes misses nothing in between */
     for (size_t ti = 0; ti < p->n_topics; ti++)
         history_append(hub->history, p, (int)ti, p->created_ms);
+    __atomic_add_fetch(&hub->backlog, n, __ATOMIC_RELAXED);
     for (int i = 0; i < n; i++) {
         fms[i]->base.fn = on_deliver;
         fms[i]->nc = nc;

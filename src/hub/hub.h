@@ -149,6 +149,14 @@ void hub_foreach(worker_t *w, void (*fn)(subscriber_t *s, void *arg), void *arg)
  * clients' acks (a draining node keeps its clients for those). Returns 1 or 0. */
 int hub_busy(worker_t *w);
 
+/* Tells whether a publisher may be answered as soon as its push is handed to the
+ * workers, before delivery (any thread). Only on a single node: across nodes, a push
+ * answered before it went over the bus could be overtaken by the publisher's next push
+ * on another node. And only while fewer than limits.pushBacklog deliveries per worker
+ * are queued and not yet run: past that the publisher waits for delivery, so a
+ * publisher faster than delivery cannot queue without bound. Returns 1 or 0. */
+int hub_may_answer_early(hub_t *hub);
+
 /* How many subscribers the calling worker has. */
 size_t hub_count(worker_t *w);
 

@@ -27,9 +27,10 @@ function push(node, body, key = PUB_KEY, opts = {}) {
   return api(node, 'POST', '/api/push', { key, body, ...opts });
 }
 
-/** POST /api/push, asserting 200; returns {id, subscribers, body}. */
+/** POST /api/push waiting for delivery (X-Push-Wait), asserting 200; returns
+ *  {id, subscribers, body}. */
 async function push200(node, body, key = PUB_KEY) {
-  const r = await push(node, body, key);
+  const r = await push(node, body, key, { headers: { 'x-push-wait': 'delivered' } });
   assert.equal(r.status, 200, `${JSON.stringify(body).slice(0, 200)} → ${r.status} ${r.text}`);
   const id = r.headers.get('x-push-id');
   assert.match(id, ID_RE);
@@ -62,7 +63,39 @@ describe('POST /api/push', () => {
     assert.equal(r.headers.get('content-length'), '59');
     assert.equal(r.headers.get('content-type'), 'application/json; charset=utf-8');
     assert.match(r.headers.get('x-push-id'), ID_RE);
-    assert.equal(r.headers.get('x-push-subscribers'), '0');
+    // answered before delivery: no count unless the publisher waits for it
+    assert.equal(r.headers.get('x-push-subscribers'), null);
+  }));
+
+  test('X-Push-Wait: delivered answers after delivery with the count; anything else is 400', withLogs(async () => {
+    const c = await connectClient(node, { clientId: 'wait-ws' });
+    c.send({ type: 'subscribe', channels: ['wait.a'] });
+    assert.equal((await c.next()).type, 'subscribed');
+    const r = await push(node, { channel: ['wait.a', 'wait.b'], data: 1, event: 'e' }, PUB_KEY, { headers: { 'x-push-wait': 'Delivered' } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-push-subscribers'), '1');
+    assert.equal((await c.next()).id, r.headers.get('x-push-id'));
+    const early = await push(node, { channel: 'wait.a', data: 2, event: 'e' });
+    assert.equal(early.status, 200, early.text);
+    assert.equal(early.headers.get('x-push-subscribers'), null);
+    assert.equal((await c.next()).id, early.headers.get('x-push-id'));
+    const bad = await push(node, { channel: 'wait.a', data: 3, event: 'e' }, PUB_KEY, { headers: { 'x-push-wait': 'queued' } });
+    assert.equal(bad.status, 400, bad.text);
+    assert.equal(bad.body.error, 'X-Push-Wait must be delivered');
+    await c.expectNone(200);
+    c.close();
+  }));
+
+  test('limits.pushBacklog 0: every push waits for delivery and counts', withLogs(async () => {
+    const n0 = await startNode({ config: baseConfig({ limits: { pushBacklog: 0 } }) });
+    const c = await connectClient(n0, { clientId: 'backlog-ws' });
+    c.send({ type: 'subscribe', channels: ['bl'] });
+    assert.equal((await c.next()).type, 'subscribed');
+    const r = await push(n0, { channel: 'bl', data: 1, event: 'e' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-push-subscribers'), '1');
+    assert.equal((await c.next()).id, r.headers.get('x-push-id'));
+    c.close();
   }));
 
   test('the one-line form and a single channel string', withLogs(async () => {
@@ -739,6 +772,25 @@ describe('4 workers: SSE and WebSocket channel subscribers spread over the worke
     subs.forEach((s, i) => {
       const want = pushes.filter((p) => wants(s, p.chans)).map((p) => p.id);
       assert.deepEqual(got[i], want, `${s.name} (${s.channels})`);
+      const extra = s.kind === 'sse' ? s.conn.events.drain() : s.conn.drain();
+      assert.deepEqual(extra, [], `${s.name}: duplicates or strays`);
+    });
+  }));
+
+  test('answered before delivery: one publisher\'s pushes still arrive in publish order', withLogs(async () => {
+    const pushes = [];
+    for (let k = 0; k < 60; k++) {
+      const chans = k % 3 ? [CH[k % 4]] : ['mw.all', CH[(k + 1) % 4]];
+      const r = await push(node, { channel: chans, data: { k }, event: 'early' });
+      assert.equal(r.status, 200, r.text);
+      // 60 pushes × 4 workers never reach the default backlog (64 per worker)
+      assert.equal(r.headers.get('x-push-subscribers'), null, 'answered before delivery');
+      pushes.push({ id: r.headers.get('x-push-id'), chans });
+    }
+    const got = await collect(pushes);
+    await sleep(200);
+    subs.forEach((s, i) => {
+      assert.deepEqual(got[i], pushes.filter((p) => wants(s, p.chans)).map((p) => p.id), `${s.name} (${s.channels})`);
       const extra = s.kind === 'sse' ? s.conn.events.drain() : s.conn.drain();
       assert.deepEqual(extra, [], `${s.name}: duplicates or strays`);
     });

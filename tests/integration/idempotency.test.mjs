@@ -28,8 +28,8 @@ function enqueueKey(node, deviceId, body, key, { apiKey = PUB_KEY, query = '' } 
   return request(node, 'POST', `/api/devices/${deviceId}/commands${query}`, { body, key: apiKey, headers });
 }
 
-function pushKey(node, path, body, key, apiKey = PUB_KEY) {
-  const headers = key === undefined ? {} : { 'idempotency-key': key };
+function pushKey(node, path, body, key, apiKey = PUB_KEY, extra = {}) {
+  const headers = key === undefined ? { ...extra } : { 'idempotency-key': key, ...extra };
   return request(node, 'POST', path, { body, key: apiKey, headers });
 }
 
@@ -109,11 +109,13 @@ describe('single node', () => {
   test('POST /api/push: a repeat gets the same X-Push-Id and body; delivered once', withLogs(async () => {
     const c = await subscriber(node, 'idem-ws-1', 'idem-news');
     const body = { channel: 'idem-news', data: { n: 1 }, event: 'e' };
-    const a = await pushKey(node, '/api/push', body, 'p-1');
+    const wait = { 'x-push-wait': 'delivered' };
+    const a = await pushKey(node, '/api/push', body, 'p-1', PUB_KEY, wait);
     assert.equal(a.status, 200, a.text);
+    assert.equal(a.headers['x-push-subscribers'], '1');
     const f = await c.next();
     assert.equal(f.id, a.headers['x-push-id']);
-    const b = await pushKey(node, '/api/push', body, 'p-1');
+    const b = await pushKey(node, '/api/push', body, 'p-1', PUB_KEY, wait);
     assert.equal(b.status, 200, b.text);
     assert.equal(b.headers['x-push-id'], a.headers['x-push-id']);
     assert.equal(b.headers['x-push-subscribers'], '1');

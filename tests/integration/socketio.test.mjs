@@ -160,8 +160,9 @@ async function postEvent(node, ev, key = T1_PUB) {
   return r.body.streams;
 }
 
+/** POST /api/push, answered after delivery with X-Push-Subscribers. */
 function channelPush(node, body) {
-  return api(node, 'POST', '/api/push', { key: PUB_KEY, body });
+  return api(node, 'POST', '/api/push', { key: PUB_KEY, body, headers: { 'x-push-wait': 'delivered' } });
 }
 
 /** Checks one stream emission: [event, pushId] with event deep-equal to want. */
