@@ -27,6 +27,7 @@ usage: bench/peers.sh [options]
   --sweep-pushes M      pushes per sweep point (200)
   --plot FILE           where the PNG goes (docs/img/peers.png)
   --out FILE            also write the markdown table here
+  --runs N              run every scenario N times; the table shows medians (1)
   --keep                keep the temp directory (configs, logs, raw RESULT lines)
 EOF
 }
@@ -47,6 +48,7 @@ sweep_pushes=200
 plot=$root/docs/img/peers.png
 out=
 keep=0
+runs=1
 while [ $# -gt 0 ]; do
     case $1 in
     --servers) servers=$2; shift 2 ;;
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --plot) plot=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --runs) runs=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
@@ -137,7 +140,7 @@ free_port() {
 # scenario's sockets sit in TIME_WAIT on theirs for a minute.
 next_src=1
 sources() {
-    local n=$(((($1) + 20000 - 1) / 20000)) s= i
+    local n=$(((($1) + 20000 - 1) / 20000)) s='' i
     [ $((next_src + n)) -le 254 ] || next_src=1
     for ((i = 0; i < n; i++)); do s+=${s:+,}127.0.0.$((next_src + i)); done
     next_src=$((next_src + n))
@@ -219,19 +222,24 @@ field() { sed -n 's/.*[[:space:]]'"$2"'=\([^[:space:]]*\).*/\1/p' <<<"$1"; }
 # run NAME SERVER TRANSPORT CLIENTS [sseload options]: one scenario; its RESULT line
 # lands in $tmp/results as "NAME SERVER RESULT…".
 run() {
-    local name=$1 srv=$2 tr=$3 n=$4 rc=0
+    local name=$1 srv=$2 tr=$3 n=$4 k
     shift 4
+    for ((k = 1; k <= runs; k++)); do run_once "$name" "$srv" "$tr" "$n" "$k" "$@"; done
+}
+run_once() {
+    local name=$1 srv=$2 tr=$3 n=$4 k=$5 rc=0
+    shift 5
     local args
-    args=$(client_args "$srv" "$tr" "b-$name") || return 0
-    echo "peers.sh: $srv $name ($tr, $n subscribers)" >&2
+    args=$(client_args "$srv" "$tr" "b-$name-$k") || return 0
+    echo "peers.sh: $srv $name ($tr, $n subscribers, run $k of $runs)" >&2
     # shellcheck disable=SC2086
     timeout --signal=INT --kill-after=10 300 "$tool" --url "$url" $args --clients "$n" \
         --sources "$(sources "$n")" --payload-bytes "$payload" --server-pids "$pids" "$@" \
-        >"$tmp/$srv-$name.out" 2>"$tmp/$srv-$name.err" || rc=$?
-    [ "$rc" = 0 ] || { echo "peers.sh: $srv $name: sseload exited $rc" >&2; tail -3 "$tmp/$srv-$name.err" >&2; }
+        >"$tmp/$srv-$name-$k.out" 2>"$tmp/$srv-$name-$k.err" || rc=$?
+    [ "$rc" = 0 ] || { echo "peers.sh: $srv $name: sseload exited $rc" >&2; tail -3 "$tmp/$srv-$name-$k.err" >&2; }
     kill -0 "$server_pid" 2>/dev/null || die "$srv died during $name: $(tail -5 "$tmp/$srv/log")"
     local res
-    res=$(grep '^RESULT ' "$tmp/$srv-$name.out" || echo "RESULT tool=none")
+    res=$(grep "^RESULT " "$tmp/$srv-$name-$k.out" || echo "RESULT tool=none")
     echo "$name $srv $res" >>"$tmp/results"
     sleep 1
 }
@@ -252,10 +260,14 @@ for srv in ${servers//,/ }; do
 done
 
 # ---- the table
-get() { # get SCENARIO SERVER KEY
-    local line
-    line=$(grep "^$1 $2 " "$tmp/results" | head -1) || true
-    [ -n "$line" ] && field "$line" "$3"
+get() { # get SCENARIO SERVER KEY: the median over the runs
+    local line vals=
+    while IFS= read -r line; do
+        vals+="$(field "$line" "$3") "
+    done < <(grep "^$1 $2 " "$tmp/results" || true)
+    [ -n "${vals// /}" ] || return 0
+    tr ' ' '\n' <<<"$vals" | sed '/^$/d' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 ratio() { # pushgate's figure against the peer's: higher is better for pushgate when $3=up
     awk -v p="$1" -v q="$2" -v dir="$3" 'BEGIN {
@@ -270,7 +282,7 @@ us() { awk -v v="$1" 'BEGIN { if (v == "" || v + 0 == 0) print "–"; else print
 {
     echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1), kernel $(uname -r); loopback; $workers workers each"
     echo "scenarios: idle $idle_clients clients; fan-out $clients subscribers × $pushes pushes of $payload B;" \
-        "paced $paced_clients subscribers × $rate pushes/s ($paced_pushes pushes)"
+        "paced $paced_clients subscribers × $rate pushes/s ($paced_pushes pushes); median of $runs run(s)"
     echo
     echo "| server | transport | idle per conn | fan-out, 1 pub (deliv/s) | fan-out, $publishers pubs | paced p50 ms | p99 ms | max ms | SSE fan-out | CPU µs/delivery |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
