@@ -84,8 +84,14 @@ ifeq ($(SAN),thread)
 unit: $(UNIT_BINS)
 	@echo "unit: built $(words $(UNIT_BINS)) unit tests with TSan; not run (Criterion cannot run under TSan, Snaipe/Criterion#274)"
 else
+# Criterion reports a test whose child process then fails LeakSanitizer (or prints a
+# sanitizer error) as passing, so the output is checked for sanitizer reports too.
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 1; done
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
+	  { $$t --jobs 1 2>&1; echo "unit-exit=$$?"; } >$$t.log; cat $$t.log; \
+	  grep -q '^unit-exit=0$$' $$t.log || exit 1; \
+	  if grep -qE 'ERROR: [A-Za-z]+Sanitizer|runtime error:' $$t.log; then \
+	    echo "$$t: a sanitizer report (above) fails the run"; exit 1; fi; done
 endif
 
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
