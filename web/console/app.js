@@ -73,8 +73,8 @@ class ApiError extends Error {
 }
 
 /** Calls the node's API with the admin key. Resolves the parsed body (null when empty). */
-async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${state.key}` };
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, Authorization: `Bearer ${state.key}` };
   const init = { method, headers, cache: 'no-store' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -385,7 +385,9 @@ async function sendChannelPush(ev) {
   if (!channel || !event || r.error || r.value === undefined) return;
   const body = { channel, event, data: r.value };
   try {
-    const { headers } = await api('POST', '/api/push', body);
+    // an operator wants to see whom it reached: wait for delivery (the default answer
+    // comes once the push is queued and carries no count)
+    const { headers } = await api('POST', '/api/push', body, { 'X-Push-Wait': 'delivered' });
     const n = Number(headers.get('x-push-subscribers'));
     $('#ch-result').textContent = `Sent push ${headers.get('x-push-id')}: reached ${n} subscriber${n === 1 ? '' : 's'}.`;
   } catch (e) {
