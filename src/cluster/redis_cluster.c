@@ -267,6 +267,7 @@ static redisReply *run(rcs_t *c, int slot, const char *cmd, size_t len)
             return NULL; /* sent, perhaps run: not retried */
         }
         if (a) freeReplyObject(a);
+        int asked = asking;
         asking = 0;
         if (!c->t.cluster || r->type != REDIS_REPLY_ERROR) return r;
         rslots_redirect_t rd;
@@ -292,7 +293,9 @@ static redisReply *run(rcs_t *c, int slot, const char *cmd, size_t len)
              * not there at all): it can run once the migration ends */
             freeReplyObject(r);
             nap(TRYAGAIN_MS);
-            attempt--;
+            /* the wait is bounded by TRYAGAIN_MAX, not by the redirects: the ASK that
+             * led here is asked again after the nap, and is not counted either */
+            attempt -= asked ? 2 : 1;
             continue;
         }
         return r;

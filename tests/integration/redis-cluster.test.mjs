@@ -275,12 +275,13 @@ describe('device command queues on Redis Cluster', () => {
     const t0 = Date.now();
     const polling = new DeviceSim(n2, dev).poll();
     const enqueuing = enqueue(n3, dev, { endpoint: 'during-move' });
-    await sleep(150);
+    // longer than 8 ASK→TRYAGAIN rounds of 25 ms, well inside the 1 s a command waits
+    await sleep(400);
     // the slot now belongs to dst everywhere (MOVED for anyone who asks src)
     for (const port of rc.ports) assert.match(await redisCommand(port, 'CLUSTER', 'SETSLOT', slot, 'NODE', dstId), /^\+OK/);
     const p = await polling;
     const second = await enqueuing;
-    assert.ok(Date.now() - t0 >= 150, 'the calls waited for the migration');
+    assert.ok(Date.now() - t0 >= 400, 'the calls waited for the migration');
     assert.equal(p.status, 200, p.text);
     assert.equal(p.command.endpoint, 'before-move');
     assert.equal(second.status, 201, second.text);
