@@ -146,33 +146,6 @@ int ws_utf8_valid(const uint8_t *s, size_t len)
     return 1;
 }
 
-struct ws_session_s {
-    wslay_event_context_ptr ctx;
-    ws_session_cbs_t cbs;
-    void *ud;
-    const uint8_t *in;
-    size_t in_len;
-    unsigned activity;
-    /* permessage-deflate, when negotiated (fills what was padding): no zlib state
-     * between messages, only the client's recent plain bytes when it keeps its LZ77
-     * context (RFC 7692 §7.2.3), hist_len of them at hist (at most 32 KiB) */
-    uint8_t pmd_on;
-    ws_pmd_t pmd;
-    size_t max_msg;
-    int failed;
-    /* frame-header sniffer: sees each header before wslay does, so violations are
-     * answered with the precise close code and huge lengths are refused at once; it
-     * also tells when the stream is between messages */
-    uint8_t hdr[14];
-    uint8_t hlen;
-    uint8_t in_msg; /* a fragmented data message is in progress */
-    uint16_t hist_len;
-    uint16_t refusal; /* the close code chosen for a violation, until taken */
-    uint64_t skip;    /* payload bytes of the current frame still to pass */
-    uint64_t msg_len; /* payload of the data message so far, fragments summed */
-    uint8_t *hist;
-};
-
 /* Expected header length once the first two bytes are known. */
 static size_t header_len(const uint8_t *h)
 {
@@ -267,7 +240,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     (void)flags;
     ws_session_t *s = user;
-    if (s->cbs.write(s, data, len, s->ud) < 0) {
+    if (s->cbs->write(s, data, len, s->ud) < 0) {
         s->failed = 1;
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -319,7 +292,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         }
     }
     if (!wslay_event_get_close_sent(ctx))
-        s->cbs.on_message(s, arg->opcode, msg, len, s->ud);
+        s->cbs->on_message(s, arg->opcode, msg, len, s->ud);
     free(plain);
 }
 
@@ -365,14 +338,30 @@ static void maybe_release_ctx(ws_session_t *s)
     }
 }
 
+void ws_session_init(ws_session_t *s, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
+{
+    memset(s, 0, sizeof(*s));
+    s->max_msg = max_msg;
+    s->cbs = cbs;
+    s->ud = ud;
+}
+
+void ws_session_release(ws_session_t *s)
+{
+    if (s->ctx)
+        wslay_event_context_free(s->ctx);
+    s->ctx = NULL;
+    free(s->hist);
+    s->hist = NULL;
+    s->hist_len = 0;
+}
+
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
 {
-    ws_session_t *s = calloc(1, sizeof(*s));
+    ws_session_t *s = malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->max_msg = max_msg;
-    s->cbs = *cbs;
-    s->ud = ud;
+    ws_session_init(s, cbs, ud, max_msg);
     *sp = s;
     return 0;
 }
@@ -381,9 +370,7 @@ void ws_session_free(ws_session_t *s)
 {
     if (!s)
         return;
-    if (s->ctx)
-        wslay_event_context_free(s->ctx);
-    free(s->hist);
+    ws_session_release(s);
     free(s);
 }
 
@@ -512,7 +499,7 @@ int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t
     if (compressed)
         hdr[0] |= 0x40;
     int r = 0;
-    if (s->cbs.write(s, hdr, hl, s->ud) < 0 || (len && s->cbs.write(s, data, len, s->ud) < 0)) {
+    if (s->cbs->write(s, hdr, hl, s->ud) < 0 || (len && s->cbs->write(s, data, len, s->ud) < 0)) {
         s->failed = 1;
         r = -EPIPE;
     }
