@@ -408,7 +408,7 @@ static int h1_migrate(http_ctx_t *ctx, worker_t *to)
     http_conn_t *hc = ctx_conn(ctx);
     const http_request_t *req = ctx->req;
     conn_t *c = hc->c;
-    if (c->qcount || (c->flags & CONN_WRITING))
+    if (conn_has_output(c))
         return -EBUSY;
     /* the request again, as bytes, then whatever followed it */
     buf_t *b = buf_new(512 + req->body_len + hc->rest_len);
@@ -504,7 +504,7 @@ static int h1_stream_send(http_stream_t *s, buf_t *b, size_t off, size_t len)
 static void h1_stream_set_limit(http_stream_t *s, size_t max)
 {
     conn_t *c = ((h1_stream_t *)s)->c;
-    c->limit = max ? c->pending + max : 0;
+    c->limit = max ? conn_bytes(c->pending + max) : 0;
 }
 
 static void h1_stream_close(http_stream_t *s)

@@ -17,7 +17,7 @@ static int write_cb(ws_session_t *s, const uint8_t *data, size_t len, void *ud)
     (void)s;
     ws_conn_t *wc = ud;
     /* control frames must go out even when the data bound is reached */
-    size_t limit = wc->c->limit;
+    uint32_t limit = wc->c->limit;
     wc->c->limit = 0;
     int r = conn_send_copy(wc->c, data, len);
     wc->c->limit = limit;
@@ -143,7 +143,7 @@ static int upgrade(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_op
     wc->ping_interval_ms = opt->ping_interval_ms;
     wc->dead_after_ms = opt->ping_interval_ms + opt->pong_timeout_ms;
     wc->next_ping = now + opt->ping_interval_ms;
-    c->limit = opt->max_output_bytes;
+    c->limit = conn_bytes(opt->max_output_bytes);
     c->deadline = 0;
     conn_set_proto(c, &ws_proto, wc);
     __atomic_add_fetch(&metrics.connections[METRICS_T_WEBSOCKET], 1, __ATOMIC_RELAXED);

@@ -19,7 +19,6 @@ typedef struct ws_client_s {
     subscriber_t sub;
     ws_conn_t wc;
     auth_identity_t *id;
-    json_t *channel_rules;
     ratelimit_t rate; /* inbound messages */
     char client_id[];
 } ws_client_t;
@@ -31,6 +30,14 @@ static const ws_options_t *client_opt_ptr; /* atomic: every worker's attach stor
 static const ws_options_t *client_opt(void)
 {
     return __atomic_load_n(&client_opt_ptr, __ATOMIC_ACQUIRE);
+}
+
+/* The node's channel rules, likewise (the config's, fixed for the process's life). */
+static json_t *client_rules_ptr; /* atomic */
+
+static json_t *client_rules(void)
+{
+    return __atomic_load_n(&client_rules_ptr, __ATOMIC_ACQUIRE);
 }
 
 buf_t *ws_client_encode(const push_t *p, int ti)
@@ -171,7 +178,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
             send_error(cl, err);
             return;
         }
-        if (subscribe && channel_may_subscribe(cl->channel_rules, name, cl->id) < 0) {
+        if (subscribe && channel_may_subscribe(client_rules(), name, cl->id) < 0) {
             snprintf(err, sizeof(err), "%s: not allowed to subscribe to %s", verb, name);
             send_error(cl, err);
             return;
@@ -263,8 +270,8 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
     }
     memcpy(cl->client_id, client_id, id_len + 1);
     cl->id = id;
-    cl->channel_rules = channel_rules;
     __atomic_store_n(&client_opt_ptr, opt, __ATOMIC_RELEASE);
+    __atomic_store_n(&client_rules_ptr, channel_rules, __ATOMIC_RELEASE);
     ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
