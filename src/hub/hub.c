@@ -831,7 +831,7 @@ static void on_list(worker_t *w, worker_msg_t *m)
             .session_id = (char *)s->session_id,
             .user = (char *)s->user,
             .tenant = (char *)s->tenant,
-            .transport = (char *)s->transport,
+            .transport = (char *)s->ops->transport,
             .roles = (char **)s->roles,
             .n_roles = s->n_roles,
             .worker = w->index,

@@ -27,6 +27,7 @@ typedef struct subscriber_ops_s {
      * Returns 0 (queued), -ENOBUFS (a slow consumer: the transport has started
      * cutting it off), -EPIPE (going away). */
     int (*deliver)(subscriber_t *s, push_t *p, int ti);
+    const char *transport; /* its name in listings: "websocket", "sse", "socket.io" */
 } subscriber_ops_t;
 
 /* Embedded in a transport's client; the strings are the transport's, valid while
@@ -35,7 +36,6 @@ struct subscriber_s {
     subscriber_t *prev, *next;
     const subscriber_ops_t *ops;
     hub_worker_t *hw;
-    const char *transport;
     const char *client_id;
     const char *session_id;
     const char *user;

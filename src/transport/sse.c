@@ -77,7 +77,7 @@ static int sse_deliver(subscriber_t *s, push_t *p, int ti)
     return r;
 }
 
-static const subscriber_ops_t sse_ops = {sse_deliver};
+static const subscriber_ops_t sse_ops = {sse_deliver, "sse"};
 
 static void sse_on_tick(void *ud, uint64_t now)
 {
@@ -223,7 +223,6 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
     buf_unref(retry);
     subscriber_t *s = &cl->sub;
     s->ops = &sse_ops;
-    s->transport = "sse";
     s->client_id = cl->client_id;
     s->session_id = id ? id->session_id : "";
     s->user = id ? id->user : "";

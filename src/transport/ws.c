@@ -43,7 +43,7 @@ static void check_done(ws_conn_t *wc)
 static void ws_on_read(conn_t *c, const char *data, size_t len)
 {
     ws_conn_t *wc = c->ud;
-    wc->last_seen = uv_now(&c->w->loop);
+    wc->last_seen = (uint32_t)uv_now(&c->w->loop);
     int r = ws_session_feed(&wc->s, (const uint8_t *)data, len);
     if (ws_session_take_refusal(&wc->s) == WSLAY_CODE_MESSAGE_TOO_BIG)
         METRICS_REFUSED(REFUSED_MESSAGE_SIZE);
@@ -69,14 +69,15 @@ static void ws_on_tick(conn_t *c, uint64_t now)
             conn_close(c);
         return;
     }
-    if (now - wc->last_seen >= wc->dead_after_ms) {
+    uint32_t now32 = (uint32_t)now;
+    if (now32 - wc->last_seen >= wc->dead_after_ms) {
         log_info("websocket peer is not answering", "idle_ms=%llu",
-                 (unsigned long long)(now - wc->last_seen));
+                 (unsigned long long)(now32 - wc->last_seen));
         conn_close(c);
         return;
     }
-    if (now >= wc->next_ping) {
-        wc->next_ping = now + wc->ping_interval_ms;
+    if ((int32_t)(now32 - wc->next_ping) >= 0) {
+        wc->next_ping = now32 + wc->ping_interval_ms;
         ws_session_send(&wc->s, WSLAY_PING, NULL, 0);
     }
 }
@@ -139,10 +140,10 @@ static int upgrade(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_op
     wc->h = h;
     wc->app = app;
     uint64_t now = uv_now(&c->w->loop);
-    wc->last_seen = now;
+    wc->last_seen = (uint32_t)now;
     wc->ping_interval_ms = opt->ping_interval_ms;
     wc->dead_after_ms = opt->ping_interval_ms + opt->pong_timeout_ms;
-    wc->next_ping = now + opt->ping_interval_ms;
+    wc->next_ping = (uint32_t)now + opt->ping_interval_ms;
     c->limit = conn_bytes(opt->max_output_bytes);
     c->deadline = 0;
     conn_set_proto(c, &ws_proto, wc);

@@ -39,8 +39,9 @@ struct ws_conn_s {
     conn_t *c;
     const ws_handler_t *h;
     void *app;
-    uint64_t last_seen;
-    uint64_t next_ping;
+    /* the loop clock's low 32 bits (ms), compared modulo 2^32: intervals are short */
+    uint32_t last_seen;
+    uint32_t next_ping;
     unsigned ping_interval_ms;
     unsigned dead_after_ms;
     uint8_t closing;

@@ -97,7 +97,7 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
     return r;
 }
 
-static const subscriber_ops_t client_ops = {client_deliver};
+static const subscriber_ops_t client_ops = {client_deliver, "websocket"};
 
 static void send_error(ws_client_t *cl, const char *msg)
 {
@@ -275,7 +275,6 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
     ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
-    s->transport = "websocket";
     s->client_id = cl->client_id;
     s->session_id = id->session_id;
     s->user = id->user;

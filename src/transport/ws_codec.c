@@ -219,19 +219,28 @@ static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
     return -1;
 }
 
+/* The bytes a feed on this thread still has to give wslay: feeding is synchronous, so
+ * they live here rather than in every (mostly idle) session; a feed nested in another
+ * one's callback saves and restores them. */
+typedef struct feed_s {
+    const uint8_t *in;
+    size_t len;
+} feed_t;
+
+static __thread feed_t feed_in;
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user)
 {
-    (void)flags;
-    ws_session_t *s = user;
-    if (s->in_len == 0) {
+    (void)flags, (void)user;
+    if (feed_in.len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < s->in_len ? len : s->in_len;
-    memcpy(buf, s->in, n);
-    s->in += n;
-    s->in_len -= n;
+    size_t n = len < feed_in.len ? len : feed_in.len;
+    memcpy(buf, feed_in.in, n);
+    feed_in.in += n;
+    feed_in.len -= n;
     return (ssize_t)n;
 }
 
@@ -429,10 +438,10 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
         }
         src = joined;
     }
-    s->in = src;
-    s->in_len = feed;
+    feed_t outer = feed_in;
+    feed_in = (feed_t){src, feed};
     int fail = 0;
-    while (s->in_len > 0 && wslay_event_want_read(s->ctx)) {
+    while (feed_in.len > 0 && wslay_event_want_read(s->ctx)) {
         int r = wslay_event_recv(s->ctx);
         if (r == WSLAY_ERR_NOMEM) {
             s->failed = 1;
@@ -451,8 +460,7 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
             break;
         }
     }
-    s->in = NULL;
-    s->in_len = 0;
+    feed_in = outer;
     free(joined);
     if (fail)
         return fail;

@@ -57,8 +57,6 @@ struct ws_session_s {
     wslay_event_context_ptr ctx; /* only while a frame, message or close is in progress */
     const ws_session_cbs_t *cbs; /* must outlive the session */
     void *ud;
-    const uint8_t *in; /* during a feed: the bytes wslay still has to read */
-    size_t in_len;
     size_t max_msg;
     uint64_t skip;    /* frame-header sniffer: payload bytes of the current frame to pass */
     uint64_t msg_len; /* payload of the data message so far, fragments summed */
