@@ -18,6 +18,7 @@
 #include "hub/report.h"
 #include "hub/topics.h"
 
+struct auth_identity_s;
 typedef struct hub_s hub_t;
 typedef struct hub_worker_s hub_worker_t;
 typedef struct subscriber_s subscriber_t;
@@ -37,11 +38,10 @@ struct subscriber_s {
     const subscriber_ops_t *ops;
     hub_worker_t *hw;
     const char *client_id;
-    const char *session_id;
-    const char *user;
+    /* who it is: session id, user, effective roles (the transport's; NULL: an
+     * anonymous reader, session and user "", no roles) */
+    struct auth_identity_s *id;
     const char *tenant;
-    char *const *roles;
-    size_t n_roles;
     int64_t connected_at_ms;
     topic_link_t *links; /* the topics it is subscribed to */
     unsigned n_topics;   /* how many (limits.maxSubscriptions) */

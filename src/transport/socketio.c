@@ -313,11 +313,8 @@ static void on_connect(sio_client_t *cl, const sio_packet_t *p)
     subscriber_t *s = &sock->sub;
     s->ops = &sock_ops;
     s->client_id = sock->client_id ? sock->client_id : "socket.io";
-    s->session_id = sock->id ? sock->id->session_id : "";
-    s->user = sock->id ? sock->id->user : "";
+    s->id = sock->id;
     s->tenant = sock->tenant;
-    s->roles = sock->id ? sock->id->roles : NULL;
-    s->n_roles = sock->id ? sock->id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
     sock->next = cl->sockets;
     cl->sockets = sock;

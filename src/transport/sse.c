@@ -224,11 +224,8 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
     subscriber_t *s = &cl->sub;
     s->ops = &sse_ops;
     s->client_id = cl->client_id;
-    s->session_id = id ? id->session_id : "";
-    s->user = id ? id->user : "";
+    s->id = id;
     s->tenant = cl->tenant;
-    s->roles = id ? id->roles : NULL;
-    s->n_roles = id ? id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
     s->topics_only = 1;
     /* subscribe before replaying: a push recorded after the replay read the history

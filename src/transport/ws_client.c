@@ -18,7 +18,6 @@
 typedef struct ws_client_s {
     subscriber_t sub;
     ws_conn_t wc;
-    auth_identity_t *id;
     ratelimit_t rate; /* inbound messages */
     char client_id[];
 } ws_client_t;
@@ -178,7 +177,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
             send_error(cl, err);
             return;
         }
-        if (subscribe && channel_may_subscribe(client_rules(), name, cl->id) < 0) {
+        if (subscribe && channel_may_subscribe(client_rules(), name, cl->sub.id) < 0) {
             snprintf(err, sizeof(err), "%s: not allowed to subscribe to %s", verb, name);
             send_error(cl, err);
             return;
@@ -251,7 +250,7 @@ static void client_on_close(ws_conn_t *wc)
 {
     ws_client_t *cl = wc->app;
     hub_unsubscribe(&cl->sub);
-    auth_identity_free(cl->id);
+    auth_identity_free(cl->sub.id);
     free(cl); /* wc with it */
 }
 
@@ -269,18 +268,14 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
         return -ENOMEM;
     }
     memcpy(cl->client_id, client_id, id_len + 1);
-    cl->id = id;
     __atomic_store_n(&client_opt_ptr, opt, __ATOMIC_RELEASE);
     __atomic_store_n(&client_rules_ptr, channel_rules, __ATOMIC_RELEASE);
     ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
     s->client_id = cl->client_id;
-    s->session_id = id->session_id;
-    s->user = id->user;
+    s->id = id;
     s->tenant = id->tenant;
-    s->roles = id->roles;
-    s->n_roles = id->n_roles;
     s->connected_at_ms = auth_now_ms();
     /* subscribe first: bytes that came with the handshake may already answer */
     hub_subscribe(c->w, s);
