@@ -58,18 +58,35 @@ static void on_prepare(uv_prepare_t *p)
     conn_flush_pending(p->data);
 }
 
+#define WORKER_ACCEPT_PAUSE_MS 100
+
+static void on_connection(uv_poll_t *p, int status, int events);
+
+static void on_accept_pause_end(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&w->listener))
+        uv_poll_start(&w->listener, UV_READABLE, on_connection);
+}
+
 /* Out of descriptors: the pending connections are taken off the backlog and closed
- * (with the reserve descriptor given up for the time), rather than left to wake the
- * loop again and again (libuv's trick). */
+ * (with the reserve descriptor given up for the time: libuv's trick), and the
+ * listener rests WORKER_ACCEPT_PAUSE_MS, so a full descriptor table (whose reserve
+ * another worker may just have taken) does not spin the loop on a readable listener
+ * that cannot be accepted from. */
 static void accept_and_drop(worker_t *w)
 {
-    if (w->reserve_fd < 0)
-        return;
-    close(w->reserve_fd);
-    int fd;
-    while ((fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
-        close(fd);
-    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        int fd;
+        while ((fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+            close(fd);
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    uv_poll_stop(&w->listener);
+    uv_timer_start(&w->accept_pause, on_accept_pause_end, WORKER_ACCEPT_PAUSE_MS, 0);
 }
 
 /* The listener is readable: accept a batch (the rest comes at the next loop turn). */
@@ -105,6 +122,7 @@ static void listener_close(worker_t *w)
 {
     if (!uv_is_closing((uv_handle_t *)&w->listener))
         uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_timer_stop(&w->accept_pause);
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     w->listen_fd = -1;
@@ -249,6 +267,9 @@ static int worker_init(worker_pool_t *pool, int index, worker_t **out)
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
     uv_unref((uv_handle_t *)&w->tick);
+    uv_timer_init(&w->loop, &w->accept_pause);
+    w->accept_pause.data = w;
+    uv_unref((uv_handle_t *)&w->accept_pause);
     if ((r = conn_io_init(w)) < 0)
         goto fail_listen;
     if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &w->listen_fd)) < 0)

@@ -35,6 +35,7 @@ struct worker_s {
     uv_poll_t listener; /* on listen_fd: accept4 when readable */
     int listen_fd;      /* -1 once closed */
     int reserve_fd;     /* given up to accept-and-drop when out of descriptors */
+    uv_timer_t accept_pause; /* out of descriptors: listening resumes when it fires */
     int epfd;           /* the epoll set of this worker's connections (core/conn.c) */
     uv_poll_t io;       /* watches epfd on the loop */
     uv_async_t async;
