@@ -198,7 +198,7 @@ void api_stats_stream(http_ctx_t *ctx)
         conn_close(c);
         return;
     }
-    c->limit = c->pending + STATS_MAX_PENDING;
+    c->limit = conn_bytes(c->pending + (size_t)STATS_MAX_PENDING);
     s->next_ms = uv_now(&c->w->loop) + STATS_INTERVAL_MS;
     if (start_round(s) < 0) conn_close(c);
 }

@@ -1,12 +1,20 @@
-/* Connection I/O: per-worker read buffer, queued output flushed by writev before the
- * loop sleeps, graceful and abrupt close. */
+/* Connection I/O on raw sockets: one epoll set per worker (watched by a single libuv
+ * poll handle), reads into the per-worker buffer, queued output flushed by writev
+ * before the loop sleeps, graceful and abrupt close, closed conns freed at a safe
+ * point. The epoll set is level-triggered: a conn is in it only while it wants to
+ * read or waits to write. */
 #include "core/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "core/metrics.h"
 #include "core/tls.h"
@@ -16,17 +24,47 @@
 #define CONN_LINGER_MS 2000
 /* records encrypted ahead of the socket, per TLS connection, before waiting for it */
 #define CONN_TLS_OUT_MAX (64 * 1024)
+/* events taken from the epoll set per wakeup; the rest come at the next loop turn */
+#define CONN_EVENTS_MAX 256
+/* reads of one connection per readiness while each fills the buffer (as libuv) */
+#define CONN_READS_MAX 32
 
 /* plaintext scratch of the worker's thread: decrypted input, gathered output */
 static __thread char tls_plain_in[TLS_RECORD_MAX];
 static __thread char tls_plain_out[TLS_RECORD_MAX];
 
-typedef struct conn_write_s {
-    uv_write_t req;
-    conn_t *c;
-    unsigned n;
-    conn_out_t items[CONN_IOV_MAX];
-} conn_write_t;
+/* Makes the epoll set watch what c wants now (EPOLLIN while reading, EPOLLOUT while
+ * the kernel is full); a conn that wants neither is taken out, so a hang-up it cannot
+ * act on does not wake the loop again and again. Returns 0 or a negative errno. */
+static int watch(conn_t *c)
+{
+    if (c->flags & CONN_CLOSING)
+        return 0;
+    uint32_t want = ((c->flags & CONN_READING) ? CONN_EP_IN : 0) |
+                    ((c->flags & CONN_WRITING) ? CONN_EP_OUT : 0);
+    uint32_t have = c->flags & (CONN_EP_IN | CONN_EP_OUT);
+    if (want == have)
+        return 0;
+    struct epoll_event ev = {.events = ((want & CONN_EP_IN) ? EPOLLIN : 0) |
+                                       ((want & CONN_EP_OUT) ? EPOLLOUT : 0),
+                             .data.ptr = c};
+    int op = !want ? EPOLL_CTL_DEL : !have ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(c->w->epfd, op, c->fd, &ev) < 0)
+        return -errno;
+    c->flags = (c->flags & ~(uint32_t)(CONN_EP_IN | CONN_EP_OUT)) | want;
+    return 0;
+}
+
+/* Starts or stops reading; a conn whose epoll set cannot change is closed. */
+static void set_reading(conn_t *c, int on)
+{
+    if (on)
+        c->flags |= CONN_READING;
+    else
+        c->flags &= ~(uint32_t)CONN_READING;
+    if (watch(c) < 0)
+        conn_close(c);
+}
 
 static void flush_list_add(conn_t *c)
 {
@@ -52,21 +90,32 @@ static void flush_list_remove(conn_t *c)
     if (c->pnext)
         c->pnext->pprev = c->pprev;
     c->pprev = c->pnext = NULL;
-    c->flags &= ~(unsigned)CONN_PENDING;
+    c->flags &= ~(uint32_t)CONN_PENDING;
+}
+
+static uint32_t q_count(const conn_t *c)
+{
+    return c->q ? c->q->count : 0;
+}
+
+static conn_out_t *q_at(const conn_t *c, uint32_t i)
+{
+    return &c->q->items[(c->q->head + i) % c->q->cap];
 }
 
 static int queue_grow(conn_t *c)
 {
-    uint32_t cap = c->qcap ? c->qcap * 2 : 4;
-    conn_out_t *q = malloc(sizeof(*q) * cap);
+    uint32_t old = c->q ? c->q->cap : 0, cap = old ? old * 2 : 4;
+    conn_queue_t *q = malloc(sizeof(*q) + sizeof(conn_out_t) * cap);
     if (!q)
         return -ENOMEM;
-    for (uint32_t i = 0; i < c->qcount; i++)
-        q[i] = c->q[(c->qhead + i) % c->qcap];
+    q->head = 0;
+    q->cap = cap;
+    q->count = q_count(c);
+    for (uint32_t i = 0; i < q->count; i++)
+        q->items[i] = *q_at(c, i);
     free(c->q);
     c->q = q;
-    c->qcap = cap;
-    c->qhead = 0;
     return 0;
 }
 
@@ -76,13 +125,14 @@ int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
         return -EPIPE;
     if (len == 0)
         return 0;
-    if (c->limit && c->pending + len > c->limit)
+    uint32_t limit = c->limit ? c->limit : CONN_PENDING_MAX;
+    if (len > limit || c->pending > limit - len)
         return -ENOBUFS;
-    if (c->qcount == c->qcap && queue_grow(c) < 0)
+    if ((!c->q || c->q->count == c->q->cap) && queue_grow(c) < 0)
         return -ENOMEM;
-    c->q[(c->qhead + c->qcount) % c->qcap] = (conn_out_t){buf_ref(b), off, len};
-    c->qcount++;
-    c->pending += len;
+    *q_at(c, c->q->count) = (conn_out_t){buf_ref(b), off, len};
+    c->q->count++;
+    c->pending += (uint32_t)len;
     flush_list_add(c);
     return 0;
 }
@@ -109,16 +159,16 @@ int conn_send_owned(conn_t *c, buf_t *b)
 
 static void queue_release(conn_t *c)
 {
-    for (uint32_t i = 0; i < c->qcount; i++)
-        buf_unref(c->q[(c->qhead + i) % c->qcap].b);
+    for (uint32_t i = 0; i < q_count(c); i++)
+        buf_unref(q_at(c, i)->b);
     free(c->q);
     c->q = NULL;
-    c->qcount = c->qcap = c->qhead = 0;
 }
 
-static void on_close_cb(uv_handle_t *h)
+/* Frees c: the protocol's state, the queue, the TLS session, its place in the worker
+ * and in the pool's counts. */
+static void conn_free(conn_t *c)
 {
-    conn_t *c = h->data;
     worker_t *w = c->w;
     if (c->proto->on_close)
         c->proto->on_close(c);
@@ -136,45 +186,54 @@ static void on_close_cb(uv_handle_t *h)
     free(c);
 }
 
+void conn_reap(worker_t *w)
+{
+    /* on_close may close other conns: they join a new list, freed in the next round */
+    while (w->reap_head) {
+        conn_t *c = w->reap_head;
+        w->reap_head = NULL;
+        while (c) {
+            conn_t *next = c->pnext;
+            conn_free(c);
+            c = next;
+        }
+    }
+}
+
 void conn_close(conn_t *c)
 {
     if (c->flags & CONN_CLOSING)
         return;
     flush_list_remove(c);
-    c->flags |= CONN_CLOSING;
-    uv_close((uv_handle_t *)&c->tcp, on_close_cb);
-}
-
-static void on_shutdown_cb(uv_shutdown_t *req, int status)
-{
-    conn_t *c = req->data;
-    free(req); /* libuv is done with it; a conn is freed only after this runs */
-    if (status < 0 || (c->flags & CONN_CLOSING)) {
-        conn_close(c);
-        return;
+    if (c->fd >= 0) {
+        /* out of the epoll set first: a duplicate of the socket (a migration) would
+         * otherwise keep it there, pointing at a freed conn */
+        if (c->flags & (CONN_EP_IN | CONN_EP_OUT))
+            (void)epoll_ctl(c->w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
     }
-    /* keep reading (and discarding) so the peer sees our response, not a reset */
-    c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
-    if (c->flags & CONN_READ_PAUSED)
-        conn_resume_read(c);
+    c->flags |= CONN_CLOSING;
+    c->flags &= ~(uint32_t)(CONN_EP_IN | CONN_EP_OUT | CONN_READING | CONN_WRITING);
+    /* freed at the safe point, never inside the caller (a callback of c's own) */
+    c->pnext = c->w->reap_head;
+    c->w->reap_head = c;
 }
 
+/* The FIN: sent at once (the queue is empty). Then keep reading (and discarding) so
+ * the peer sees our response, not a reset, until its EOF or the linger deadline. */
 static void start_shutdown(conn_t *c)
 {
     if (c->flags & (CONN_SHUT | CONN_CLOSING))
         return;
     c->flags |= CONN_SHUT;
-    /* allocated only now: an open connection does not carry a shutdown request */
-    uv_shutdown_t *req = malloc(sizeof(*req));
-    if (!req) {
-        conn_close(c);
+    if (shutdown(c->fd, SHUT_WR) < 0 || (c->flags & CONN_EOF)) {
+        conn_close(c); /* failed, or the peer is done too: nothing left to wait for */
         return;
     }
-    req->data = c;
-    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown_cb) < 0) {
-        free(req);
-        conn_close(c);
-    }
+    c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
+    if (c->flags & CONN_READ_PAUSED)
+        conn_resume_read(c);
 }
 
 void conn_end(conn_t *c)
@@ -184,16 +243,16 @@ void conn_end(conn_t *c)
     c->flags |= CONN_END;
     if (c->tls)
         flush_list_add(c); /* the flush sends close_notify, then the FIN */
-    else if (c->qcount == 0 && !(c->flags & CONN_WRITING))
+    else if (!conn_has_output(c))
         start_shutdown(c);
 }
 
 /* Drops n bytes from the head of the queue. */
 static void drop(conn_t *c, size_t n)
 {
-    c->pending -= n;
+    c->pending -= (uint32_t)n;
     while (n > 0) {
-        conn_out_t *it = &c->q[c->qhead];
+        conn_out_t *it = q_at(c, 0);
         if (n < it->len) {
             it->off += n;
             it->len -= n;
@@ -201,8 +260,8 @@ static void drop(conn_t *c, size_t n)
         }
         n -= it->len;
         buf_unref(it->b);
-        c->qhead = (c->qhead + 1) % c->qcap;
-        c->qcount--;
+        c->q->head = (c->q->head + 1) % c->q->cap;
+        c->q->count--;
     }
 }
 
@@ -213,39 +272,36 @@ static void consume(conn_t *c, size_t n)
     drop(c, n);
 }
 
-static void conn_flush(conn_t *c);
-
-static void on_write_cb(uv_write_t *req, int status)
+/* Writes iov to c's socket with writev (the node ignores SIGPIPE: a reset peer is
+ * EPIPE; writev, not sendmsg, so the write syscalls stay visible in /proc/PID/io,
+ * where the benchmarks count them). Returns the bytes the kernel took (0 when it is
+ * full), or a negative errno. */
+static ssize_t send_iov(conn_t *c, struct iovec *iov, size_t n)
 {
-    conn_write_t *wr = (conn_write_t *)req;
-    conn_t *c = wr->c;
-    size_t bytes = 0;
-    for (unsigned i = 0; i < wr->n; i++) {
-        bytes += wr->items[i].len;
-        buf_unref(wr->items[i].b);
+    for (;;) {
+        ssize_t r = writev(c->fd, iov, (int)n);
+        if (r >= 0)
+            return r;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINTR)
+            return -errno;
     }
-    free(wr);
-    c->flags &= ~(unsigned)CONN_WRITING;
-    if (c->flags & CONN_CLOSING)
-        return;
-    if (status < 0) {
+}
+
+/* The kernel is full: wait for EPOLLOUT (the conn is closed if it cannot). */
+static void wait_writable(conn_t *c)
+{
+    c->flags |= CONN_WRITING;
+    if (watch(c) < 0)
         conn_close(c);
-        return;
-    }
-    c->pending -= bytes;
-    METRICS_ADD(bytes_out, bytes);
-    conn_flush(c);
 }
 
 /* Nothing left to write: an idle conn keeps no queue; a closing one sends its FIN. */
 static void flushed(conn_t *c)
 {
-    if (c->qcap) {
-        /* an idle connection keeps no queue at all: the next send allocates one */
-        free(c->q);
-        c->q = NULL;
-        c->qcap = c->qhead = 0;
-    }
+    free(c->q); /* empty: an idle connection keeps no queue at all */
+    c->q = NULL;
     if (c->flags & CONN_END) {
         start_shutdown(c);
         return;
@@ -258,8 +314,8 @@ static void flushed(conn_t *c)
 static size_t gather(const conn_t *c, char *dst, size_t cap)
 {
     size_t n = 0;
-    for (uint32_t i = 0; i < c->qcount && n < cap; i++) {
-        const conn_out_t *it = &c->q[(c->qhead + i) % c->qcap];
+    for (uint32_t i = 0; i < q_count(c) && n < cap; i++) {
+        const conn_out_t *it = q_at(c, i);
         size_t k = it->len < cap - n ? it->len : cap - n;
         memcpy(dst + n, it->b->data + it->off, k);
         n += k;
@@ -274,12 +330,12 @@ static int tls_encrypt(conn_t *c)
     tls_conn_t *t = c->tls;
     if (!tls_conn_ready(t))
         return 0; /* the plaintext waits for the handshake */
-    while (c->qcount > 0) {
+    while (q_count(c) > 0) {
         size_t off;
         buf_t *ob = tls_conn_out(t, &off);
         if (ob && ob->len - off >= CONN_TLS_OUT_MAX)
             return 0;
-        const conn_out_t *it = &c->q[c->qhead];
+        const conn_out_t *it = q_at(c, 0);
         const char *src = it->b->data + it->off;
         size_t n = TLS_RECORD_MAX;
         if (it->len < TLS_RECORD_MAX) {
@@ -295,9 +351,9 @@ static int tls_encrypt(conn_t *c)
     return 0;
 }
 
-/* Writes the records waiting in c->tls: what the kernel does not take at once goes to
- * a uv_write that owns the buffer until its callback. Returns 1 when all went out,
- * 0 when a write is in flight, a negative errno (c is closed). */
+/* Writes the records waiting in c->tls; what the kernel does not take stays there
+ * until EPOLLOUT. Returns 1 when all went out, 0 when waiting for the socket, a
+ * negative errno (c is closed). */
 static int tls_send(conn_t *c)
 {
     tls_conn_t *t = c->tls;
@@ -306,37 +362,17 @@ static int tls_send(conn_t *c)
     if (!b)
         return 1;
     size_t len = b->len - off;
-    uv_buf_t iov = uv_buf_init(b->data + off, (unsigned)len);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        r = 0;
+    struct iovec iov = {b->data + off, len};
+    ssize_t r = send_iov(c, &iov, 1);
     if (r < 0) {
         conn_close(c);
-        return r;
+        return (int)r;
     }
     METRICS_ADD(bytes_out, (size_t)r);
     tls_conn_out_consume(t, (size_t)r);
     if ((size_t)r == len)
         return 1;
-    conn_write_t *wr = malloc(sizeof(*wr));
-    if (!wr) {
-        conn_close(c);
-        return -ENOMEM;
-    }
-    b = tls_conn_out_take(t, &off);
-    len = b->len - off;
-    wr->items[0] = (conn_out_t){b, off, len};
-    wr->n = 1;
-    wr->c = c;
-    iov = uv_buf_init(b->data + off, (unsigned)len);
-    if ((r = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &iov, 1, on_write_cb)) < 0) {
-        buf_unref(b);
-        free(wr);
-        conn_close(c);
-        return r;
-    }
-    c->pending += len; /* on_write_cb takes it off */
-    c->flags |= CONN_WRITING;
+    wait_writable(c);
     return 0;
 }
 
@@ -352,13 +388,13 @@ static void conn_flush_tls(conn_t *c)
         }
         if (tls_send(c) <= 0)
             return;
-        if (c->qcount > 0 && tls_conn_ready(c->tls))
+        if (q_count(c) > 0 && tls_conn_ready(c->tls))
             continue; /* the records were over CONN_TLS_OUT_MAX: more to encrypt */
         if ((c->flags & CONN_END) && tls_conn_ready(c->tls) && tls_conn_close_notify(c->tls) > 0)
             continue;
         break;
     }
-    if (c->qcount > 0) {
+    if (q_count(c) > 0) {
         if (!(c->flags & CONN_END))
             return; /* queued before the handshake completed */
         queue_release(c); /* ending before the handshake: nothing can be sent */
@@ -375,54 +411,34 @@ static void conn_flush(conn_t *c)
         conn_flush_tls(c);
         return;
     }
-    uv_buf_t iov[CONN_IOV_MAX];
-    while (c->qcount > 0) {
-        unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
+    struct iovec iov[CONN_IOV_MAX];
+    while (q_count(c) > 0) {
+        uint32_t n = q_count(c) < CONN_IOV_MAX ? q_count(c) : CONN_IOV_MAX;
         size_t total = 0;
-        for (unsigned i = 0; i < n; i++) {
-            conn_out_t *it = &c->q[(c->qhead + i) % c->qcap];
-            iov[i] = uv_buf_init(it->b->data + it->off, (unsigned)it->len);
+        for (uint32_t i = 0; i < n; i++) {
+            const conn_out_t *it = q_at(c, i);
+            iov[i] = (struct iovec){it->b->data + it->off, it->len};
             total += it->len;
         }
-        int r = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
-        if (r == UV_EAGAIN || r == UV_ENOSYS)
-            r = 0;
+        ssize_t r = send_iov(c, iov, n);
         if (r < 0) {
             conn_close(c);
             return;
         }
         consume(c, (size_t)r);
-        if ((size_t)r < total)
-            break;
-    }
-    if (c->qcount > 0) {
-        /* the kernel is full: hand the next slices to uv_write and wait for it */
-        conn_write_t *wr = malloc(sizeof(*wr));
-        if (!wr) {
-            conn_close(c);
+        if ((size_t)r < total) {
+            wait_writable(c);
             return;
         }
-        unsigned n = c->qcount < CONN_IOV_MAX ? c->qcount : CONN_IOV_MAX;
-        for (unsigned i = 0; i < n; i++) {
-            wr->items[i] = c->q[c->qhead];
-            iov[i] = uv_buf_init(wr->items[i].b->data + wr->items[i].off,
-                                 (unsigned)wr->items[i].len);
-            c->qhead = (c->qhead + 1) % c->qcap;
-            c->qcount--;
-        }
-        wr->n = n;
-        wr->c = c;
-        if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, iov, n, on_write_cb) < 0) {
-            for (unsigned i = 0; i < n; i++)
-                buf_unref(wr->items[i].b);
-            free(wr);
-            conn_close(c);
-            return;
-        }
-        c->flags |= CONN_WRITING;
-        return;
     }
     flushed(c);
+}
+
+/* Stops reading after the end of input or a read error. */
+static void read_done(conn_t *c)
+{
+    c->flags |= CONN_EOF;
+    set_reading(c, 0);
 }
 
 /* Decrypts the TLS input (stashed, then data) and hands the plaintext to the protocol
@@ -440,7 +456,9 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
             break;
         if (n == -EPIPE) {
             /* close_notify: the peer is done sending, as a TCP EOF says */
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            read_done(c);
+            if (c->flags & CONN_CLOSING)
+                return;
             if (c->proto->on_eof)
                 c->proto->on_eof(c);
             else
@@ -452,8 +470,8 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
             size_t off;
             buf_t *b = tls_conn_out(t, &off);
             if (b) {
-                uv_buf_t iov = uv_buf_init(b->data + off, (unsigned)(b->len - off));
-                (void)uv_try_write((uv_stream_t *)&c->tcp, &iov, 1);
+                struct iovec iov = {b->data + off, b->len - off};
+                (void)send_iov(c, &iov, 1);
             }
             conn_close(c);
             return;
@@ -467,7 +485,7 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
         return;
     }
     size_t off;
-    if (tls_conn_out(t, &off) || (c->qcount && tls_conn_ready(t)))
+    if (tls_conn_out(t, &off) || (q_count(c) && tls_conn_ready(t)))
         flush_list_add(c); /* handshake records, or output the handshake held back */
 }
 
@@ -478,58 +496,124 @@ void conn_want_flush(conn_t *c)
 
 void conn_flush_pending(worker_t *w)
 {
-    while (w->flush_head) {
-        conn_t *c = w->flush_head;
-        flush_list_remove(c);
-        if (c->tls && tls_conn_has_stash(c->tls) &&
-            !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
-            /* input held back while reading was paused, or brought along by a migration */
-            tls_deliver(c, NULL, 0);
+    do {
+        while (w->flush_head) {
+            conn_t *c = w->flush_head;
             flush_list_remove(c);
-            if (c->flags & CONN_CLOSING)
-                continue;
+            if (c->tls && tls_conn_has_stash(c->tls) &&
+                !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
+                /* input held back while reading was paused, or brought along by a
+                 * migration */
+                tls_deliver(c, NULL, 0);
+                flush_list_remove(c);
+                if (c->flags & CONN_CLOSING)
+                    continue;
+            }
+            if (c->proto->on_flush) {
+                c->proto->on_flush(c);
+                flush_list_remove(c); /* what on_flush queued is written just below */
+            }
+            conn_flush(c);
         }
-        if (c->proto->on_flush) {
-            c->proto->on_flush(c);
-            flush_list_remove(c); /* what on_flush queued is written just below */
+        /* what the closed conns' on_close queued elsewhere goes out before the loop
+         * sleeps */
+        conn_reap(w);
+    } while (w->flush_head);
+}
+
+/* Reads what the socket has: into the worker's buffer, then to the protocol (through
+ * TLS when c has it), until the socket is drained, a read comes back short, or c
+ * stops reading. */
+static void on_readable(conn_t *c)
+{
+    char *rbuf = c->w->rbuf;
+    for (int i = 0; i < CONN_READS_MAX; i++) {
+        ssize_t n = read(c->fd, rbuf, sizeof(c->w->rbuf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n > 0) {
+            if (!(c->flags & CONN_SHUT)) {
+                if (c->tls)
+                    tls_deliver(c, rbuf, (size_t)n);
+                else
+                    c->proto->on_read(c, rbuf, (size_t)n);
+            }
+            if (!(c->flags & CONN_READING) || (size_t)n < sizeof(c->w->rbuf))
+                return; /* paused, closed, moved away; or drained */
+            continue;
+        }
+        /* the end of input (n == 0), or a failed socket */
+        int eof = n == 0;
+        if (c->flags & CONN_SHUT) {
+            conn_close(c);
+            return;
+        }
+        read_done(c);
+        if (c->flags & CONN_CLOSING)
+            return;
+        if (eof && c->proto->on_eof)
+            c->proto->on_eof(c);
+        else
+            conn_close(c);
+        return;
+    }
+}
+
+/* One epoll event of c. */
+static void on_event(conn_t *c, uint32_t ev)
+{
+    if (c->flags & CONN_CLOSING)
+        return;
+    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (c->flags & CONN_READING))
+        on_readable(c);
+    if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (c->flags & CONN_WRITING) &&
+        !(c->flags & CONN_CLOSING)) {
+        c->flags &= ~(uint32_t)CONN_WRITING;
+        if (watch(c) < 0) {
+            conn_close(c);
+            return;
         }
         conn_flush(c);
     }
 }
 
-static void on_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void on_io(uv_poll_t *p, int status, int events)
 {
-    (void)hint;
-    conn_t *c = h->data;
-    *buf = uv_buf_init(c->w->rbuf, sizeof(c->w->rbuf));
+    (void)status, (void)events;
+    worker_t *w = p->data;
+    struct epoll_event ev[CONN_EVENTS_MAX];
+    int n;
+    do
+        n = epoll_wait(w->epfd, ev, CONN_EVENTS_MAX, 0);
+    while (n < 0 && errno == EINTR);
+    /* a conn closed by an earlier event of this batch is still allocated (freed at
+     * the safe point) and marked closing: on_event skips it */
+    for (int i = 0; i < n; i++)
+        on_event(ev[i].data.ptr, ev[i].events);
 }
 
-static void on_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+int conn_io_init(worker_t *w)
 {
-    (void)buf;
-    conn_t *c = s->data;
-    if (c->flags & CONN_CLOSING)
-        return;
-    if (nread > 0) {
-        if (c->flags & CONN_SHUT)
-            return;
-        if (c->tls)
-            tls_deliver(c, buf->base, (size_t)nread);
-        else
-            c->proto->on_read(c, buf->base, (size_t)nread);
-        return;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (w->epfd < 0)
+        return -errno;
+    int r = uv_poll_init(&w->loop, &w->io, w->epfd);
+    if (r < 0) {
+        close(w->epfd);
+        w->epfd = -1;
+        return r;
     }
-    if (nread == 0)
-        return;
-    if (c->flags & CONN_SHUT) {
-        conn_close(c);
-        return;
-    }
-    uv_read_stop(s);
-    if (nread == UV_EOF && c->proto->on_eof)
-        c->proto->on_eof(c);
-    else
-        conn_close(c);
+    w->io.data = w;
+    return uv_poll_start(&w->io, UV_READABLE, on_io);
+}
+
+void conn_io_free(worker_t *w)
+{
+    if (w->epfd >= 0)
+        close(w->epfd);
+    w->epfd = -1;
 }
 
 void conn_pause_read(conn_t *c)
@@ -537,19 +621,17 @@ void conn_pause_read(conn_t *c)
     if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING))
         return;
     c->flags |= CONN_READ_PAUSED;
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    set_reading(c, 0);
 }
 
 void conn_resume_read(conn_t *c)
 {
     if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING))
         return;
-    c->flags &= ~(unsigned)CONN_READ_PAUSED;
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0) {
-        conn_close(c);
-        return;
-    }
-    if (c->tls && tls_conn_has_stash(c->tls))
+    c->flags &= ~(uint32_t)CONN_READ_PAUSED;
+    if (!(c->flags & CONN_EOF))
+        set_reading(c, 1);
+    if (!(c->flags & CONN_CLOSING) && c->tls && tls_conn_has_stash(c->tls))
         flush_list_add(c); /* decrypted before the next read, never inside the caller */
 }
 
@@ -557,11 +639,6 @@ void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *ud)
 {
     c->proto = proto;
     c->ud = ud;
-}
-
-static void on_reject_close(uv_handle_t *h)
-{
-    free(h);
 }
 
 static void refused_read(conn_t *c, const char *data, size_t len)
@@ -584,9 +661,8 @@ static void refuse(conn_t *c, int reason)
     }
     c->proto = &refused_proto;
     fn(c, reason);
-    if (!(c->flags & CONN_CLOSING) &&
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
-        conn_close(c);
+    if (!(c->flags & CONN_CLOSING))
+        set_reading(c, 1);
 }
 
 /* Counts c in the per-IP table. Returns 0, or -EUSERS when its address is at the limit. */
@@ -595,35 +671,25 @@ static int count_ip(conn_t *c)
     worker_pool_t *pool = c->w->pool;
     if (!pool->ips) return 0;
     struct sockaddr_storage ss;
-    int len = sizeof(ss);
+    socklen_t len = sizeof(ss);
     ipkey_t k;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) < 0 ||
         ipkey_from_sockaddr((struct sockaddr *)&ss, &k) < 0)
         return 0; /* no address to count (the peer is already gone) */
     int r = iptable_acquire(pool->ips, &k, pool->cfg.max_connections_per_ip, &c->ip);
     return r == -EUSERS ? r : 0;
 }
 
-int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
+/* A new conn of w on fd (taken), linked in w's connections. Returns it, or NULL (fd
+ * closed) when out of memory. */
+static conn_t *conn_new(worker_t *w, int fd, const conn_proto_t *proto)
 {
-    uint32_t max = w->pool->cfg.max_connections;
-    uint32_t n = __atomic_add_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
     conn_t *c = calloc(1, sizeof(*c));
-    int r = c ? uv_tcp_init(&w->loop, &c->tcp) : UV_ENOMEM;
-    if (r < 0) {
-        free(c);
-        __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
-        /* the pending socket must still be taken off the backlog */
-        uv_tcp_t *drop = malloc(sizeof(*drop));
-        if (drop && uv_tcp_init(&w->loop, drop) == 0) {
-            (void)uv_accept(server, (uv_stream_t *)drop);
-            uv_close((uv_handle_t *)drop, on_reject_close);
-        } else {
-            free(drop);
-        }
-        return r;
+    if (!c) {
+        close(fd);
+        return NULL;
     }
-    c->tcp.data = c;
+    c->fd = fd;
     c->w = w;
     c->proto = proto;
     c->next = w->conns;
@@ -631,11 +697,20 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    if ((r = uv_accept(server, (uv_stream_t *)&c->tcp)) < 0) {
-        conn_close(c);
-        return r;
+    return c;
+}
+
+int conn_accept(worker_t *w, int fd, const conn_proto_t *proto)
+{
+    uint32_t max = w->pool->cfg.max_connections;
+    uint32_t n = __atomic_add_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+    conn_t *c = conn_new(w, fd, proto);
+    if (!c) {
+        __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
+        return -ENOMEM;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (max && n > max) {
         refuse(c, REFUSED_MAX_CONNECTIONS);
         return UV_EMFILE;
@@ -646,17 +721,17 @@ int conn_accept(worker_t *w, uv_stream_t *server, const conn_proto_t *proto)
     }
     if (w->pool->cfg.tls && tls_conn_new(w->pool->cfg.tls, &c->tls) < 0) {
         conn_close(c);
-        return UV_ENOMEM;
+        return -ENOMEM;
     }
     if (proto->on_open)
         proto->on_open(c);
     if (c->flags & CONN_CLOSING)
         return 0;
-    if ((r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb)) < 0) {
+    c->flags |= CONN_READING;
+    int r = watch(c);
+    if (r < 0)
         conn_close(c);
-        return r;
-    }
-    return 0;
+    return r;
 }
 
 typedef struct migrate_msg_s {
@@ -671,10 +746,8 @@ typedef struct migrate_msg_s {
 static void on_migrated(worker_t *w, worker_msg_t *m)
 {
     migrate_msg_t *mm = (migrate_msg_t *)m;
-    conn_t *c = calloc(1, sizeof(*c));
-    if (!c || uv_tcp_init(&w->loop, &c->tcp) < 0) {
-        close(mm->fd);
-        free(c);
+    conn_t *c = conn_new(w, mm->fd, mm->proto);
+    if (!c) {
         tls_conn_free(mm->tls);
         __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
         if (mm->ip) iptable_release(w->pool->ips, mm->ip);
@@ -682,32 +755,18 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
         free(mm);
         return;
     }
-    c->tcp.data = c;
-    c->w = w;
-    c->proto = mm->proto;
     c->tls = mm->tls;
     c->ip = mm->ip;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->n_conns++;
-    if (uv_tcp_open(&c->tcp, mm->fd) < 0) {
-        close(mm->fd);
-        conn_close(c); /* the protocol never opened: its on_close sees no state */
-    } else {
-        if (mm->proto->on_open)
-            mm->proto->on_open(c);
-        if (!(c->flags & CONN_CLOSING) &&
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc_cb, on_read_cb) < 0)
-            conn_close(c);
-        if (!(c->flags & CONN_CLOSING) && mm->first && mm->first->len)
-            c->proto->on_read(c, mm->first->data, mm->first->len);
-        size_t off;
-        if (!(c->flags & CONN_CLOSING) && c->tls &&
-            (tls_conn_has_stash(c->tls) || tls_conn_out(c->tls, &off)))
-            flush_list_add(c); /* input that followed the request, records not yet sent */
-    }
+    if (mm->proto->on_open)
+        mm->proto->on_open(c);
+    if (!(c->flags & CONN_CLOSING))
+        set_reading(c, 1);
+    if (!(c->flags & CONN_CLOSING) && mm->first && mm->first->len)
+        c->proto->on_read(c, mm->first->data, mm->first->len);
+    size_t off;
+    if (!(c->flags & CONN_CLOSING) && c->tls &&
+        (tls_conn_has_stash(c->tls) || tls_conn_out(c->tls, &off)))
+        flush_list_add(c); /* input that followed the request, records not yet sent */
     buf_unref(mm->first);
     free(mm);
 }
@@ -723,12 +782,9 @@ static const conn_proto_t migrated_proto = {.name = "migrated",
 
 int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
 {
-    if (c->qcount || (c->flags & (CONN_WRITING | CONN_CLOSING | CONN_END | CONN_SHUT)))
+    if (q_count(c) || (c->flags & (CONN_WRITING | CONN_CLOSING | CONN_END | CONN_SHUT)))
         return -EBUSY;
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0)
-        return -EBADF;
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int nfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
     if (nfd < 0)
         return -errno;
     migrate_msg_t *mm = calloc(1, sizeof(*mm));
@@ -752,10 +808,9 @@ int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *firs
     c->ip = NULL;
     /* the count moves with the socket: this close subtracts, the adoption added */
     __atomic_add_fetch(&c->w->pool->connections, 1, __ATOMIC_RELAXED);
-    uv_read_stop((uv_stream_t *)&c->tcp);
     c->proto = &migrated_proto;
     c->ud = NULL;
-    conn_close(c);
+    conn_close(c); /* out of this worker's epoll set before the other adds it */
     worker_post(to, &mm->base);
     return 0;
 }

@@ -1,8 +1,10 @@
-/* A TCP connection owned by one worker. Output is a queue of slices of refcounted
- * buffers: fan-out queues the same buffer on many connections, and the worker's
- * prepare hook flushes every pending connection with one writev (uv_try_write) before
- * the loop sleeps; only a remainder goes to uv_write. Pending output is bounded.
- * A conn is freed only in its close callback. */
+/* A TCP connection owned by one worker: a raw non-blocking socket in the worker's
+ * epoll set (no libuv handle per connection; docs/design-notes.md, "Connection I/O").
+ * Output is a queue of slices of refcounted buffers: fan-out queues the same buffer on
+ * many connections, and the worker's prepare hook flushes every pending connection
+ * with one writev before the loop sleeps; a remainder waits for EPOLLOUT. Pending
+ * output is bounded. A closed conn is freed later, at the worker's next safe point
+ * (its prepare hook), never inside a callback of its own. */
 #ifndef PG_CONN_H
 #define PG_CONN_H
 
@@ -44,31 +46,57 @@ typedef struct conn_out_s {
     size_t len;
 } conn_out_t;
 
+/* The output queue, a ring of slices; allocated only while output is pending. */
+typedef struct conn_queue_s {
+    uint32_t head, count, cap;
+    conn_out_t items[];
+} conn_queue_t;
+
 enum conn_flags {
     CONN_PENDING = 1 << 0,     /* in the worker's flush list */
-    CONN_CLOSING = 1 << 1,     /* uv_close called */
+    CONN_CLOSING = 1 << 1,     /* closed: the socket is gone, the conn waits to be freed */
     CONN_END = 1 << 2,         /* close once the output is flushed */
     CONN_SHUT = 1 << 3,        /* FIN sent; reads are discarded until EOF */
     CONN_READ_PAUSED = 1 << 4, /* the protocol stopped reading */
-    CONN_WRITING = 1 << 5,     /* a uv_write is in flight */
+    CONN_WRITING = 1 << 5,     /* the kernel is full: the rest waits for EPOLLOUT */
+    /* conn.c's own: reading wanted, end of input seen, what the epoll set watches */
+    CONN_READING = 1 << 6,
+    CONN_EOF = 1 << 7,
+    CONN_EP_IN = 1 << 8,
+    CONN_EP_OUT = 1 << 9,
 };
 
+/* What an idle connection costs (with its protocol's state): keep it packed,
+ * tests/unit/test_idle_records.c holds it to a budget. */
 struct conn_s {
-    uv_tcp_t tcp;
     struct worker_s *w;
     const conn_proto_t *proto;
     void *ud; /* the protocol's state */
-    conn_out_t *q;
-    uint32_t qhead, qcount, qcap;
-    unsigned flags;
-    size_t pending;      /* bytes queued or in flight */
-    size_t limit;        /* most pending bytes accepted; 0: unbounded */
+    conn_queue_t *q; /* NULL while nothing is queued */
     struct tls_conn_s *tls; /* NULL: plain TCP; else every byte goes through it */
-    conn_t *pprev, *pnext; /* flush list */
+    conn_t *pprev, *pnext; /* flush list; pnext links the reap list once closed */
     conn_t *prev, *next;   /* the worker's connections */
-    uint64_t deadline;     /* protocol-defined, checked on tick */
     const ipkey_t *ip;     /* the peer's entry in the pool's per-IP table, released on close */
+    uint64_t deadline;     /* protocol-defined, checked on tick */
+    uint32_t pending;      /* bytes queued (plaintext with TLS); at most CONN_PENDING_MAX */
+    uint32_t limit;        /* most pending bytes accepted; 0: CONN_PENDING_MAX */
+    int fd;                /* the socket; -1 once closed */
+    uint32_t flags;
 };
+
+#define CONN_PENDING_MAX UINT32_MAX
+
+/* n clamped to what c->limit can hold. */
+static inline uint32_t conn_bytes(size_t n)
+{
+    return n < CONN_PENDING_MAX ? (uint32_t)n : CONN_PENDING_MAX;
+}
+
+/* Tells whether c still has output queued or waiting for the kernel. */
+static inline int conn_has_output(const conn_t *c)
+{
+    return (c->q && c->q->count) || (c->flags & CONN_WRITING);
+}
 
 /* With TLS (c->tls), queued slices are plaintext: the flush encrypts them into records
  * and pending counts the plaintext queued plus the records in a uv_write; the protocol
@@ -91,8 +119,8 @@ int conn_send_owned(conn_t *c, buf_t *b);
  * however many streams asked. */
 void conn_want_flush(conn_t *c);
 
-/* Closes now, dropping unsent output. Idempotent. The conn is freed in the close
- * callback, after proto->on_close. */
+/* Closes now, dropping unsent output: the socket is closed at once, the conn freed at
+ * the worker's next safe point, after proto->on_close. Idempotent. */
 void conn_close(conn_t *c);
 
 /* Closes gracefully: flush output (then a TLS close_notify), send FIN, discard input until EOF (bounded by a
@@ -103,15 +131,25 @@ void conn_end(conn_t *c);
 void conn_pause_read(conn_t *c);
 void conn_resume_read(conn_t *c);
 
-/* Accepts a connection from server onto a new conn of worker w speaking proto. Past
- * the pool's limits (connections per node, per client IP) the connection is counted in
- * pushgate_refused_total and handed to the pool's on_refuse (which answers the
- * protocol's way and ends it), or closed.
- * Returns 0, UV_EMFILE (refused by a limit), or a negative uv error (dropped). */
-int conn_accept(struct worker_s *w, uv_stream_t *server, const conn_proto_t *proto);
+/* Makes fd (an accepted non-blocking socket, taken) a new conn of worker w speaking
+ * proto. Past the pool's limits (connections per node, per client IP) the connection
+ * is counted in pushgate_refused_total and handed to the pool's on_refuse (which
+ * answers the protocol's way and ends it), or closed.
+ * Returns 0, UV_EMFILE (refused by a limit), or a negative errno (dropped). */
+int conn_accept(struct worker_s *w, int fd, const conn_proto_t *proto);
 
-/* Flushes every conn in w's flush list (the prepare hook calls it). */
+/* Sets up w's epoll set and its watcher on w's loop. Returns 0 or a negative errno. */
+int conn_io_init(struct worker_s *w);
+
+/* Closes w's epoll set (after its loop closed every handle). */
+void conn_io_free(struct worker_s *w);
+
+/* Flushes every conn in w's flush list and frees the conns closed since the last
+ * call (the prepare hook calls it: the safe point). */
 void conn_flush_pending(struct worker_s *w);
+
+/* Frees the conns of w closed since the last call (proto->on_close first). */
+void conn_reap(struct worker_s *w);
 
 /* Moves c's socket to worker to: c is closed here (its output must be flushed: no
  * pending bytes), and to adopts the socket as a new conn speaking proto, which is fed

@@ -2,6 +2,7 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,16 +58,74 @@ static void on_prepare(uv_prepare_t *p)
     conn_flush_pending(p->data);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+#define WORKER_ACCEPT_PAUSE_MS 100
+
+static void on_connection(uv_poll_t *p, int status, int events);
+
+static void on_accept_pause_end(uv_timer_t *t)
 {
-    worker_t *w = server->data;
+    worker_t *w = t->data;
+    if (w->reserve_fd < 0)
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&w->listener))
+        uv_poll_start(&w->listener, UV_READABLE, on_connection);
+}
+
+/* Out of descriptors: the pending connections are taken off the backlog and closed
+ * (with the reserve descriptor given up for the time: libuv's trick), and the
+ * listener rests WORKER_ACCEPT_PAUSE_MS, so a full descriptor table (whose reserve
+ * another worker may just have taken) does not spin the loop on a readable listener
+ * that cannot be accepted from. */
+static void accept_and_drop(worker_t *w)
+{
+    if (w->reserve_fd >= 0) {
+        close(w->reserve_fd);
+        int fd;
+        while ((fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
+            close(fd);
+        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    uv_poll_stop(&w->listener);
+    uv_timer_start(&w->accept_pause, on_accept_pause_end, WORKER_ACCEPT_PAUSE_MS, 0);
+}
+
+/* The listener is readable: accept a batch (the rest comes at the next loop turn). */
+static void on_connection(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    worker_t *w = p->data;
     if (status < 0) {
         log_warn("accept failed", "error=%s", uv_strerror(status));
         return;
     }
-    int r = conn_accept(w, server, w->pool->cfg.accept_proto);
-    if (r < 0 && r != UV_EMFILE)
-        log_warn("accept failed", "error=%s", uv_strerror(r));
+    for (int i = 0; i < 128 && w->listen_fd >= 0; i++) {
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EINTR || e == ECONNABORTED)
+                continue;
+            if (e == EAGAIN || e == EWOULDBLOCK)
+                return;
+            log_warn("accept failed", "error=%s", uv_strerror(-e));
+            if (e == EMFILE || e == ENFILE)
+                accept_and_drop(w);
+            return;
+        }
+        int r = conn_accept(w, fd, w->pool->cfg.accept_proto);
+        if (r < 0 && r != UV_EMFILE)
+            log_warn("accept failed", "error=%s", uv_strerror(r));
+    }
+}
+
+/* Stops listening: the poll handle first, then the socket. */
+static void listener_close(worker_t *w)
+{
+    if (!uv_is_closing((uv_handle_t *)&w->listener))
+        uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_timer_stop(&w->accept_pause);
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    w->listen_fd = -1;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -130,8 +189,7 @@ static void on_stop_msg(worker_t *w, worker_msg_t *m)
     w->stopping = WORKER_DRAINING;
     uv_update_time(&w->loop);
     w->grace_deadline = uv_now(&w->loop) + w->pool->cfg.grace_ms;
-    if (!uv_is_closing((uv_handle_t *)&w->listener))
-        uv_close((uv_handle_t *)&w->listener, NULL);
+    listener_close(w);
     if (w->pool->cfg.on_draining) w->pool->cfg.on_draining(w, w->pool->cfg.arg);
     /* nothing to wait for: say goodbye now rather than at the next tick */
     if (drained(w, uv_now(&w->loop))) goodbye(w);
@@ -148,10 +206,15 @@ static void worker_main(void *arg)
         w->pool->cfg.on_stop(w, w->pool->cfg.arg);
     for (conn_t *c = w->conns; c; c = c->next)
         conn_close(c);
+    conn_reap(w);
+    listener_close(w);
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* whatever is still in the inbox was meant for a loop that has ended */
     on_async(&w->async);
+    for (conn_t *c = w->conns; c; c = c->next)
+        conn_close(c); /* adopted by a migration that came too late */
+    conn_reap(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     __atomic_sub_fetch(&w->pool->running, 1, __ATOMIC_RELEASE);
 }
@@ -188,7 +251,9 @@ static int worker_init(worker_pool_t *pool, int index, worker_t **out)
         return UV_ENOMEM;
     w->index = index;
     w->pool = pool;
-    int r, fd = -1;
+    w->listen_fd = w->epfd = -1;
+    w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int r;
     if ((r = uv_loop_init(&w->loop)) < 0)
         goto fail_loop;
     if ((r = uv_mutex_init(&w->inbox_mu)) < 0)
@@ -202,25 +267,36 @@ static int worker_init(worker_pool_t *pool, int index, worker_t **out)
     w->tick.data = w;
     uv_timer_start(&w->tick, on_tick, WORKER_TICK_MS, WORKER_TICK_MS);
     uv_unref((uv_handle_t *)&w->tick);
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &fd)) < 0)
+    uv_timer_init(&w->loop, &w->accept_pause);
+    w->accept_pause.data = w;
+    uv_unref((uv_handle_t *)&w->accept_pause);
+    if ((r = conn_io_init(w)) < 0)
         goto fail_listen;
-    if ((r = uv_tcp_open(&w->listener, fd)) < 0) {
-        close(fd);
+    if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &w->listen_fd)) < 0)
+        goto fail_listen;
+    if (listen(w->listen_fd, 4096) < 0) {
+        r = -errno;
         goto fail_listen;
     }
-    if ((r = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection)) < 0)
+    if ((r = uv_poll_init(&w->loop, &w->listener, w->listen_fd)) < 0)
+        goto fail_listen;
+    w->listener.data = w;
+    if ((r = uv_poll_start(&w->listener, UV_READABLE, on_connection)) < 0)
         goto fail_listen;
     *out = w;
     return 0;
 fail_listen:
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    conn_io_free(w);
     uv_mutex_destroy(&w->inbox_mu);
 fail_mutex:
     uv_loop_close(&w->loop);
 fail_loop:
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     free(w);
     return r;
 }
@@ -228,6 +304,11 @@ fail_loop:
 static void worker_free(worker_t *w)
 {
     uv_loop_close(&w->loop);
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    conn_io_free(w);
+    if (w->reserve_fd >= 0)
+        close(w->reserve_fd);
     uv_mutex_destroy(&w->inbox_mu);
     free(w);
 }
@@ -274,8 +355,9 @@ int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
             goto fail_init;
         if (pool->cfg.port == 0) {
             struct sockaddr_storage ss;
-            int len = sizeof(ss);
-            uv_tcp_getsockname(&pool->workers[i]->listener, (struct sockaddr *)&ss, &len);
+            socklen_t len = sizeof(ss);
+            memset(&ss, 0, sizeof(ss));
+            (void)getsockname(pool->workers[i]->listen_fd, (struct sockaddr *)&ss, &len);
             pool->cfg.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         }
     }

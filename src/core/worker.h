@@ -32,7 +32,12 @@ struct worker_s {
     worker_pool_t *pool;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_tcp_t listener;
+    uv_poll_t listener; /* on listen_fd: accept4 when readable */
+    int listen_fd;      /* -1 once closed */
+    int reserve_fd;     /* given up to accept-and-drop when out of descriptors */
+    uv_timer_t accept_pause; /* out of descriptors: listening resumes when it fires */
+    int epfd;           /* the epoll set of this worker's connections (core/conn.c) */
+    uv_poll_t io;       /* watches epfd on the loop */
     uv_async_t async;
     uv_prepare_t prepare;
     uv_timer_t tick;
@@ -41,6 +46,7 @@ struct worker_s {
     conn_t *conns;
     size_t n_conns;
     conn_t *flush_head;
+    conn_t *reap_head; /* closed conns, freed at the next safe point (conn_reap) */
     int stopping; /* WORKER_DRAINING, then WORKER_GOODBYE; 0 while serving */
     uint64_t grace_deadline;
     uint64_t stop_deadline;

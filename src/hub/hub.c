@@ -6,9 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "hub/selector.h"
+
+/* A subscriber's session id and user ("" when anonymous). */
+static const char *sub_session(const subscriber_t *s)
+{
+    return s->id ? s->id->session_id : "";
+}
+
+static const char *sub_user(const subscriber_t *s)
+{
+    return s->id ? s->id->user : "";
+}
 
 #define HUB_REPORT_GRACE_MS 5000
 #define HUB_STOP_WAIT_MS 200 /* at SIGTERM: the bus is closed, no report can come */
@@ -358,8 +370,8 @@ static int selects(const char *tenant, const char *client_pat, const char *sessi
 {
     if (tenant && (!s->tenant || strcmp(tenant, s->tenant) != 0))
         return 0;
-    return selector_match(client_pat, s->client_id) && selector_match(session_pat, s->session_id) &&
-           selector_match_any(role_pat, s->roles, s->n_roles);
+    return selector_match(client_pat, s->client_id) && selector_match(session_pat, sub_session(s)) &&
+           selector_match_any(role_pat, s->id ? s->id->roles : NULL, s->id ? s->id->n_roles : 0);
 }
 
 static int matches(const push_t *p, const subscriber_t *s)
@@ -426,7 +438,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
                 failed++;
             if (!nc)
                 continue;
-            long idx = report_add(&rep, s->client_id, s->session_id, r == 0, msg);
+            long idx = report_add(&rep, s->client_id, sub_session(s), r == 0, msg);
             if (!p->await_acks || r != 0 || idx < 0)
                 continue;
             if ((size_t)idx >= cap_acked) {
@@ -828,12 +840,12 @@ static void on_list(worker_t *w, worker_msg_t *m)
         if (!selects(q->tenant, q->client_pat, q->session_pat, q->role_pat, s)) continue;
         client_row_t row = {
             .client_id = (char *)s->client_id,
-            .session_id = (char *)s->session_id,
-            .user = (char *)s->user,
+            .session_id = (char *)sub_session(s),
+            .user = (char *)sub_user(s),
             .tenant = (char *)s->tenant,
-            .transport = (char *)s->transport,
-            .roles = (char **)s->roles,
-            .n_roles = s->n_roles,
+            .transport = (char *)s->ops->transport,
+            .roles = s->id ? s->id->roles : NULL,
+            .n_roles = s->id ? s->id->n_roles : 0,
             .worker = w->index,
             .topics_only = s->topics_only,
             .connected_at_ms = s->connected_at_ms,

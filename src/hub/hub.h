@@ -18,6 +18,7 @@
 #include "hub/report.h"
 #include "hub/topics.h"
 
+struct auth_identity_s;
 typedef struct hub_s hub_t;
 typedef struct hub_worker_s hub_worker_t;
 typedef struct subscriber_s subscriber_t;
@@ -27,6 +28,7 @@ typedef struct subscriber_ops_s {
      * Returns 0 (queued), -ENOBUFS (a slow consumer: the transport has started
      * cutting it off), -EPIPE (going away). */
     int (*deliver)(subscriber_t *s, push_t *p, int ti);
+    const char *transport; /* its name in listings: "websocket", "sse", "socket.io" */
 } subscriber_ops_t;
 
 /* Embedded in a transport's client; the strings are the transport's, valid while
@@ -35,13 +37,11 @@ struct subscriber_s {
     subscriber_t *prev, *next;
     const subscriber_ops_t *ops;
     hub_worker_t *hw;
-    const char *transport;
     const char *client_id;
-    const char *session_id;
-    const char *user;
+    /* who it is: session id, user, effective roles (the transport's; NULL: an
+     * anonymous reader, session and user "", no roles) */
+    struct auth_identity_s *id;
     const char *tenant;
-    char *const *roles;
-    size_t n_roles;
     int64_t connected_at_ms;
     topic_link_t *links; /* the topics it is subscribed to */
     unsigned n_topics;   /* how many (limits.maxSubscriptions) */

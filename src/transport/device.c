@@ -160,8 +160,8 @@ void device_hold_done(device_hold_t *h)
  * has closed (or the socket failed). */
 static int peer_gone(conn_t *c)
 {
-    uv_os_fd_t fd;
-    if (!c || (c->flags & CONN_CLOSING) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) return 1;
+    if (!c || (c->flags & CONN_CLOSING)) return 1;
+    int fd = c->fd;
     char b;
     ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);

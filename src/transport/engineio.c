@@ -197,7 +197,7 @@ static int queue_item(eio_session_t *s, int type, int binary, buf_t *b, size_t o
 /* Writes one packet to a WebSocket: the header and type digit, then the shared bytes. */
 static int ws_write_packet(ws_conn_t *wc, int type, int binary, buf_t *b, size_t off, size_t len)
 {
-    if (wc->closing || !ws_session_can_send(wc->s) || ws_session_flush(wc->s) < 0)
+    if (wc->closing || !ws_session_can_send(&wc->s) || ws_session_flush(&wc->s) < 0)
         return -EPIPE;
     uint8_t hdr[11];
     size_t body = binary ? len : len + 1;

@@ -183,7 +183,7 @@ static int sock_deliver(subscriber_t *s, push_t *p, int ti)
     return r;
 }
 
-static const subscriber_ops_t sock_ops = {sock_deliver};
+static const subscriber_ops_t sock_ops = {sock_deliver, "socket.io"};
 
 /* A client's ack for a push request it was sent: its push response. */
 static int push_ack(sio_socket_t *sock, long ack_id, json_t *args)
@@ -312,13 +312,9 @@ static void on_connect(sio_client_t *cl, const sio_packet_t *p)
     sock->tenant = res.tenant;
     subscriber_t *s = &sock->sub;
     s->ops = &sock_ops;
-    s->transport = "socket.io";
     s->client_id = sock->client_id ? sock->client_id : "socket.io";
-    s->session_id = sock->id ? sock->id->session_id : "";
-    s->user = sock->id ? sock->id->user : "";
+    s->id = sock->id;
     s->tenant = sock->tenant;
-    s->roles = sock->id ? sock->id->roles : NULL;
-    s->n_roles = sock->id ? sock->id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
     sock->next = cl->sockets;
     cl->sockets = sock;

@@ -77,7 +77,7 @@ static int sse_deliver(subscriber_t *s, push_t *p, int ti)
     return r;
 }
 
-static const subscriber_ops_t sse_ops = {sse_deliver};
+static const subscriber_ops_t sse_ops = {sse_deliver, "sse"};
 
 static void sse_on_tick(void *ud, uint64_t now)
 {
@@ -223,13 +223,9 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
     buf_unref(retry);
     subscriber_t *s = &cl->sub;
     s->ops = &sse_ops;
-    s->transport = "sse";
     s->client_id = cl->client_id;
-    s->session_id = id ? id->session_id : "";
-    s->user = id ? id->user : "";
+    s->id = id;
     s->tenant = cl->tenant;
-    s->roles = id ? id->roles : NULL;
-    s->n_roles = id ? id->n_roles : 0;
     s->connected_at_ms = auth_now_ms();
     s->topics_only = 1;
     /* subscribe before replaying: a push recorded after the replay read the history

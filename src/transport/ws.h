@@ -34,16 +34,19 @@ typedef struct ws_options_s {
     unsigned max_subscriptions;
 } ws_options_t;
 
+/* Idle connections carry one each (with the session embedded): keep it packed. */
 struct ws_conn_s {
     conn_t *c;
-    ws_session_t *s;
     const ws_handler_t *h;
     void *app;
-    uint64_t last_seen;
-    uint64_t next_ping;
+    /* the loop clock's low 32 bits (ms), compared modulo 2^32: intervals are short */
+    uint32_t last_seen;
+    uint32_t next_ping;
     unsigned ping_interval_ms;
     unsigned dead_after_ms;
-    int closing;
+    uint8_t closing;
+    uint8_t embedded; /* lives inside app's allocation: h->on_close frees it */
+    ws_session_t s;
 };
 
 /* Answers the handshake with 101 on c (whose HTTP request was req-validated by
@@ -52,6 +55,13 @@ struct ws_conn_s {
  * memory (c is closed). */
 ws_conn_t *ws_upgrade(conn_t *c, const char *client_key, const ws_options_t *opt,
                       const ws_handler_t *h, void *app, const char *extra, size_t extra_len);
+
+/* As ws_upgrade, but into wc, storage inside the caller's own allocation (app): one
+ * allocation per client. wc is not freed here: h->on_close (required) runs last, after
+ * the session is released, and frees it with app. Returns 0, or -ENOMEM (c is closed;
+ * h->on_close is not called, the caller frees wc). */
+int ws_upgrade_into(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_options_t *opt,
+                    const ws_handler_t *h, void *app, const char *extra, size_t extra_len);
 
 /* The window (bits) the server may compress with on wc: 8..15, or 0 when
  * permessage-deflate was not negotiated. */

@@ -13,13 +13,13 @@
 #include "core/worker.h"
 #include "hub/hub.h"
 
+/* One allocation per push client: the subscriber, the WebSocket glue and its session,
+ * and the client id (an idle connection costs this block and its conn_t). */
 typedef struct ws_client_s {
     subscriber_t sub;
-    ws_conn_t *wc;
-    auth_identity_t *id;
-    char *client_id;
-    json_t *channel_rules;
+    ws_conn_t wc;
     ratelimit_t rate; /* inbound messages */
+    char client_id[];
 } ws_client_t;
 
 /* The node's options (the same for every client, and outliving them all): kept once
@@ -29,6 +29,14 @@ static const ws_options_t *client_opt_ptr; /* atomic: every worker's attach stor
 static const ws_options_t *client_opt(void)
 {
     return __atomic_load_n(&client_opt_ptr, __ATOMIC_ACQUIRE);
+}
+
+/* The node's channel rules, likewise (the config's, fixed for the process's life). */
+static json_t *client_rules_ptr; /* atomic */
+
+static json_t *client_rules(void)
+{
+    return __atomic_load_n(&client_rules_ptr, __ATOMIC_ACQUIRE);
 }
 
 buf_t *ws_client_encode(const push_t *p, int ti)
@@ -69,17 +77,17 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
      * with a 32 KiB window, but a message of L bytes has no match reaching back more
      * than L: a client that asked for a smaller server window can still read it when
      * the message is no longer than that window; longer ones go to it plain */
-    unsigned bits = ws_conn_deflate_bits(cl->wc);
+    unsigned bits = ws_conn_deflate_bits(&cl->wc);
     if (bits && (bits == WS_PMD_MAX_BITS || f->len <= ((size_t)1 << bits))) {
         buf_t *z = push_frame(p, PUSH_FORMAT_WS_DEFLATE, ti, ws_client_encode_deflate);
         if (!z)
             return -ENOMEM;
         f = z;
     }
-    int r = ws_conn_send_frame(cl->wc, f);
+    int r = ws_conn_send_frame(&cl->wc, f);
     if (r == -ENOBUFS) {
         METRICS_ADD(slow_consumer_closes, 1);
-        ws_conn_abort(cl->wc, 1008, "slow consumer");
+        ws_conn_abort(&cl->wc, 1008, "slow consumer");
     }
     /* a client that is going away is no longer a recipient: later pushes skip it
      * (unsubscribing does not disturb the hub's walk, which already holds s->next) */
@@ -88,7 +96,7 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
     return r;
 }
 
-static const subscriber_ops_t client_ops = {client_deliver};
+static const subscriber_ops_t client_ops = {client_deliver, "websocket"};
 
 static void send_error(ws_client_t *cl, const char *msg)
 {
@@ -97,7 +105,7 @@ static void send_error(ws_client_t *cl, const char *msg)
         return;
     if (buf_puts(&b, "{\"type\":\"error\",\"error\":") == 0 && buf_put_json_string(&b, msg) == 0 &&
         buf_puts(&b, "}") == 0)
-        ws_conn_send_text(cl->wc, b->data, b->len);
+        ws_conn_send_text(&cl->wc, b->data, b->len);
     buf_unref(b);
 }
 
@@ -169,7 +177,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
             send_error(cl, err);
             return;
         }
-        if (subscribe && channel_may_subscribe(cl->channel_rules, name, cl->id) < 0) {
+        if (subscribe && channel_may_subscribe(client_rules(), name, cl->sub.id) < 0) {
             snprintf(err, sizeof(err), "%s: not allowed to subscribe to %s", verb, name);
             send_error(cl, err);
             return;
@@ -201,7 +209,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
         }
     }
     if (b && r == 0 && buf_puts(&b, "]}") == 0)
-        ws_conn_send_text(cl->wc, b->data, b->len);
+        ws_conn_send_text(&cl->wc, b->data, b->len);
     else
         send_error(cl, "out of memory");
     buf_unref(b);
@@ -242,9 +250,8 @@ static void client_on_close(ws_conn_t *wc)
 {
     ws_client_t *cl = wc->app;
     hub_unsubscribe(&cl->sub);
-    auth_identity_free(cl->id);
-    free(cl->client_id);
-    free(cl);
+    auth_identity_free(cl->sub.id);
+    free(cl); /* wc with it */
 }
 
 static const ws_handler_t client_handler = {client_on_message, client_on_close};
@@ -253,49 +260,43 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
                      const ws_pmd_t *pmd, auth_identity_t *id, const char *client_id,
                      json_t *channel_rules, const char *extra, size_t extra_len)
 {
-    ws_client_t *cl = calloc(1, sizeof(*cl));
-    if (!cl || !(cl->client_id = strdup(client_id))) {
-        free(cl);
+    size_t id_len = strlen(client_id);
+    ws_client_t *cl = calloc(1, sizeof(*cl) + id_len + 1);
+    if (!cl) {
         auth_identity_free(id);
         conn_close(c);
         return -ENOMEM;
     }
-    cl->id = id;
-    cl->channel_rules = channel_rules;
+    memcpy(cl->client_id, client_id, id_len + 1);
     __atomic_store_n(&client_opt_ptr, opt, __ATOMIC_RELEASE);
+    __atomic_store_n(&client_rules_ptr, channel_rules, __ATOMIC_RELEASE);
     ratelimit_init(&cl->rate, opt->message_burst, uv_now(&c->w->loop));
     subscriber_t *s = &cl->sub;
     s->ops = &client_ops;
-    s->transport = "websocket";
     s->client_id = cl->client_id;
-    s->session_id = id->session_id;
-    s->user = id->user;
+    s->id = id;
     s->tenant = id->tenant;
-    s->roles = id->roles;
-    s->n_roles = id->n_roles;
     s->connected_at_ms = auth_now_ms();
     /* subscribe first: bytes that came with the handshake may already answer */
     hub_subscribe(c->w, s);
     ws_options_t conn_opt = *opt; /* with what this connection negotiated */
     conn_opt.pmd = pmd;
-    cl->wc = ws_upgrade(c, client_key, &conn_opt, &client_handler, cl, NULL, 0);
-    if (!cl->wc) {
+    if (ws_upgrade_into(&cl->wc, c, client_key, &conn_opt, &client_handler, cl, NULL, 0) < 0) {
         hub_unsubscribe(s);
         auth_identity_free(id);
-        free(cl->client_id);
         free(cl);
         return -ENOMEM;
     }
     if (extra_len)
-        cl->wc->c->proto->on_read(cl->wc->c, extra, extra_len);
+        c->proto->on_read(c, extra, extra_len);
     return 0;
 }
 
 static void echo_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
 {
     /* the echo goes through the session, which copies: the input buffer is reused */
-    if (ws_session_can_send(wc->s))
-        ws_session_send(wc->s, opcode, data, len);
+    if (ws_session_can_send(&wc->s))
+        ws_session_send(&wc->s, opcode, data, len);
 }
 
 static const ws_handler_t echo_handler = {echo_on_message, NULL};

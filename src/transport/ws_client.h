@@ -14,8 +14,8 @@
  * (taken) with client_id (copied), and subscribes it on c's worker. opt are the
  * node's options (kept by reference: they must outlive the client); pmd is what this
  * connection negotiated (NULL: no compression; used during the call only).
- * channel_rules (borrowed, may be NULL) decide its channel subscriptions
- * (auth/channels.h). Returns 0, or -ENOMEM (c is closed, id freed). */
+ * channel_rules (borrowed, may be NULL; the node's, the same for every client and
+ * outliving them, as opt) decide its channel subscriptions (auth/channels.h). Returns 0, or -ENOMEM (c is closed, id freed). */
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
                      const ws_pmd_t *pmd, auth_identity_t *id, const char *client_id,
                      json_t *channel_rules, const char *extra, size_t extra_len);

@@ -146,33 +146,6 @@ int ws_utf8_valid(const uint8_t *s, size_t len)
     return 1;
 }
 
-struct ws_session_s {
-    wslay_event_context_ptr ctx;
-    ws_session_cbs_t cbs;
-    void *ud;
-    const uint8_t *in;
-    size_t in_len;
-    unsigned activity;
-    /* permessage-deflate, when negotiated (fills what was padding): no zlib state
-     * between messages, only the client's recent plain bytes when it keeps its LZ77
-     * context (RFC 7692 §7.2.3), hist_len of them at hist (at most 32 KiB) */
-    uint8_t pmd_on;
-    ws_pmd_t pmd;
-    size_t max_msg;
-    int failed;
-    /* frame-header sniffer: sees each header before wslay does, so violations are
-     * answered with the precise close code and huge lengths are refused at once; it
-     * also tells when the stream is between messages */
-    uint8_t hdr[14];
-    uint8_t hlen;
-    uint8_t in_msg; /* a fragmented data message is in progress */
-    uint16_t hist_len;
-    uint16_t refusal; /* the close code chosen for a violation, until taken */
-    uint64_t skip;    /* payload bytes of the current frame still to pass */
-    uint64_t msg_len; /* payload of the data message so far, fragments summed */
-    uint8_t *hist;
-};
-
 /* Expected header length once the first two bytes are known. */
 static size_t header_len(const uint8_t *h)
 {
@@ -246,19 +219,28 @@ static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
     return -1;
 }
 
+/* The bytes a feed on this thread still has to give wslay: feeding is synchronous, so
+ * they live here rather than in every (mostly idle) session; a feed nested in another
+ * one's callback saves and restores them. */
+typedef struct feed_s {
+    const uint8_t *in;
+    size_t len;
+} feed_t;
+
+static __thread feed_t feed_in;
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *user)
 {
-    (void)flags;
-    ws_session_t *s = user;
-    if (s->in_len == 0) {
+    (void)flags, (void)user;
+    if (feed_in.len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < s->in_len ? len : s->in_len;
-    memcpy(buf, s->in, n);
-    s->in += n;
-    s->in_len -= n;
+    size_t n = len < feed_in.len ? len : feed_in.len;
+    memcpy(buf, feed_in.in, n);
+    feed_in.in += n;
+    feed_in.len -= n;
     return (ssize_t)n;
 }
 
@@ -267,7 +249,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     (void)flags;
     ws_session_t *s = user;
-    if (s->cbs.write(s, data, len, s->ud) < 0) {
+    if (s->cbs->write(s, data, len, s->ud) < 0) {
         s->failed = 1;
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
@@ -319,7 +301,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         }
     }
     if (!wslay_event_get_close_sent(ctx))
-        s->cbs.on_message(s, arg->opcode, msg, len, s->ud);
+        s->cbs->on_message(s, arg->opcode, msg, len, s->ud);
     free(plain);
 }
 
@@ -365,14 +347,30 @@ static void maybe_release_ctx(ws_session_t *s)
     }
 }
 
+void ws_session_init(ws_session_t *s, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
+{
+    memset(s, 0, sizeof(*s));
+    s->max_msg = max_msg;
+    s->cbs = cbs;
+    s->ud = ud;
+}
+
+void ws_session_release(ws_session_t *s)
+{
+    if (s->ctx)
+        wslay_event_context_free(s->ctx);
+    s->ctx = NULL;
+    free(s->hist);
+    s->hist = NULL;
+    s->hist_len = 0;
+}
+
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
 {
-    ws_session_t *s = calloc(1, sizeof(*s));
+    ws_session_t *s = malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->max_msg = max_msg;
-    s->cbs = *cbs;
-    s->ud = ud;
+    ws_session_init(s, cbs, ud, max_msg);
     *sp = s;
     return 0;
 }
@@ -381,9 +379,7 @@ void ws_session_free(ws_session_t *s)
 {
     if (!s)
         return;
-    if (s->ctx)
-        wslay_event_context_free(s->ctx);
-    free(s->hist);
+    ws_session_release(s);
     free(s);
 }
 
@@ -442,10 +438,10 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
         }
         src = joined;
     }
-    s->in = src;
-    s->in_len = feed;
+    feed_t outer = feed_in;
+    feed_in = (feed_t){src, feed};
     int fail = 0;
-    while (s->in_len > 0 && wslay_event_want_read(s->ctx)) {
+    while (feed_in.len > 0 && wslay_event_want_read(s->ctx)) {
         int r = wslay_event_recv(s->ctx);
         if (r == WSLAY_ERR_NOMEM) {
             s->failed = 1;
@@ -464,8 +460,7 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
             break;
         }
     }
-    s->in = NULL;
-    s->in_len = 0;
+    feed_in = outer;
     free(joined);
     if (fail)
         return fail;
@@ -512,7 +507,7 @@ int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t
     if (compressed)
         hdr[0] |= 0x40;
     int r = 0;
-    if (s->cbs.write(s, hdr, hl, s->ud) < 0 || (len && s->cbs.write(s, data, len, s->ud) < 0)) {
+    if (s->cbs->write(s, hdr, hl, s->ud) < 0 || (len && s->cbs->write(s, data, len, s->ud) < 0)) {
         s->failed = 1;
         r = -EPIPE;
     }

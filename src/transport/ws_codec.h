@@ -50,12 +50,47 @@ typedef struct ws_session_cbs_s {
     int (*write)(ws_session_t *s, const uint8_t *data, size_t len, void *ud);
 } ws_session_cbs_t;
 
-/* Creates a server session. max_msg bounds a message, whole or the sum of its
- * fragments (bigger: close 1009, as soon as a frame header announces it).
+/* A session's state. Public only so that a connection can embed it (one allocation
+ * per idle connection); its fields are the codec's own. Ordered to pack: an idle
+ * WebSocket carries one of these. */
+struct ws_session_s {
+    wslay_event_context_ptr ctx; /* only while a frame, message or close is in progress */
+    const ws_session_cbs_t *cbs; /* must outlive the session */
+    void *ud;
+    size_t max_msg;
+    uint64_t skip;    /* frame-header sniffer: payload bytes of the current frame to pass */
+    uint64_t msg_len; /* payload of the data message so far, fragments summed */
+    /* permessage-deflate, when negotiated: no zlib state between messages, only the
+     * client's recent plain bytes when it keeps its LZ77 context (RFC 7692 §7.2.3),
+     * hist_len of them at hist (at most 32 KiB) */
+    uint8_t *hist;
+    unsigned activity;
+    /* the sniffer sees each header before wslay does, so violations are answered with
+     * the precise close code and huge lengths are refused at once; it also tells when
+     * the stream is between messages */
+    uint8_t hdr[14];
+    uint8_t hlen;
+    uint8_t in_msg; /* a fragmented data message is in progress */
+    uint16_t hist_len;
+    uint16_t refusal; /* the close code chosen for a violation, until taken */
+    uint8_t pmd_on;
+    uint8_t failed;
+    ws_pmd_t pmd;
+};
+
+/* Prepares a server session in s (embedded by its owner). cbs must outlive it.
+ * max_msg bounds a message, whole or the sum of its fragments (bigger: close 1009, as
+ * soon as a frame header announces it). */
+void ws_session_init(ws_session_t *s, const ws_session_cbs_t *cbs, void *ud, size_t max_msg);
+
+/* Frees what an initialised session holds (s itself is its owner's). */
+void ws_session_release(ws_session_t *s);
+
+/* Creates a session on the heap (ws_session_init). cbs must outlive it.
  * Returns 0 or -ENOMEM. */
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg);
 
-/* Frees the session. */
+/* Releases and frees the session. NULL is a no-op. */
 void ws_session_free(ws_session_t *s);
 
 /* Turns on permessage-deflate as negotiated (pmd is copied): RSV1 is then accepted on
