@@ -226,6 +226,20 @@ run() {
     shift 4
     for ((k = 1; k <= runs; k++)); do run_once "$name" "$srv" "$tr" "$n" "$k" "$@"; done
 }
+# run_fresh: as run, each time on a server started afresh (the caller starts the first):
+# what a process grew to in one run and kept (freed heap, a garbage collector's arena)
+# would hide the memory the next run's clients cost.
+run_fresh() {
+    local name=$1 srv=$2 tr=$3 n=$4 k
+    shift 4
+    for ((k = 1; k <= runs; k++)); do
+        if [ "$k" -gt 1 ]; then
+            stop_server
+            start_server "$srv"
+        fi
+        run_once "$name" "$srv" "$tr" "$n" "$k" "$@"
+    done
+}
 run_once() {
     local name=$1 srv=$2 tr=$3 n=$4 k=$5 rc=0
     shift 5
@@ -248,7 +262,7 @@ run_once() {
 for srv in ${servers//,/ }; do
     start_server "$srv"
     tr=$(main_transport "$srv")
-    run idle "$srv" "$tr" "$idle_clients" --pushes 0 --hold 5
+    run_fresh idle "$srv" "$tr" "$idle_clients" --pushes 0 --hold 5
     run fanout1 "$srv" "$tr" "$clients" --pushes "$pushes" --publishers 1 --hold 1 --warmup
     run fanout8 "$srv" "$tr" "$clients" --pushes "$pushes" --publishers "$publishers" --hold 1 --warmup
     run paced "$srv" "$tr" "$paced_clients" --pushes "$paced_pushes" --rate "$rate" --hold 1 --warmup
@@ -284,14 +298,15 @@ us() { awk -v v="$1" 'BEGIN { if (v == "" || v + 0 == 0) print "–"; else print
     echo "scenarios: idle $idle_clients clients; fan-out $clients subscribers × $pushes pushes of $payload B;" \
         "paced $paced_clients subscribers × $rate pushes/s ($paced_pushes pushes); median of $runs run(s)"
     echo
-    echo "| server | transport | idle per conn | fan-out, 1 pub (deliv/s) | fan-out, $publishers pubs | paced p50 ms | p99 ms | max ms | SSE fan-out | CPU µs/delivery |"
-    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| server | transport | idle per conn | fan-out, 1 pub (deliv/s) | fan-out, $publishers pubs | paced p50 ms | p99 ms | max ms | SSE fan-out | CPU µs/delivery | deliveries/write |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
     for srv in ${servers//,/ }; do
-        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$srv" "$(main_transport "$srv")" \
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$srv" "$(main_transport "$srv")" \
             "$(kib "$(get idle "$srv" rss_per_client_b)")" "$(num "$(get fanout1 "$srv" deliveries_per_s)")" \
             "$(num "$(get fanout8 "$srv" deliveries_per_s)")" "$(ms "$(get paced "$srv" p50_ms)")" \
             "$(ms "$(get paced "$srv" p99_ms)")" "$(ms "$(get paced "$srv" max_ms)")" \
-            "$(num "$(get sse "$srv" deliveries_per_s)")" "$(us "$(get fanout1 "$srv" server_us_per_delivery)")"
+            "$(num "$(get sse "$srv" deliveries_per_s)")" "$(us "$(get fanout1 "$srv" server_us_per_delivery)")" \
+            "$(us "$(get fanout1 "$srv" deliveries_per_write)")"
     done
     if [[ ,$servers, == *,pushgate,* ]]; then
         echo

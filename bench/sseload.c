@@ -538,6 +538,22 @@ static double servers_cpu_s(void)
     return sum;
 }
 
+/* Write-family syscalls over the --server-pids (0 when none is given or /proc hides
+ * them): deliveries per write says how many frames a server coalesces. */
+static long servers_writes(void)
+{
+    if (!opt.server_pids) return 0;
+    long sum = 0;
+    for (const char *p = opt.server_pids; *p;) {
+        long pid = strtol(p, (char **)&p, 10);
+        long n = bench_write_syscalls(pid);
+        if (n > 0) sum += n;
+        while (*p == ',')
+            p++;
+    }
+    return sum;
+}
+
 static const char *mode_name(void)
 {
     return opt.mode == MODE_SSE ? "sse" : opt.mode == MODE_SIO ? "sio" : "ws";
@@ -784,6 +800,7 @@ int main(int argc, char **argv)
     }
     long rss_after = servers_rss_kb();
     double cpu_before = servers_cpu_s();
+    long writes_before = servers_writes();
 
     if (opt.warmup) {
         /* a server's first push on a channel may set up what later ones reuse */
@@ -806,6 +823,7 @@ int main(int argc, char **argv)
         atomic_store(&pushes_failed, 0);
         opt.pushes = measured;
         cpu_before = servers_cpu_s();
+        writes_before = servers_writes();
     }
     pthread_t *pubs = calloc(opt.publishers, sizeof(*pubs));
     t_publish_start = bench_now_ns();
@@ -831,6 +849,7 @@ int main(int argc, char **argv)
     uint64_t got = atomic_load(&delivered_total);
     uint64_t t_end = atomic_load(&t_last_delivery);
     double server_cpu = servers_cpu_s() - cpu_before;
+    long server_writes = servers_writes() - writes_before;
     atomic_store(&stop_flag, 1);
     bench_hist_t *h = calloc(1, sizeof(*h));
     for (unsigned i = 0; i < opt.threads; i++) {
@@ -864,12 +883,14 @@ int main(int argc, char **argv)
            "delivered=%" PRIu64 " expected=%" PRIu64 " per_client_min=%" PRIu64
            " per_client_max=%" PRIu64 " deliveries_per_s=%.0f pushes_per_s=%.1f "
            "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f closed=%u rss_before_kb=%ld rss_after_kb=%ld "
-           "rss_per_client_b=%.0f server_cpu_s=%.3f server_us_per_delivery=%.3f\n",
+           "rss_per_client_b=%.0f server_cpu_s=%.3f server_us_per_delivery=%.3f "
+           "server_writes=%ld deliveries_per_write=%.2f\n",
            mode_name(), opt.clients, ready, atomic_load(&failed_count),
            connect_s, opt.pushes, ok, opt.publishers, opt.payload, pub_s, del_s, got, expected,
            min_c, max_c, dps, pps, p50, p99, mx, atomic_load(&closed_count), rss_before, rss_after,
            ready && rss_before >= 0 ? (double)(rss_after - rss_before) * 1024.0 / ready : 0,
-           server_cpu, got ? server_cpu * 1e6 / (double)got : 0);
+           server_cpu, got ? server_cpu * 1e6 / (double)got : 0, server_writes,
+           server_writes > 0 ? (double)got / (double)server_writes : 0);
     int bad = ready < opt.clients || got < expected || ok < opt.pushes;
     for (unsigned i = 0; i < opt.clients; i++)
         if (conns[i].fd >= 0) close(conns[i].fd);

@@ -308,6 +308,7 @@ int node_run(config_t *cfg)
         .max_connections_per_ip = cfg->limits.max_connections_per_ip,
         .grace_ms = cfg->shutdown_grace_ms,
         .shutdown_timeout_ms = cfg->limits.shutdown_timeout_ms,
+        .coalesce_ms = cfg->limits.push_coalesce_ms,
         .busy = worker_busy,
         .on_refuse = http_server_refuse,
         .on_start = on_worker_start,

@@ -75,6 +75,7 @@ int config_init(config_t *cfg)
         .message_burst = 200,
         .max_subscriptions = 256,
         .push_backlog = 64,
+        .push_coalesce_ms = 1,
     };
     cfg->shutdown_grace_ms = 5000;
     return 0;
@@ -194,7 +195,7 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
         "wsPingIntervalMs",   "wsPongTimeoutMs",     "shutdownTimeoutMs",
         "maxConnections",     "maxConnectionsPerIp", "maxMessagesPerSecond",
         "messageBurst",       "maxSubscriptions",    "pushBacklog",
-        NULL};
+        "pushCoalesceMs",     NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -232,6 +233,7 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
     LIM("messageBurst", message_burst, 1, 1000000);
     LIM("maxSubscriptions", max_subscriptions, 1, 1000000);
     LIM("pushBacklog", push_backlog, 0, 1000000);
+    LIM("pushCoalesceMs", push_coalesce_ms, 0, 1000);
 #undef LIM
     json_t *bp = json_object_get(lim, "maxBodyBytesByPath");
     if (bp && (r = apply_body_paths(l, bp, err, errlen)) < 0) return r;

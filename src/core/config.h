@@ -41,6 +41,8 @@ typedef struct config_limits_s {
     unsigned message_burst;          /* messages a connection may send at once */
     unsigned max_subscriptions;      /* topics per connection (WebSocket, SSE, socket.io) */
     unsigned push_backlog; /* channel pushes queued per worker before publishers wait */
+    /* fan-out writes held back while pushes come back to back (0: never) */
+    unsigned push_coalesce_ms;
 } config_limits_t;
 
 /* The device command queue (seed 004; docs/devices.md). */

@@ -66,31 +66,49 @@ static void set_reading(conn_t *c, int on)
         conn_close(c);
 }
 
-static void flush_list_add(conn_t *c)
+/* The flush list and the held list share pprev/pnext: a conn is in one at most
+ * (CONN_PENDING or CONN_HELD). */
+static void list_push(conn_t **head, conn_t *c)
 {
-    if (c->flags & (CONN_PENDING | CONN_CLOSING))
-        return;
-    worker_t *w = c->w;
-    c->flags |= CONN_PENDING;
     c->pprev = NULL;
-    c->pnext = w->flush_head;
-    if (w->flush_head)
-        w->flush_head->pprev = c;
-    w->flush_head = c;
+    c->pnext = *head;
+    if (*head)
+        (*head)->pprev = c;
+    *head = c;
 }
 
 static void flush_list_remove(conn_t *c)
 {
-    if (!(c->flags & CONN_PENDING))
+    if (!(c->flags & (CONN_PENDING | CONN_HELD)))
         return;
     if (c->pprev)
         c->pprev->pnext = c->pnext;
+    else if (c->flags & CONN_HELD)
+        c->w->held_head = c->pnext;
     else
         c->w->flush_head = c->pnext;
     if (c->pnext)
         c->pnext->pprev = c->pprev;
     c->pprev = c->pnext = NULL;
-    c->flags &= ~(uint32_t)CONN_PENDING;
+    c->flags &= ~(uint32_t)(CONN_PENDING | CONN_HELD);
+}
+
+static void flush_list_add(conn_t *c)
+{
+    if (!c->w->in_fanout)
+        c->flags |= CONN_URGENT;
+    if (c->flags & (CONN_PENDING | CONN_CLOSING))
+        return;
+    flush_list_remove(c); /* out of the held list, if there */
+    c->flags |= CONN_PENDING;
+    list_push(&c->w->flush_head, c);
+}
+
+static void hold(conn_t *c)
+{
+    flush_list_remove(c);
+    c->flags |= CONN_HELD;
+    list_push(&c->w->held_head, c);
 }
 
 static uint32_t q_count(const conn_t *c)
@@ -494,12 +512,42 @@ void conn_want_flush(conn_t *c)
     flush_list_add(c);
 }
 
+static void on_coalesce_end(uv_timer_t *t)
+{
+    worker_t *w = t->data;
+    w->batch_after = 0; /* the prepare hook that follows writes what was held */
+}
+
+/* May c's output wait for the next batch? Only fan-out output, and not while a TLS
+ * session holds input or a protocol frames its output in the flush (HTTP/2). */
+static int may_hold(const conn_t *c)
+{
+    return !(c->flags & (CONN_URGENT | CONN_END | CONN_SHUT)) && !c->proto->on_flush &&
+           !(c->tls && tls_conn_has_stash(c->tls));
+}
+
 void conn_flush_pending(worker_t *w)
 {
+    unsigned ms = w->pool->cfg.coalesce_ms;
+    int holding = ms && !w->stopping && w->batch_after && uv_hrtime() < w->batch_after;
+    int batched = 0;
+    while (!holding && w->held_head) {
+        conn_t *c = w->held_head; /* back to the flush list, still fan-out output */
+        flush_list_remove(c);
+        c->flags |= CONN_PENDING;
+        list_push(&w->flush_head, c);
+    }
     do {
         while (w->flush_head) {
             conn_t *c = w->flush_head;
+            if (holding && may_hold(c)) {
+                hold(c);
+                continue;
+            }
             flush_list_remove(c);
+            if (!(c->flags & CONN_URGENT))
+                batched = 1;
+            c->flags &= ~(uint32_t)CONN_URGENT;
             if (c->tls && tls_conn_has_stash(c->tls) &&
                 !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
                 /* input held back while reading was paused, or brought along by a
@@ -519,6 +567,15 @@ void conn_flush_pending(worker_t *w)
          * sleeps */
         conn_reap(w);
     } while (w->flush_head);
+    if (!ms)
+        return;
+    if (batched)
+        w->batch_after = uv_hrtime() + (uint64_t)ms * 1000000u;
+    if (w->held_head && !uv_is_active((uv_handle_t *)&w->coalesce)) {
+        uint64_t now = uv_hrtime();
+        uint64_t left = w->batch_after > now ? w->batch_after - now : 0;
+        uv_timer_start(&w->coalesce, on_coalesce_end, (left + 999999u) / 1000000u, 0);
+    }
 }
 
 /* Reads what the socket has: into the worker's buffer, then to the protocol (through

@@ -64,6 +64,10 @@ enum conn_flags {
     CONN_EOF = 1 << 7,
     CONN_EP_IN = 1 << 8,
     CONN_EP_OUT = 1 << 9,
+    /* conn.c's own: output queued outside a fan-out round (an answer, a pong, a close)
+     * is never held back; held: in the worker's held list, not its flush list */
+    CONN_URGENT = 1 << 10,
+    CONN_HELD = 1 << 11,
 };
 
 /* What an idle connection costs (with its protocol's state): keep it packed,
@@ -143,6 +147,13 @@ int conn_io_init(struct worker_s *w);
 
 /* Closes w's epoll set (after its loop closed every handle). */
 void conn_io_free(struct worker_s *w);
+
+/* Write coalescing across pushes: output queued while w->in_fanout is set (a delivery
+ * round of the hub) may wait in the worker's held list until cfg.coalesce_ms after the
+ * previous flush that wrote fan-out output ended. A push after a quiet spell goes out
+ * at once; pushes that come back to back go out together, several frames a write,
+ * at most coalesce_ms late. Anything else a conn queues flushes it (and what it holds)
+ * at the next pass. */
 
 /* Flushes every conn in w's flush list and frees the conns closed since the last
  * call (the prepare hook calls it: the safe point). */

@@ -270,6 +270,9 @@ static int worker_init(worker_pool_t *pool, int index, worker_t **out)
     uv_timer_init(&w->loop, &w->accept_pause);
     w->accept_pause.data = w;
     uv_unref((uv_handle_t *)&w->accept_pause);
+    uv_timer_init(&w->loop, &w->coalesce);
+    w->coalesce.data = w;
+    uv_unref((uv_handle_t *)&w->coalesce);
     if ((r = conn_io_init(w)) < 0)
         goto fail_listen;
     if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &w->listen_fd)) < 0)

@@ -46,6 +46,11 @@ struct worker_s {
     conn_t *conns;
     size_t n_conns;
     conn_t *flush_head;
+    /* fan-out output held back until batch_after (core/conn.c); the timer releases it */
+    conn_t *held_head;
+    uint64_t batch_after; /* uv_hrtime() */
+    uv_timer_t coalesce;
+    int in_fanout; /* output queued now is fan-out output (set around a delivery round) */
     conn_t *reap_head; /* closed conns, freed at the next safe point (conn_reap) */
     int stopping; /* WORKER_DRAINING, then WORKER_GOODBYE; 0 while serving */
     uint64_t grace_deadline;
@@ -65,6 +70,8 @@ typedef struct worker_pool_cfg_s {
     uint32_t max_connections_per_ip;  /* across the pool; 0 = unlimited */
     unsigned grace_ms;                /* draining: the most the workers wait for busy() */
     unsigned shutdown_timeout_ms;     /* goodbye: connections still open after it are cut */
+    /* the least time between two flushes of fan-out output (core/conn.c); 0: none */
+    unsigned coalesce_ms;
     /* draining: nonzero while w has work its clients must stay for (optional) */
     int (*busy)(worker_t *w, void *arg);
     /* a connection refused by a limit (enum metrics_refusal): answer it the protocol's

@@ -430,7 +430,9 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
             if (s->seen == round || (!tp && s->topics_only) || !matches(p, s))
                 continue;
             s->seen = round;
+            w->in_fanout = 1; /* what it queues may wait for the next batch (core/conn.h) */
             int r = s->ops->deliver(s, p, p->n_topics ? (int)ti : -1);
+            w->in_fanout = 0;
             const char *msg = r == 0 ? "delivered" : r == -ENOBUFS ? "slow consumer" : "closed";
             if (r == 0)
                 ok++;

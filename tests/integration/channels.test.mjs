@@ -98,6 +98,30 @@ describe('POST /api/push', () => {
     c.close();
   }));
 
+  test('limits.pushCoalesceMs: a push back to back with the last one waits for the batch; other output takes it along', withLogs(async () => {
+    const hold = 1000;
+    const nc = await startNode({ config: baseConfig({ limits: { pushCoalesceMs: hold } }) });
+    const c = await connectClient(nc, { clientId: 'coalesce-ws' });
+    c.send({ type: 'subscribe', channels: ['co'] });
+    assert.equal((await c.next()).type, 'subscribed');
+    // after a quiet spell a push goes out at once; the next one waits for the batch
+    const a = await push(nc, { channel: 'co', data: 1, event: 'e' });
+    assert.equal((await c.next(hold / 2)).id, a.headers.get('x-push-id'));
+    const tA = Date.now();
+    const b = await push(nc, { channel: 'co', data: 2, event: 'e' });
+    assert.equal((await c.next(hold * 5 * SLOW)).id, b.headers.get('x-push-id'));
+    const held = Date.now() - tA;
+    assert.ok(held >= hold / 2, `the second push came ${held} ms after the first: not held`);
+    // held again (the batch just went out); a pong, which is not fan-out output, flushes it
+    const d = await push(nc, { channel: 'co', data: 3, event: 'e' });
+    const tPing = Date.now();
+    c.ws.ping();
+    assert.equal((await c.next(hold * 5 * SLOW)).id, d.headers.get('x-push-id'));
+    const took = Date.now() - tPing;
+    assert.ok(took < hold / 2, `the held push came ${took} ms after a ping, not with its pong`);
+    c.close();
+  }));
+
   test('the one-line form and a single channel string', withLogs(async () => {
     let r = await push(node, '{"channel":["test","test2","test"],"data":"data","event":"woohoo"}');
     assert.equal(r.status, 200, r.text);
