@@ -512,6 +512,8 @@ void conn_want_flush(conn_t *c)
     flush_list_add(c);
 }
 
+#define CONN_COALESCE_MAX 20 /* a window stretched by a long pass: at most 20 x coalesce_ms */
+
 static void on_coalesce_end(uv_timer_t *t)
 {
     worker_t *w = t->data;
@@ -529,7 +531,8 @@ static int may_hold(const conn_t *c)
 void conn_flush_pending(worker_t *w)
 {
     unsigned ms = w->pool->cfg.coalesce_ms;
-    int holding = ms && !w->stopping && w->batch_after && uv_hrtime() < w->batch_after;
+    uint64_t start = ms ? uv_hrtime() : 0;
+    int holding = ms && !w->stopping && w->batch_after && start < w->batch_after;
     int batched = 0;
     while (!holding && w->held_head) {
         conn_t *c = w->held_head; /* back to the flush list, still fan-out output */
@@ -569,8 +572,16 @@ void conn_flush_pending(worker_t *w)
     } while (w->flush_head);
     if (!ms)
         return;
-    if (batched)
-        w->batch_after = uv_hrtime() + (uint64_t)ms * 1000000u;
+    if (batched) {
+        /* the window is as long as the pass was, when that is longer (a large fan-out):
+         * writing is then at most half the worker's time, and the pushes that come
+         * meanwhile share the next pass (bounded to CONN_COALESCE_MAX windows) */
+        uint64_t end = uv_hrtime(), win = (uint64_t)ms * 1000000u;
+        uint64_t pass = end - start;
+        if (pass > win)
+            win = pass < win * CONN_COALESCE_MAX ? pass : win * CONN_COALESCE_MAX;
+        w->batch_after = end + win;
+    }
     if (w->held_head && !uv_is_active((uv_handle_t *)&w->coalesce)) {
         uint64_t now = uv_hrtime();
         uint64_t left = w->batch_after > now ? w->batch_after - now : 0;

@@ -150,7 +150,8 @@ void conn_io_free(struct worker_s *w);
 
 /* Write coalescing across pushes: output queued while w->in_fanout is set (a delivery
  * round of the hub) may wait in the worker's held list until cfg.coalesce_ms after the
- * previous flush that wrote fan-out output ended. A push after a quiet spell goes out
+ * previous flush that wrote fan-out output ended (or as long as that flush took, when
+ * longer, up to 20 x cfg.coalesce_ms). A push after a quiet spell goes out
  * at once; pushes that come back to back go out together, several frames a write,
  * at most coalesce_ms late. Anything else a conn queues flushes it (and what it holds)
  * at the next pass. */
