@@ -368,12 +368,12 @@ if [ -n "$sweep" ] && command -v gnuplot >/dev/null; then
         echo "set output '$plot'"
         echo "set multiplot layout 1,2 title 'fan-out on $(nproc) cores, loopback, $sweep_pushes pushes of $payload B'"
         echo "set logscale x 2; set xlabel 'subscribers'; set key top left; set grid"
-        echo "set ylabel 'deliveries/s'; set format y '%.0s%c'"
+        echo "set ylabel 'deliveries/s'; set format y '%.0s%c'; set logscale y"
         printf "plot "
         sep=
         for srv in ${servers//,/ }; do printf "%s'%s' using 1:2 with linespoints title '%s'" "$sep" "$tmp/$srv.dat" "$srv"; sep=", "; done
         echo
-        echo "set ylabel 'p99 latency (ms)'; set format y '%g'; set logscale y"
+        echo "set ylabel 'p99 latency of the burst (ms)'; set format y '%g'; set logscale y"
         printf "plot "
         sep=
         for srv in ${servers//,/ }; do printf "%s'%s' using 1:3 with linespoints title '%s'" "$sep" "$tmp/$srv.dat" "$srv"; sep=", "; done
