@@ -885,9 +885,9 @@ int main(int argc, char **argv)
            "p50_ms=%.3f p99_ms=%.3f max_ms=%.3f closed=%u rss_before_kb=%ld rss_after_kb=%ld "
            "rss_per_client_b=%.0f server_cpu_s=%.3f server_us_per_delivery=%.3f "
            "server_writes=%ld deliveries_per_write=%.2f\n",
-           mode_name(), opt.clients, ready, atomic_load(&failed_count),
-           connect_s, opt.pushes, ok, opt.publishers, opt.payload, pub_s, del_s, got, expected,
-           min_c, max_c, dps, pps, p50, p99, mx, atomic_load(&closed_count), rss_before, rss_after,
+           mode_name(), opt.clients, ready, atomic_load(&failed_count), connect_s, opt.pushes, ok,
+           opt.publishers, opt.payload, pub_s, del_s, got, expected, min_c, max_c, dps, pps, p50,
+           p99, mx, atomic_load(&closed_count), rss_before, rss_after,
            ready && rss_before >= 0 ? (double)(rss_after - rss_before) * 1024.0 / ready : 0,
            server_cpu, got ? server_cpu * 1e6 / (double)got : 0, server_writes,
            server_writes > 0 ? (double)got / (double)server_writes : 0);

@@ -50,7 +50,7 @@ typedef struct {
     double rate;
     const char *report;
     long server_pid;
-    int tls; /* https:// URL */
+    int tls;       /* https:// URL */
     int deflate;   /* offer permessage-deflate and inflate what comes compressed */
     int pad_words; /* pad the payload with words instead of one repeated letter */
 } wsl_options_t;
@@ -504,8 +504,8 @@ static ssize_t wsl_client_parse(wsl_thread_t *t, wsl_client_t *c, const uint8_t 
         op = p[0] & 0x0f;
         /* servers never mask; RSV1 only with permessage-deflate, on a whole message */
         if ((p[1] & 0x80) != 0 || (p[0] & 0x30) != 0) return -EPROTO;
-        if ((p[0] & 0x40) != 0 && (!wsl_opts.deflate || !fin || ((p[0] & 0x0f) != 0x1 &&
-                                                                 (p[0] & 0x0f) != 0x2)))
+        if ((p[0] & 0x40) != 0 &&
+            (!wsl_opts.deflate || !fin || ((p[0] & 0x0f) != 0x1 && (p[0] & 0x0f) != 0x2)))
             return -EPROTO;
         plen = p[1] & 0x7f;
         hl = 2;
@@ -1575,8 +1575,7 @@ int main(int argc, char **argv)
            server_writes, server_writes > 0 ? (double)delivered / (double)server_writes : 0.0,
            error_frames, bad_frames, pong_drops,
            (uint64_t)atomic_load(&wsl_failed) + atomic_load(&wsl_closed) + error_frames +
-               bad_frames + pub.errors +
-               (expected - (delivered < expected ? delivered : expected)),
+               bad_frames + pub.errors + (expected - (delivered < expected ? delivered : expected)),
            wsl_opts.deflate, compressed, wire_bytes,
            delivered > 0 ? (double)wire_bytes / (double)delivered : 0.0,
            delivered > 0 ? server_cpu * 1e6 / (double)delivered : 0.0);

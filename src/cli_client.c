@@ -17,21 +17,18 @@ static int parse_url(const char *url, char *host, size_t hl, char *port, size_t 
                      size_t ptl, int *tls)
 {
     *tls = strncmp(url, "https://", 8) == 0;
-    if (!*tls && strncmp(url, "http://", 7) != 0)
-        return -EINVAL;
+    if (!*tls && strncmp(url, "http://", 7) != 0) return -EINVAL;
     const char *h = url + (*tls ? 8 : 7);
     const char *slash = strchr(h, '/');
     size_t authlen = slash ? (size_t)(slash - h) : strlen(h);
     const char *colon = memchr(h, ':', authlen);
     size_t hostlen = colon ? (size_t)(colon - h) : authlen;
-    if (hostlen == 0 || hostlen >= hl)
-        return -EINVAL;
+    if (hostlen == 0 || hostlen >= hl) return -EINVAL;
     memcpy(host, h, hostlen);
     host[hostlen] = '\0';
     if (colon) {
         size_t n = authlen - hostlen - 1;
-        if (n == 0 || n >= pl)
-            return -EINVAL;
+        if (n == 0 || n >= pl) return -EINVAL;
         memcpy(port, colon + 1, n);
         port[n] = '\0';
     } else {
@@ -48,8 +45,7 @@ static SSL *tls_open(int fd, const char *host)
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     SSL_CTX_free(ctx); /* the session holds its own reference */
-    if (!ssl)
-        return NULL;
+    if (!ssl) return NULL;
     SSL_CTX *c = SSL_get_SSL_CTX(ssl);
     SSL_CTX_set_default_verify_paths(c);
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
@@ -75,8 +71,7 @@ static SSL *tls_open(int fd, const char *host)
 
 static ssize_t io_write(int fd, SSL *ssl, const void *data, size_t len)
 {
-    if (!ssl)
-        return write(fd, data, len);
+    if (!ssl) return write(fd, data, len);
     int n = SSL_write(ssl, data, (int)len);
     if (n <= 0) {
         errno = EPIPE;
@@ -88,8 +83,7 @@ static ssize_t io_write(int fd, SSL *ssl, const void *data, size_t len)
 /* Returns bytes read, 0 at the end (close_notify or a bare EOF), -1. */
 static ssize_t io_read(int fd, SSL *ssl, void *data, size_t len)
 {
-    if (!ssl)
-        return read(fd, data, len);
+    if (!ssl) return read(fd, data, len);
     int n = SSL_read(ssl, data, (int)len);
     return n > 0 ? n : 0;
 }
@@ -101,22 +95,18 @@ int cli_http_post(const char *url, const char *key, const char *body, buf_t **re
     if (parse_url(url, host, sizeof(host), port, sizeof(port), base, sizeof(base), &tls) < 0)
         return -EINVAL;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-    if (getaddrinfo(host, port, &hints, &ai) != 0)
-        return -EHOSTUNREACH;
+    if (getaddrinfo(host, port, &hints, &ai) != 0) return -EHOSTUNREACH;
     int fd = -1, err = -ECONNREFUSED;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
-            break;
+        if (fd < 0) continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
         err = -errno;
         close(fd);
         fd = -1;
     }
     freeaddrinfo(ai);
-    if (fd < 0)
-        return err;
+    if (fd < 0) return err;
     SSL *ssl = NULL;
     if (tls && !(ssl = tls_open(fd, host))) {
         close(fd);
@@ -125,17 +115,14 @@ int cli_http_post(const char *url, const char *key, const char *body, buf_t **re
     buf_t *req = buf_new(512 + strlen(body));
     buf_t *in = buf_new(4096);
     int r = -ENOMEM;
-    if (!req || !in)
-        goto out;
+    if (!req || !in) goto out;
     r = buf_printf(&req,
                    "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\n",
                    base, host, port, strlen(body));
-    if (key)
-        r |= buf_printf(&req, "Authorization: Bearer %s\r\n", key);
+    if (key) r |= buf_printf(&req, "Authorization: Bearer %s\r\n", key);
     r |= buf_printf(&req, "\r\n%s", body);
-    if (r)
-        goto out;
+    if (r) goto out;
     for (size_t off = 0; off < req->len;) {
         ssize_t n = io_write(fd, ssl, req->data + off, req->len - off);
         if (n < 0) {
@@ -147,28 +134,24 @@ int cli_http_post(const char *url, const char *key, const char *body, buf_t **re
     char chunk[4096];
     ssize_t n;
     while ((n = io_read(fd, ssl, chunk, sizeof(chunk))) > 0)
-        if (buf_append(&in, chunk, (size_t)n) < 0)
-            goto out;
+        if (buf_append(&in, chunk, (size_t)n) < 0) goto out;
     char *hdr_end = strstr(in->data, "\r\n\r\n");
     char *end = NULL;
-    long status = strncmp(in->data, "HTTP/1.", 7) == 0 && in->len > 12
-                      ? strtol(in->data + 9, &end, 10)
-                      : -1;
+    long status =
+        strncmp(in->data, "HTTP/1.", 7) == 0 && in->len > 12 ? strtol(in->data + 9, &end, 10) : -1;
     if (!hdr_end || !end || *end != ' ' || status < 100 || status > 599) {
         r = -EINVAL;
         goto out;
     }
     buf_t *b = buf_new(in->len);
-    if (!b)
-        goto out;
+    if (!b) goto out;
     buf_append(&b, hdr_end + 4, in->len - (size_t)(hdr_end + 4 - in->data));
     *resp = b;
     r = (int)status;
 out:
     buf_unref(req);
     buf_unref(in);
-    if (ssl)
-        SSL_shutdown(ssl);
+    if (ssl) SSL_shutdown(ssl);
     SSL_free(ssl);
     close(fd);
     return r;

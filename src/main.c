@@ -14,18 +14,17 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: pushgate serve [--config FILE] [--listen HOST:PORT] [--workers N]\n"
-            "                      [--data-dir DIR] [--redis URL] [--nats URL]\n"
-            "                      [--node-id ID] [--application-id ID] [--diagnostics]\n"
-            "                      [--tls-cert FILE --tls-key FILE]\n"
-            "       pushgate push-request --url URL --key KEY --payload JSON\n"
-            "                      [--client-id-pattern RE] [--role-pattern RE]\n"
-            "                      [--session-id-pattern RE] [--await-acks]\n"
-            "                      [--timeout-ms N] [--report full|summary|none]\n"
-            "       pushgate push --url URL --key KEY --channel NAME [--channel NAME...]\n"
-            "                      --event NAME --data JSON\n"
-            "       pushgate version\n");
+    fprintf(f, "usage: pushgate serve [--config FILE] [--listen HOST:PORT] [--workers N]\n"
+               "                      [--data-dir DIR] [--redis URL] [--nats URL]\n"
+               "                      [--node-id ID] [--application-id ID] [--diagnostics]\n"
+               "                      [--tls-cert FILE --tls-key FILE]\n"
+               "       pushgate push-request --url URL --key KEY --payload JSON\n"
+               "                      [--client-id-pattern RE] [--role-pattern RE]\n"
+               "                      [--session-id-pattern RE] [--await-acks]\n"
+               "                      [--timeout-ms N] [--report full|summary|none]\n"
+               "       pushgate push --url URL --key KEY --channel NAME [--channel NAME...]\n"
+               "                      --event NAME --data JSON\n"
+               "       pushgate version\n");
 }
 
 static int set(char **dst, const char *v)
@@ -58,20 +57,34 @@ static int post_and_print(const char *url, const char *path, const char *key, co
 
 static int cmd_serve(int argc, char **argv)
 {
-    enum { O_CONFIG = 1, O_LISTEN, O_WORKERS, O_DATA, O_REDIS, O_NODE, O_APP, O_DIAG, O_TLS_CERT,
-           O_TLS_KEY, O_NATS };
-    static const struct option opts[] = {
-        {"config", required_argument, 0, O_CONFIG}, {"listen", required_argument, 0, O_LISTEN},
-        {"workers", required_argument, 0, O_WORKERS}, {"data-dir", required_argument, 0, O_DATA},
-        {"redis", required_argument, 0, O_REDIS},   {"node-id", required_argument, 0, O_NODE},
-        {"application-id", required_argument, 0, O_APP},
-        {"diagnostics", no_argument, 0, O_DIAG},    {"tls-cert", required_argument, 0, O_TLS_CERT},
-        {"tls-key", required_argument, 0, O_TLS_KEY}, {"nats", required_argument, 0, O_NATS},
-        {0, 0, 0, 0}};
+    enum {
+        O_CONFIG = 1,
+        O_LISTEN,
+        O_WORKERS,
+        O_DATA,
+        O_REDIS,
+        O_NODE,
+        O_APP,
+        O_DIAG,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_NATS
+    };
+    static const struct option opts[] = {{"config", required_argument, 0, O_CONFIG},
+                                         {"listen", required_argument, 0, O_LISTEN},
+                                         {"workers", required_argument, 0, O_WORKERS},
+                                         {"data-dir", required_argument, 0, O_DATA},
+                                         {"redis", required_argument, 0, O_REDIS},
+                                         {"node-id", required_argument, 0, O_NODE},
+                                         {"application-id", required_argument, 0, O_APP},
+                                         {"diagnostics", no_argument, 0, O_DIAG},
+                                         {"tls-cert", required_argument, 0, O_TLS_CERT},
+                                         {"tls-key", required_argument, 0, O_TLS_KEY},
+                                         {"nats", required_argument, 0, O_NATS},
+                                         {0, 0, 0, 0}};
     config_t cfg;
     char err[512];
-    if (config_init(&cfg) < 0)
-        return 1;
+    if (config_init(&cfg) < 0) return 1;
     /* the file first, then every flag on top of it, whatever their order */
     int c;
     optind = 1;
@@ -104,18 +117,34 @@ static int cmd_serve(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_DATA: r = set(&cfg.data_dir, optarg); break;
-        case O_REDIS: r = set(&cfg.redis_url, optarg); break;
-        case O_NATS: r = set(&cfg.nats_url, optarg); break;
-        case O_NODE: r = set(&cfg.node_id, optarg); break;
-        case O_APP: r = set(&cfg.application_id, optarg); break;
-        case O_DIAG: cfg.diagnostics = 1; break;
-        case O_TLS_CERT: r = set(&cfg.tls_cert, optarg); break;
-        case O_TLS_KEY: r = set(&cfg.tls_key, optarg); break;
-        default: break;
+        case O_DATA:
+            r = set(&cfg.data_dir, optarg);
+            break;
+        case O_REDIS:
+            r = set(&cfg.redis_url, optarg);
+            break;
+        case O_NATS:
+            r = set(&cfg.nats_url, optarg);
+            break;
+        case O_NODE:
+            r = set(&cfg.node_id, optarg);
+            break;
+        case O_APP:
+            r = set(&cfg.application_id, optarg);
+            break;
+        case O_DIAG:
+            cfg.diagnostics = 1;
+            break;
+        case O_TLS_CERT:
+            r = set(&cfg.tls_cert, optarg);
+            break;
+        case O_TLS_KEY:
+            r = set(&cfg.tls_key, optarg);
+            break;
+        default:
+            break;
         }
-        if (r < 0)
-            return 1;
+        if (r < 0) return 1;
     }
     if (optind < argc) {
         fprintf(stderr, "pushgate: unexpected argument %s\n", argv[optind]);
@@ -135,30 +164,43 @@ static int cmd_serve(int argc, char **argv)
 static int cmd_push_request(int argc, char **argv)
 {
     enum { O_URL = 1, O_KEY, O_PAYLOAD, O_CID, O_ROLE, O_SID, O_ACKS, O_TIMEOUT, O_REPORT };
-    static const struct option opts[] = {
-        {"url", required_argument, 0, O_URL},
-        {"key", required_argument, 0, O_KEY},
-        {"payload", required_argument, 0, O_PAYLOAD},
-        {"client-id-pattern", required_argument, 0, O_CID},
-        {"role-pattern", required_argument, 0, O_ROLE},
-        {"session-id-pattern", required_argument, 0, O_SID},
-        {"await-acks", no_argument, 0, O_ACKS},
-        {"timeout-ms", required_argument, 0, O_TIMEOUT},
-        {"report", required_argument, 0, O_REPORT},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"url", required_argument, 0, O_URL},
+                                         {"key", required_argument, 0, O_KEY},
+                                         {"payload", required_argument, 0, O_PAYLOAD},
+                                         {"client-id-pattern", required_argument, 0, O_CID},
+                                         {"role-pattern", required_argument, 0, O_ROLE},
+                                         {"session-id-pattern", required_argument, 0, O_SID},
+                                         {"await-acks", no_argument, 0, O_ACKS},
+                                         {"timeout-ms", required_argument, 0, O_TIMEOUT},
+                                         {"report", required_argument, 0, O_REPORT},
+                                         {0, 0, 0, 0}};
     const char *url = NULL, *key = NULL, *payload = NULL;
     json_t *body = json_object(), *options = json_object();
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_URL: url = optarg; break;
-        case O_KEY: key = optarg; break;
-        case O_PAYLOAD: payload = optarg; break;
-        case O_CID: json_object_set_new(body, "clientIdPattern", json_string(optarg)); break;
-        case O_ROLE: json_object_set_new(body, "rolePattern", json_string(optarg)); break;
-        case O_SID: json_object_set_new(body, "sessionIdPattern", json_string(optarg)); break;
-        case O_ACKS: json_object_set_new(options, "awaitAcks", json_true()); break;
+        case O_URL:
+            url = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_PAYLOAD:
+            payload = optarg;
+            break;
+        case O_CID:
+            json_object_set_new(body, "clientIdPattern", json_string(optarg));
+            break;
+        case O_ROLE:
+            json_object_set_new(body, "rolePattern", json_string(optarg));
+            break;
+        case O_SID:
+            json_object_set_new(body, "sessionIdPattern", json_string(optarg));
+            break;
+        case O_ACKS:
+            json_object_set_new(options, "awaitAcks", json_true());
+            break;
         case O_TIMEOUT: {
             char *end;
             long long ms = strtoll(optarg, &end, 10);
@@ -169,8 +211,12 @@ static int cmd_push_request(int argc, char **argv)
             json_object_set_new(options, "timeoutMs", json_integer(ms));
             break;
         }
-        case O_REPORT: json_object_set_new(options, "report", json_string(optarg)); break;
-        default: usage(stderr); return 2;
+        case O_REPORT:
+            json_object_set_new(options, "report", json_string(optarg));
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!url || !payload) {
@@ -184,8 +230,7 @@ static int cmd_push_request(int argc, char **argv)
         return 2;
     }
     json_object_set_new(body, "serviceRequest", sr);
-    if (json_object_size(options))
-        json_object_set(body, "options", options);
+    if (json_object_size(options)) json_object_set(body, "options", options);
     json_decref(options);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -197,23 +242,31 @@ static int cmd_push_request(int argc, char **argv)
 static int cmd_push(int argc, char **argv)
 {
     enum { O_URL = 1, O_KEY, O_CHANNEL, O_EVENT, O_DATA };
-    static const struct option opts[] = {{"url", required_argument, 0, O_URL},
-                                         {"key", required_argument, 0, O_KEY},
-                                         {"channel", required_argument, 0, O_CHANNEL},
-                                         {"event", required_argument, 0, O_EVENT},
-                                         {"data", required_argument, 0, O_DATA},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"url", required_argument, 0, O_URL},         {"key", required_argument, 0, O_KEY},
+        {"channel", required_argument, 0, O_CHANNEL}, {"event", required_argument, 0, O_EVENT},
+        {"data", required_argument, 0, O_DATA},       {0, 0, 0, 0}};
     const char *url = NULL, *key = NULL, *event = NULL, *data = NULL;
     json_t *channels = json_array();
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case O_URL: url = optarg; break;
-        case O_KEY: key = optarg; break;
-        case O_CHANNEL: json_array_append_new(channels, json_string(optarg)); break;
-        case O_EVENT: event = optarg; break;
-        case O_DATA: data = optarg; break;
+        case O_URL:
+            url = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_CHANNEL:
+            json_array_append_new(channels, json_string(optarg));
+            break;
+        case O_EVENT:
+            event = optarg;
+            break;
+        case O_DATA:
+            data = optarg;
+            break;
         default:
             usage(stderr);
             json_decref(channels);
@@ -236,8 +289,7 @@ static int cmd_push(int argc, char **argv)
     json_t *body = json_pack("{s:o, s:o, s:s}", "channel", channels, "data", d, "event", event);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!text)
-        return 1;
+    if (!text) return 1;
     int rc = post_and_print(url, "/api/push", key, text);
     free(text);
     return rc;
@@ -249,12 +301,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "serve") == 0)
-        return cmd_serve(argc - 1, argv + 1);
-    if (strcmp(argv[1], "push-request") == 0)
-        return cmd_push_request(argc - 1, argv + 1);
-    if (strcmp(argv[1], "push") == 0)
-        return cmd_push(argc - 1, argv + 1);
+    if (strcmp(argv[1], "serve") == 0) return cmd_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "push-request") == 0) return cmd_push_request(argc - 1, argv + 1);
+    if (strcmp(argv[1], "push") == 0) return cmd_push(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("pushgate %s\n", PUSHGATE_VERSION);
         return 0;

@@ -32,7 +32,7 @@ typedef struct node_s {
     worker_pool_t pool;
     http_server_cfg_t http;
     uv_signal_t sigterm, sigint, sighup;
-    tls_server_t *tls; /* NULL: the listener speaks plain TCP */
+    tls_server_t *tls;             /* NULL: the listener speaks plain TCP */
     http_path_limit_t *body_paths; /* limits.maxBodyBytesByPath, as the parser reads it */
     bus_t *bus;
     bus_t *store_bus; /* the bus on the Redis that holds the device queue (may be bus) */
@@ -41,7 +41,7 @@ typedef struct node_s {
     redis_target_t redis;
     char redis_prefix[300];
     devices_redis_cfg_t devices_redis;
-    int devices_keep; /* atomic: the bus closed at shutdown with Redis up */
+    int devices_keep;  /* atomic: the bus closed at shutdown with Redis up */
     memtrim_t memtrim; /* freed heap back to the kernel after disconnects */
 } node_t;
 
@@ -61,8 +61,7 @@ static int bus_up(void *arg)
 static int devices_in_redis(node_t *n, const config_t *cfg, bus_t *bus)
 {
     char err[256];
-    if (redis_target_from_config(cfg, &n->redis, err, sizeof(err)) <= 0)
-        return -EINVAL;
+    if (redis_target_from_config(cfg, &n->redis, err, sizeof(err)) <= 0) return -EINVAL;
     snprintf(n->redis_prefix, sizeof(n->redis_prefix), "pushgate:%s:", cfg->application_id);
     n->devices_redis = (devices_redis_cfg_t){
         .target = &n->redis,
@@ -115,16 +114,14 @@ static void on_worker_stopping(worker_t *w, void *arg)
 static void on_signal(uv_signal_t *s, int signum)
 {
     node_t *n = s->data;
-    if (n->stopping)
-        return;
+    if (n->stopping) return;
     n->stopping = 1;
     log_info("shutting down", "signal=%d", signum);
     __atomic_store_n(&n->app.draining, 1, __ATOMIC_RELAXED);
     /* the bus lets go of the main loop; what the workers still publish stays local */
     if (n->app.devices_redis && bus_healthy(n->store_bus))
         __atomic_store_n(&n->devices_keep, 1, __ATOMIC_RELEASE);
-    if (n->bus && n->bus->ops->close)
-        n->bus->ops->close(n->bus);
+    if (n->bus && n->bus->ops->close) n->bus->ops->close(n->bus);
     worker_pool_stop(&n->pool);
     memtrim_stop(&n->memtrim);
     uv_close((uv_handle_t *)&n->sigterm, NULL);
@@ -158,29 +155,22 @@ static void on_sighup(uv_signal_t *s, int signum)
 static int make_dir(const char *path)
 {
     char tmp[4096];
-    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return -ENAMETOOLONG;
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) return -ENAMETOOLONG;
     for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
+        if (*p != '/') continue;
         *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return -errno;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -errno;
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -errno;
     return 0;
 }
 
 static enum log_level parse_level(const char *s)
 {
-    if (strcmp(s, "debug") == 0)
-        return LOG_DEBUG;
-    if (strcmp(s, "warn") == 0)
-        return LOG_WARN;
-    if (strcmp(s, "error") == 0)
-        return LOG_ERROR;
+    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
+    if (strcmp(s, "warn") == 0) return LOG_WARN;
+    if (strcmp(s, "error") == 0) return LOG_ERROR;
     return LOG_INFO;
 }
 
@@ -234,8 +224,7 @@ int node_run(config_t *cfg)
         .message_burst = cfg->limits.message_burst,
         .max_subscriptions = cfg->limits.max_subscriptions,
     };
-    if (!(n.app.hub = hub_new(cfg)))
-        goto fail_hub;
+    if (!(n.app.hub = hub_new(cfg))) goto fail_hub;
     uv_loop_t *loop = uv_default_loop();
     /* NATS carries the messages when set; the Redis bus, if any, keeps the shared state */
     int redis = cfg->redis_url || cfg->redis_cluster;
@@ -243,37 +232,30 @@ int node_run(config_t *cfg)
         redis ? bus_redis_new(n.app.hub, cfg, loop, &n.pool.connections, err, sizeof(err)) : NULL;
     bus_t *bus = NULL;
     if (cfg->nats_url && (store_bus || !redis))
-        bus = bus_nats_new(n.app.hub, cfg, loop, &n.pool.connections, store_bus, err,
-                           sizeof(err));
+        bus = bus_nats_new(n.app.hub, cfg, loop, &n.pool.connections, store_bus, err, sizeof(err));
     else if (redis)
         bus = store_bus;
     else
         bus = bus_local_new(n.app.hub, cfg->node_id);
     if (!bus) {
-        if (redis || cfg->nats_url)
-            log_error("bad config", "error=\"%s\"", err);
+        if (redis || cfg->nats_url) log_error("bad config", "error=\"%s\"", err);
         goto fail_bus;
     }
     n.bus = bus;
     n.store_bus = store_bus ? store_bus : bus;
     hub_set_bus(n.app.hub, bus);
-    if (api_socketio_init(&n.app) < 0)
-        goto fail_pool;
-    if (redis && devices_in_redis(&n, cfg, bus) < 0)
-        goto fail_pool;
+    if (api_socketio_init(&n.app) < 0) goto fail_pool;
+    if (redis && devices_in_redis(&n, cfg, bus) < 0) goto fail_pool;
     /* Idempotency-Keys of pushes: shared in Redis by a cluster, in memory on one node */
     int64_t idem_ttl = (int64_t)cfg->idem_ttl_seconds * 1000;
     if (redis) {
-        idem_redis_cfg_t ic = {.target = &n.redis,
-                               .prefix = n.redis_prefix,
-                               .healthy = bus_up,
-                               .healthy_arg = &n};
+        idem_redis_cfg_t ic = {
+            .target = &n.redis, .prefix = n.redis_prefix, .healthy = bus_up, .healthy_arg = &n};
         n.app.idem = idem_redis_new(&ic, idem_ttl);
     } else {
         n.app.idem = idem_mem_new(idem_ttl, cfg->idem_max_keys);
     }
-    if (!n.app.idem)
-        goto fail_pool;
+    if (!n.app.idem) goto fail_pool;
     if (api_devices_init(&n.app, err, sizeof(err)) < 0) {
         log_error("cannot open the device queue", "error=\"%s\"", err);
         goto fail_devices;
@@ -362,8 +344,7 @@ fail_devices_free:
     api_devices_free(&n.app);
 fail_devices:
     idem_free(n.app.idem);
-    if (bus->ops->close)
-        bus->ops->close(bus);
+    if (bus->ops->close) bus->ops->close(bus);
     uv_run(loop, UV_RUN_DEFAULT);
     bus->ops->free(bus);
 fail_bus:

@@ -44,8 +44,8 @@ typedef struct api_idem_s api_idem_t;
  * name): *scope gets a new string and fp (IDEM_FP_LEN + 1 bytes) the fingerprint of
  * extra (may be NULL) and the body. Returns 1 (a key), 0 (none), -1 (a bad key:
  * answered 400, or 500). */
-int api_idem_key(http_ctx_t *ctx, const config_apikey_t *k, const char *endpoint,
-                 const char *extra, char **scope, char *fp);
+int api_idem_key(http_ctx_t *ctx, const config_apikey_t *k, const char *endpoint, const char *extra,
+                 char **scope, char *fp);
 
 /* For a push: looks the request's key up in app->idem. Returns 0 with *out NULL (no
  * key) or the reserved key (act, then api_idem_finish or api_idem_forget it); 1 when

@@ -18,8 +18,7 @@ int api_client_identity(http_ctx_t *ctx, auth_identity_t **out)
         while (*t == ' ')
             t++;
         token = strdup(t);
-        if (!token)
-            return -ENOMEM;
+        if (!token) return -ENOMEM;
     } else if (url_query_get(ctx->req->query, "token", &token) < 0) {
         token = NULL;
     }
@@ -29,7 +28,6 @@ int api_client_identity(http_ctx_t *ctx, auth_identity_t **out)
     }
     int r = auth_resolve(token, out);
     free(token);
-    if (r < 0)
-        return r == -ENOMEM ? -ENOMEM : -EACCES;
+    if (r < 0) return r == -ENOMEM ? -ENOMEM : -EACCES;
     return 1;
 }

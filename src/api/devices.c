@@ -483,7 +483,8 @@ static void enqueue(http_ctx_t *ctx, app_t *app, const config_apikey_t *key, int
     if (r < 0) {
         if (wait) device_unreserve(app->device_reg, DEVICE_HOLD_RESULT);
         if (r == -EEXIST) {
-            answer_error(ctx, 422, "this Idempotency-Key was already used with a different request");
+            answer_error(ctx, 422,
+                         "this Idempotency-Key was already used with a different request");
         } else if (r == -ENOSPC) {
             snprintf(err, sizeof(err),
                      "device %lld already has %u unfinished commands (device.maxQueue)",

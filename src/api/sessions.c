@@ -9,11 +9,9 @@
 
 void api_sessions_create(http_ctx_t *ctx)
 {
-    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN)) return;
     json_t *doc = api_json_body(ctx);
-    if (!doc)
-        return;
+    if (!doc) return;
     json_t *user = json_object_get(doc, "user");
     json_t *roles = json_object_get(doc, "roles");
     json_t *groups = json_object_get(doc, "groups");
@@ -28,12 +26,11 @@ void api_sessions_create(http_ctx_t *ctx)
         bad = "ttlSeconds must be a positive integer";
     char id[AUTH_SESSION_ID_MAX];
     int64_t exp = 0;
-    int r = bad ? -EINVAL
-                : auth_session_create(json_string_value(user), roles, groups,
-                                      json_string_value(tenant),
-                                      ttl ? json_integer_value(ttl) : 0, id, &exp);
-    if (r == -EINVAL && !bad)
-        bad = "roles and groups must be arrays of strings";
+    int r =
+        bad ? -EINVAL
+            : auth_session_create(json_string_value(user), roles, groups, json_string_value(tenant),
+                                  ttl ? json_integer_value(ttl) : 0, id, &exp);
+    if (r == -EINVAL && !bad) bad = "roles and groups must be arrays of strings";
     if (bad)
         http_respond_error(ctx, 422, bad);
     else if (r < 0)
@@ -50,8 +47,7 @@ void api_sessions_create(http_ctx_t *ctx)
 
 void api_sessions_delete(http_ctx_t *ctx)
 {
-    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN))
-        return;
+    if (!api_require_key(ctx, CONFIG_SCOPE_ADMIN)) return;
     const char *raw = ctx->req->path + strlen("/api/sessions/");
     char id[AUTH_SESSION_ID_MAX];
     if (url_decode(raw, strlen(raw), id, sizeof(id) - 1) <= 0 || strchr(id, '/')) {

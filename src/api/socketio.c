@@ -42,15 +42,13 @@ static int credential(json_t *auth, const char *authorization, const char *query
 static char *param(json_t *auth, const char *query, const char *name)
 {
     const char *v = json_string_value(json_object_get(auth, name));
-    if (v)
-        return strdup(v);
+    if (v) return strdup(v);
     char *q = NULL;
     return url_query_get(query, name, &q) > 0 ? q : (free(q), NULL);
 }
 
 static int prod_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
-                        const char *authorization, const char *query, sio_connect_t *res,
-                        void *arg)
+                        const char *authorization, const char *query, sio_connect_t *res, void *arg)
 {
     (void)sock;
     (void)arg;
@@ -67,8 +65,7 @@ static int prod_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
     }
     free(cred);
     res->client_id = param(auth, query, "clientId");
-    if (strcmp(nsp, "/") == 0)
-        return 0;
+    if (strcmp(nsp, "/") == 0) return 0;
     /* a tenant namespace: one stream of that tenant, under the same rules as SSE */
     const char *tenant = nsp + 1;
     char *stream = param(auth, query, "stream");
@@ -80,15 +77,12 @@ static int prod_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
     if (r == -ENOENT)
         snprintf(res->error, sizeof(res->error), "unknown stream %s", stream);
     else if (r == -EACCES)
-        snprintf(res->error, sizeof(res->error), "credentials are required for stream %s",
-                 stream);
+        snprintf(res->error, sizeof(res->error), "credentials are required for stream %s", stream);
     else if (r < 0)
-        snprintf(res->error, sizeof(res->error), "not allowed to subscribe to stream %s",
-                 stream);
+        snprintf(res->error, sizeof(res->error), "not allowed to subscribe to stream %s", stream);
     if (r == 0) {
         res->topics = calloc(1, sizeof(*res->topics));
-        if (res->topics && (res->topics[0] = topics_stream(tenant, stream)))
-            res->n_topics = 1;
+        if (res->topics && (res->topics[0] = topics_stream(tenant, stream))) res->n_topics = 1;
         res->tenant = strdup(tenant);
         res->replay = 1;
     }
@@ -98,19 +92,17 @@ static int prod_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
 
 static void ack_json(sio_socket_t *sock, long ack_id, json_t *v)
 {
-    if (ack_id < 0)
-        return;
+    if (ack_id < 0) return;
     json_t *arr = json_pack("[O]", v);
     char *s = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
-    if (s)
-        sio_ack(sock, ack_id, s, strlen(s), NULL, 0);
+    if (s) sio_ack(sock, ack_id, s, strlen(s), NULL, 0);
     free(s);
     json_decref(arr);
 }
 
 /* emit('subscribe', [channels], ack) / 'unsubscribe' in the main namespace */
-static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsigned n,
-                       long ack_id, void *arg)
+static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsigned n, long ack_id,
+                       void *arg)
 {
     (void)att;
     (void)n;
@@ -137,11 +129,11 @@ static void prod_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsi
     json_array_foreach(chans, i, c)
     {
         const char *ch = json_string_value(c);
-        if (err[0])
-            break;
+        if (err[0]) break;
         if (!ch || channel_name_valid(ch) < 0)
             snprintf(err, sizeof(err), "channels[%zu] is not a valid channel name", i);
-        else if (sub && channel_may_subscribe(app->cfg->channels, ch, sio_socket_identity(sock)) < 0)
+        else if (sub &&
+                 channel_may_subscribe(app->cfg->channels, ch, sio_socket_identity(sock)) < 0)
             snprintf(err, sizeof(err), "not allowed to subscribe to %s", ch);
     }
     unsigned max = app->cfg->limits.max_subscriptions;
@@ -189,12 +181,10 @@ static sio_app_t prod_app = {prod_connect, NULL, prod_event, NULL};
 /* ---- diagnostics: the socket.io-protocol test suite's reference behaviour ---- */
 
 static int diag_connect(sio_socket_t *sock, const char *nsp, json_t *auth,
-                        const char *authorization, const char *query, sio_connect_t *res,
-                        void *arg)
+                        const char *authorization, const char *query, sio_connect_t *res, void *arg)
 {
     (void)sock, (void)auth, (void)authorization, (void)query, (void)arg;
-    if (strcmp(nsp, "/") == 0 || strcmp(nsp, "/custom") == 0)
-        return 0;
+    if (strcmp(nsp, "/") == 0 || strcmp(nsp, "/custom") == 0) return 0;
     snprintf(res->error, sizeof(res->error), "Invalid namespace");
     return -EINVAL;
 }
@@ -204,14 +194,13 @@ static void diag_connected(sio_socket_t *sock, json_t *auth, void *arg)
     (void)arg;
     json_t *args = json_pack("[s,O]", "auth", auth ? auth : json_object());
     char *s = args ? json_dumps(args, JSON_COMPACT) : NULL;
-    if (s)
-        sio_emit(sock, s, strlen(s), NULL, 0, -1);
+    if (s) sio_emit(sock, s, strlen(s), NULL, 0, -1);
     free(s);
     json_decref(args);
 }
 
-static void diag_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsigned n,
-                       long ack_id, void *arg)
+static void diag_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsigned n, long ack_id,
+                       void *arg)
 {
     (void)arg;
     const char *name = json_string_value(json_array_get(args, 0));
@@ -219,16 +208,14 @@ static void diag_event(sio_socket_t *sock, json_t *args, buf_t *const *att, unsi
         json_t *back = json_deep_copy(args);
         json_array_set_new(back, 0, json_string("message-back"));
         char *s = json_dumps(back, JSON_COMPACT);
-        if (s)
-            sio_emit(sock, s, strlen(s), att, n, -1);
+        if (s) sio_emit(sock, s, strlen(s), att, n, -1);
         free(s);
         json_decref(back);
     } else if (strcmp(name, "message-with-ack") == 0 && ack_id >= 0) {
         json_t *rest = json_deep_copy(args);
         json_array_remove(rest, 0);
         char *s = json_dumps(rest, JSON_COMPACT);
-        if (s)
-            sio_ack(sock, ack_id, s, strlen(s), att, n);
+        if (s) sio_ack(sock, ack_id, s, strlen(s), att, n);
         free(s);
         json_decref(rest);
     }
@@ -241,8 +228,7 @@ static sio_app_t diag_app = {diag_connect, diag_connected, diag_event, NULL};
 static void echo_message(eio_session_t *s, const char *data, size_t len, int binary)
 {
     buf_t *b = buf_new(len);
-    if (!b)
-        return;
+    if (!b) return;
     buf_append(&b, data, len);
     eio_send(s, b, 0, len, binary);
     buf_unref(b);
@@ -275,11 +261,9 @@ int api_socketio_init(app_t *app)
         .ws = app->ws,
     };
     opt.ws.max_message_bytes = cfg->sio_max_payload;
-    if (eio_init() < 0)
-        return -ENOMEM;
+    if (eio_init() < 0) return -ENOMEM;
     prod_app.arg = app;
-    sio_server_init(&sio_prod, &opt, &prod_app, cfg->sio_connect_timeout_ms,
-                    hub_history(app->hub));
+    sio_server_init(&sio_prod, &opt, &prod_app, cfg->sio_connect_timeout_ms, hub_history(app->hub));
     sio_server_init(&sio_diag, &opt, &diag_app, cfg->sio_connect_timeout_ms, NULL);
     sio_prod.max_messages_per_s = cfg->limits.max_messages_per_s;
     sio_prod.message_burst = cfg->limits.message_burst;

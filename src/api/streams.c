@@ -29,8 +29,7 @@ static char *acting_tenant(http_ctx_t *ctx, const config_apikey_t *key)
         }
         free(q);
         char *t = strdup(key->tenant);
-        if (!t)
-            http_respond_error(ctx, 500, "out of memory");
+        if (!t) http_respond_error(ctx, 500, "out of memory");
         return t;
     }
     if (!q || !*q) {
@@ -47,8 +46,7 @@ static char *acting_tenant(http_ctx_t *ctx, const config_apikey_t *key)
 static int tenant_request(http_ctx_t *ctx, unsigned scope, char **tenant, json_t **body)
 {
     const config_apikey_t *key = api_require_key(ctx, scope);
-    if (!key || !(*tenant = acting_tenant(ctx, key)))
-        return -1;
+    if (!key || !(*tenant = acting_tenant(ctx, key))) return -1;
     if (!(*body = api_json_body(ctx))) {
         free(*tenant);
         return -1;
@@ -59,11 +57,9 @@ static int tenant_request(http_ctx_t *ctx, unsigned scope, char **tenant, json_t
 void api_stream_config_get(http_ctx_t *ctx)
 {
     const config_apikey_t *key = api_require_key(ctx, CONFIG_SCOPE_ADMIN);
-    if (!key)
-        return;
+    if (!key) return;
     char *tenant = acting_tenant(ctx, key);
-    if (!tenant)
-        return;
+    if (!tenant) return;
     json_t *set = streams_tenant(tenant);
     api_respond_doc(ctx, 200, set ? set : json_object());
     free(tenant);
@@ -73,14 +69,12 @@ void api_stream_config_patch(http_ctx_t *ctx)
 {
     char *tenant;
     json_t *req;
-    if (tenant_request(ctx, CONFIG_SCOPE_ADMIN, &tenant, &req) < 0)
-        return;
+    if (tenant_request(ctx, CONFIG_SCOPE_ADMIN, &tenant, &req) < 0) return;
     char err[512];
     int r = streams_apply(tenant, req, err, sizeof(err));
     if (r == 0) {
         json_t *set = streams_tenant(tenant);
-        if (!set)
-            set = json_object();
+        if (!set) set = json_object();
         api_respond_doc(ctx, 200, json_pack("{s:s, s:O}", "tenantId", tenant, "latest", set));
         json_decref(set);
     } else {
@@ -115,8 +109,7 @@ static int publish_to_stream(http_ctx_t *ctx, const char *tenant, const char *id
             p->payload_len = strlen(p->payload);
     }
     uint64_t token;
-    if (r == 0)
-        r = hub_publish(ctx->w, p, NULL, NULL, &token);
+    if (r == 0) r = hub_publish(ctx->w, p, NULL, NULL, &token);
     push_unref(p);
     free(topic);
     free(event);
@@ -128,8 +121,7 @@ void api_events(http_ctx_t *ctx)
 {
     char *tenant;
     json_t *ev;
-    if (tenant_request(ctx, CONFIG_SCOPE_PUBLISH, &tenant, &ev) < 0)
-        return;
+    if (tenant_request(ctx, CONFIG_SCOPE_PUBLISH, &tenant, &ev) < 0) return;
     char err[256];
     if (event_validate(ev, err, sizeof(err)) < 0) {
         http_respond_error(ctx, 422, err);
@@ -194,7 +186,10 @@ int api_stream_authorize(http_ctx_t *ctx, const char *stream_id, auth_identity_t
     else if (url_query_get(ctx->req->query, "tenantId", &tenant) < 0)
         tenant = NULL;
     int r = streams_may_subscribe(tenant, stream_id, id);
-    int status = r == 0 ? 0 : r == -ENOENT ? (!tenant && !id ? 401 : 404) : r == -EACCES ? 401 : 403;
+    int status = r == 0         ? 0
+                 : r == -ENOENT ? (!tenant && !id ? 401 : 404)
+                 : r == -EACCES ? 401
+                                : 403;
     if (status == 401)
         snprintf(err, errlen, "credentials are required for stream %s", stream_id);
     else if (status == 404)

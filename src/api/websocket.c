@@ -22,15 +22,13 @@ static int negotiate(http_ctx_t *ctx, ws_options_t *opt, ws_pmd_t *pmd)
     app_t *app = ctx->app;
     *opt = app->ws;
     opt->pmd = NULL;
-    if (!opt->compression)
-        return 0;
+    if (!opt->compression) return 0;
     int r = ws_check_extensions(ctx->req, opt->client_window_bits, pmd);
     if (r < 0) {
         http_respond_error(ctx, 400, "Sec-WebSocket-Extensions does not parse");
         return r;
     }
-    if (r == 1)
-        opt->pmd = pmd;
+    if (r == 1) opt->pmd = pmd;
     return 0;
 }
 
@@ -49,8 +47,7 @@ void api_websocket(http_ctx_t *ctx)
     if (api_refuse_if_draining(ctx)) return;
     ws_options_t opt;
     ws_pmd_t pmd;
-    if (negotiate(ctx, &opt, &pmd) < 0)
-        return;
+    if (negotiate(ctx, &opt, &pmd) < 0) return;
     char *session = NULL, *client = NULL, *accept = NULL;
     ssize_t sl = url_query_get(ctx->req->query, "sessionId", &session);
     ssize_t cl = url_query_get(ctx->req->query, "clientId", &client);
@@ -100,8 +97,7 @@ void api_echo(http_ctx_t *ctx)
     }
     ws_options_t opt;
     ws_pmd_t pmd;
-    if (negotiate(ctx, &opt, &pmd) < 0)
-        return;
+    if (negotiate(ctx, &opt, &pmd) < 0) return;
     const char *extra;
     size_t extra_len;
     conn_t *c = http_take_conn(ctx, &extra, &extra_len);

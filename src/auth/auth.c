@@ -16,7 +16,7 @@ static uv_rwlock_t auth_lock;
 static int auth_ready;
 static json_t *auth_sessions; /* id -> {user, roles, groups, tenant, expiresAt} */
 static char *auth_jwt_secret;
-static uint64_t auth_generation; /* atomic: bumped whenever a session may have changed */
+static uint64_t auth_generation;       /* atomic: bumped whenever a session may have changed */
 static const auth_store_t *auth_store; /* sessions shared with other nodes; NULL: none */
 
 #define AUTH_REMOTE_KEY "fromStore" /* marks documents that came from auth_store */
@@ -31,43 +31,35 @@ int64_t auth_now_ms(void)
 
 static int check_strings(json_t *arr)
 {
-    if (!arr || json_is_null(arr))
-        return 0;
-    if (!json_is_array(arr))
-        return -EINVAL;
+    if (!arr || json_is_null(arr)) return 0;
+    if (!json_is_array(arr)) return -EINVAL;
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        if (!json_is_string(v))
-            return -EINVAL;
+        if (!json_is_string(v)) return -EINVAL;
     }
     return 0;
 }
 
 int auth_effective_roles(json_t *roles, json_t *groups, const char *user, char ***out, size_t *n)
 {
-    if (check_strings(roles) < 0 || check_strings(groups) < 0)
-        return -EINVAL;
+    if (check_strings(roles) < 0 || check_strings(groups) < 0) return -EINVAL;
     size_t nr = json_is_array(roles) ? json_array_size(roles) : 0;
     size_t ng = json_is_array(groups) ? json_array_size(groups) : 0;
     size_t total = nr + ng + (user && *user ? 1 : 0);
     char **r = calloc(total ? total : 1, sizeof(*r));
-    if (!r)
-        return -ENOMEM;
+    if (!r) return -ENOMEM;
     size_t k = 0;
     for (size_t i = 0; i < nr; i++)
-        if (!(r[k++] = strdup(json_string_value(json_array_get(roles, i)))))
-            goto fail;
+        if (!(r[k++] = strdup(json_string_value(json_array_get(roles, i))))) goto fail;
     for (size_t i = 0; i < ng; i++) {
         const char *g = json_string_value(json_array_get(groups, i));
-        if (!(r[k] = malloc(strlen(g) + 8)))
-            goto fail;
+        if (!(r[k] = malloc(strlen(g) + 8))) goto fail;
         sprintf(r[k++], "$group-%s", g);
     }
     if (user && *user) {
-        if (!(r[k] = malloc(strlen(user) + 7)))
-            goto fail;
+        if (!(r[k] = malloc(strlen(user) + 7))) goto fail;
         sprintf(r[k++], "$user-%s", user);
     }
     *out = r;
@@ -96,13 +88,11 @@ int auth_init(const config_t *cfg, char *err, size_t errlen)
 {
     __atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELEASE);
     if (!auth_ready) {
-        if (uv_rwlock_init(&auth_lock) < 0)
-            return -ENOMEM;
+        if (uv_rwlock_init(&auth_lock) < 0) return -ENOMEM;
         auth_ready = 1;
     }
     json_t *store = json_object();
-    if (!store)
-        return -ENOMEM;
+    if (!store) return -ENOMEM;
     size_t i;
     json_t *s;
     json_array_foreach(cfg->sessions, i, s)
@@ -131,8 +121,8 @@ int auth_init(const config_t *cfg, char *err, size_t errlen)
             json_decref(store);
             return -EINVAL;
         }
-        json_t *doc = session_doc(json_string_value(user), roles, groups,
-                                  json_string_value(tenant), 0);
+        json_t *doc =
+            session_doc(json_string_value(user), roles, groups, json_string_value(tenant), 0);
         if (!doc || json_object_set_new(store, json_string_value(id), doc) < 0) {
             json_decref(store);
             return -ENOMEM;
@@ -149,8 +139,7 @@ int auth_init(const config_t *cfg, char *err, size_t errlen)
 
 void auth_shutdown(void)
 {
-    if (!auth_ready)
-        return;
+    if (!auth_ready) return;
     uv_rwlock_wrlock(&auth_lock);
     json_decref(auth_sessions);
     auth_sessions = NULL;
@@ -162,11 +151,9 @@ void auth_shutdown(void)
 int auth_session_create(const char *user, json_t *roles, json_t *groups, const char *tenant,
                         int64_t ttl_s, char id_out[AUTH_SESSION_ID_MAX], int64_t *expires_at_ms)
 {
-    if (check_strings(roles) < 0 || check_strings(groups) < 0)
-        return -EINVAL;
+    if (check_strings(roles) < 0 || check_strings(groups) < 0) return -EINVAL;
     char rnd[33];
-    if (ids_random_hex(rnd, 16) < 0)
-        return -ENOMEM;
+    if (ids_random_hex(rnd, 16) < 0) return -ENOMEM;
     snprintf(id_out, AUTH_SESSION_ID_MAX, "s-%s", rnd);
     int64_t exp = ttl_s > 0 ? auth_now_ms() + ttl_s * 1000 : 0;
     json_t *doc = session_doc(user, roles, groups, tenant, exp);
@@ -179,11 +166,9 @@ int auth_session_create(const char *user, json_t *roles, json_t *groups, const c
     uv_rwlock_wrlock(&auth_lock);
     int r = mine ? json_object_set_new(auth_sessions, id_out, mine) : -1;
     uv_rwlock_wrunlock(&auth_lock);
-    if (r == 0 && auth_store && auth_store->saved)
-        auth_store->saved(auth_store->arg, id_out, doc);
+    if (r == 0 && auth_store && auth_store->saved) auth_store->saved(auth_store->arg, id_out, doc);
     json_decref(doc);
-    if (r < 0)
-        return -ENOMEM;
+    if (r < 0) return -ENOMEM;
     *expires_at_ms = exp;
     return 0;
 }
@@ -195,12 +180,12 @@ void auth_set_store(const auth_store_t *store)
 
 void auth_session_forget(const char *id)
 {
-    if (!auth_ready)
-        return;
+    if (!auth_ready) return;
     uv_rwlock_wrlock(&auth_lock);
     if (id) {
         json_t *doc = json_object_get(auth_sessions, id);
-        if (doc && (json_object_get(doc, AUTH_REMOTE_KEY) || json_object_get(doc, AUTH_RUNTIME_KEY)))
+        if (doc &&
+            (json_object_get(doc, AUTH_REMOTE_KEY) || json_object_get(doc, AUTH_RUNTIME_KEY)))
             json_object_del(auth_sessions, id);
     } else {
         const char *k;
@@ -208,8 +193,7 @@ void auth_session_forget(const char *id)
         void *tmp;
         json_object_foreach_safe(auth_sessions, tmp, k, v)
         {
-            if (json_object_get(v, AUTH_REMOTE_KEY))
-                json_object_del(auth_sessions, k);
+            if (json_object_get(v, AUTH_REMOTE_KEY)) json_object_del(auth_sessions, k);
         }
     }
     uv_rwlock_wrunlock(&auth_lock);
@@ -219,8 +203,7 @@ void auth_session_forget(const char *id)
  * Returns a new reference or NULL. */
 static json_t *store_lookup(const char *id)
 {
-    if (!auth_store || !auth_store->lookup || strlen(id) >= AUTH_SESSION_ID_MAX)
-        return NULL;
+    if (!auth_store || !auth_store->lookup || strlen(id) >= AUTH_SESSION_ID_MAX) return NULL;
     json_t *doc = auth_store->lookup(auth_store->arg, id);
     json_t *user = json_object_get(doc, "user"), *tenant = json_object_get(doc, "tenant");
     if (!json_is_object(doc) || (user && !json_is_string(user)) ||
@@ -260,8 +243,7 @@ int auth_session_revoke(const char *id)
             uv_rwlock_wrunlock(&auth_lock);
             r = 0;
         }
-        if (r == 0 && auth_store->revoked)
-            auth_store->revoked(auth_store->arg, id);
+        if (r == 0 && auth_store->revoked) auth_store->revoked(auth_store->arg, id);
     }
     return r == 0 ? 0 : -ENOENT;
 }
@@ -269,8 +251,7 @@ int auth_session_revoke(const char *id)
 static int identity_from(const char *sid, json_t *doc, auth_identity_t **out)
 {
     auth_identity_t *id = calloc(1, sizeof(*id));
-    if (!id)
-        return -ENOMEM;
+    if (!id) return -ENOMEM;
     const char *user = json_string_value(json_object_get(doc, "user"));
     const char *tenant = json_string_value(json_object_get(doc, "tenant"));
     id->session_id = strdup(sid);
@@ -292,13 +273,11 @@ static int resolve_jwt(const char *token, auth_identity_t **out)
     uv_rwlock_rdlock(&auth_lock);
     char *secret = auth_jwt_secret ? strdup(auth_jwt_secret) : NULL;
     uv_rwlock_rdunlock(&auth_lock);
-    if (!secret)
-        return -ENOENT;
+    if (!secret) return -ENOENT;
     jwt_t *jwt = NULL;
     int r = jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret));
     free(secret);
-    if (r != 0 || !jwt)
-        return -EACCES;
+    if (r != 0 || !jwt) return -EACCES;
     if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
         jwt_free(jwt);
         return -EACCES;
@@ -340,8 +319,7 @@ static int resolve_jwt(const char *token, auth_identity_t **out)
                               json_object_get(claims, "groups"), json_string_value(tenant),
                               exp ? (int64_t)(json_number_value(exp) * 1000.0) : 0);
     json_decref(claims);
-    if (!doc)
-        return -ENOMEM;
+    if (!doc) return -ENOMEM;
     r = identity_from(sid, doc, out);
     json_decref(doc);
     return r;
@@ -349,8 +327,7 @@ static int resolve_jwt(const char *token, auth_identity_t **out)
 
 int auth_resolve(const char *credential, auth_identity_t **out)
 {
-    if (!credential || !*credential)
-        return -ENOENT;
+    if (!credential || !*credential) return -ENOENT;
     /* a known session id wins, even one that looks like a JWT (two dots). The identity
      * is built under the read lock: readers never touch a document's refcount */
     uv_rwlock_rdlock(&auth_lock);
@@ -361,12 +338,10 @@ int auth_resolve(const char *credential, auth_identity_t **out)
         r = exp && exp <= auth_now_ms() ? -ETIME : identity_from(credential, doc, out);
     }
     uv_rwlock_rdunlock(&auth_lock);
-    if (doc)
-        return r;
+    if (doc) return r;
     {
         const char *dot = strchr(credential, '.');
-        if (dot && strchr(dot + 1, '.'))
-            return resolve_jwt(credential, out);
+        if (dot && strchr(dot + 1, '.')) return resolve_jwt(credential, out);
         if (!(doc = store_lookup(credential))) /* created on another node */
             return -ENOENT;
     }
@@ -397,16 +372,14 @@ static size_t shared_hash(const char *s)
 static void shared_forget(auth_identity_t *id)
 {
     size_t k = shared_hash(id->shared_key);
-    if (shared_slots[k] == id)
-        shared_slots[k] = NULL;
+    if (shared_slots[k] == id) shared_slots[k] = NULL;
     free(id->shared_key);
     id->shared_key = NULL;
 }
 
 int auth_resolve_shared(const char *credential, auth_identity_t **out)
 {
-    if (!credential || !*credential)
-        return -ENOENT;
+    if (!credential || !*credential) return -ENOENT;
     size_t k = shared_hash(credential);
     auth_identity_t *c = shared_slots[k];
     uint64_t gen = __atomic_load_n(&auth_generation, __ATOMIC_ACQUIRE);
@@ -419,8 +392,7 @@ int auth_resolve_shared(const char *credential, auth_identity_t **out)
         shared_forget(c); /* stale: its holders keep it, new ones resolve again */
     }
     int r = auth_resolve(credential, out);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     auth_identity_t *id = *out;
     if (!shared_slots[k] && (id->shared_key = strdup(credential))) {
         shared_slots[k] = id;
@@ -431,14 +403,12 @@ int auth_resolve_shared(const char *credential, auth_identity_t **out)
 
 void auth_identity_free(auth_identity_t *id)
 {
-    if (!id)
-        return;
+    if (!id) return;
     if (id->refs > 0) {
         id->refs--;
         return;
     }
-    if (id->shared_key)
-        shared_forget(id);
+    if (id->shared_key) shared_forget(id);
     free(id->session_id);
     free(id->user);
     free(id->tenant);

@@ -33,8 +33,7 @@ void auth_shutdown(void);
  * "$group-<g>" for each of groups, then "$user-<user>" when user is non-empty.
  * Returns 0 with a new array in *out (free with auth_roles_free), -EINVAL if an entry
  * is not a string, -ENOMEM. */
-int auth_effective_roles(json_t *roles, json_t *groups, const char *user, char ***out,
-                         size_t *n);
+int auth_effective_roles(json_t *roles, json_t *groups, const char *user, char ***out, size_t *n);
 
 /* Frees an array from auth_effective_roles. */
 void auth_roles_free(char **roles, size_t n);

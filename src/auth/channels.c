@@ -10,8 +10,7 @@
 int channel_name_valid(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n > CHANNEL_NAME_MAX)
-        return -EINVAL;
+    if (n == 0 || n > CHANNEL_NAME_MAX) return -EINVAL;
     for (const char *p = name; *p; p++) {
         char c = *p;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -23,8 +22,7 @@ int channel_name_valid(const char *name)
 
 int channel_rules_validate(json_t *channels, char *err, size_t errlen)
 {
-    if (!channels)
-        return 0;
+    if (!channels) return 0;
     if (!json_is_object(channels)) {
         snprintf(err, errlen, "channels must be an object");
         return -EINVAL;
@@ -39,8 +37,7 @@ int channel_rules_validate(json_t *channels, char *err, size_t errlen)
         }
     }
     json_t *rules = json_object_get(channels, "subscribe");
-    if (!rules)
-        return 0;
+    if (!rules) return 0;
     if (!json_is_array(rules)) {
         snprintf(err, errlen, "channels.subscribe must be an array");
         return -EINVAL;
@@ -61,7 +58,8 @@ int channel_rules_validate(json_t *channels, char *err, size_t errlen)
             return -EINVAL;
         }
         if (rp && !json_is_null(rp) &&
-            (!json_is_string(rp) || selector_validate(json_string_value(rp), why, sizeof(why)) < 0)) {
+            (!json_is_string(rp) ||
+             selector_validate(json_string_value(rp), why, sizeof(why)) < 0)) {
             snprintf(err, errlen, "channels.subscribe[%zu].rolePattern must be a valid pattern", i);
             return -EINVAL;
         }
@@ -72,8 +70,7 @@ int channel_rules_validate(json_t *channels, char *err, size_t errlen)
 int channel_may_subscribe(json_t *channels, const char *name, const auth_identity_t *id)
 {
     json_t *rules = json_object_get(channels, "subscribe");
-    if (!json_is_array(rules))
-        return 0;
+    if (!json_is_array(rules)) return 0;
     int needs_credentials = 0;
     size_t i;
     json_t *r;
@@ -82,14 +79,12 @@ int channel_may_subscribe(json_t *channels, const char *name, const auth_identit
         if (!selector_match(json_string_value(json_object_get(r, "channelPattern")), name))
             continue;
         const char *rp = json_string_value(json_object_get(r, "rolePattern"));
-        if (!rp)
-            return 0;
+        if (!rp) return 0;
         if (!id) {
             needs_credentials = 1;
             continue;
         }
-        if (selector_match_any(rp, id->roles, id->n_roles))
-            return 0;
+        if (selector_match_any(rp, id->roles, id->n_roles)) return 0;
     }
     return needs_credentials ? -EACCES : -EPERM;
 }

@@ -466,8 +466,8 @@ static int nats_report(bus_t *bus, push_t *p, report_t *r)
     out_t *o;
     int ret = reply_out(b, p->origin_node, 256 + r->n * 96, &o);
     if (ret == 0)
-        ret = reply_send(b, o,
-                         cluster_report_encode(&o->body, r, p->id, p->origin_worker, p->origin_token));
+        ret = reply_send(
+            b, o, cluster_report_encode(&o->body, r, p->id, p->origin_worker, p->origin_token));
     report_free(r);
     return ret;
 }

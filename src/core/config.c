@@ -13,8 +13,7 @@
 static int set_str(char **dst, const char *v)
 {
     char *s = strdup(v);
-    if (!s)
-        return -ENOMEM;
+    if (!s) return -ENOMEM;
     free(*dst);
     *dst = s;
     return 0;
@@ -27,8 +26,7 @@ int config_init(config_t *cfg)
     cfg->workers = n > 0 ? (int)n : 1;
     cfg->listen_port = 8080;
     char host[64];
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "node");
+    if (gethostname(host, sizeof(host)) != 0) snprintf(host, sizeof(host), "node");
     host[sizeof(host) - 1] = '\0';
     char nid[96];
     snprintf(nid, sizeof(nid), "%s-%d", host, (int)getpid());
@@ -84,12 +82,10 @@ int config_init(config_t *cfg)
 int config_set_listen(config_t *cfg, const char *hostport)
 {
     const char *colon = strrchr(hostport, ':');
-    if (!colon)
-        return -EINVAL;
+    if (!colon) return -EINVAL;
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || port < 0 || port > 65535)
-        return -EINVAL;
+    if (*end || end == colon + 1 || port < 0 || port > 65535) return -EINVAL;
     size_t hl = (size_t)(colon - hostport);
     const char *h = hostport;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
@@ -97,12 +93,10 @@ int config_set_listen(config_t *cfg, const char *hostport)
         hl -= 2;
     }
     char host[256];
-    if (hl >= sizeof(host))
-        return -EINVAL;
+    if (hl >= sizeof(host)) return -EINVAL;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    if (set_str(&cfg->listen_host, hl ? host : "0.0.0.0") < 0)
-        return -ENOMEM;
+    if (set_str(&cfg->listen_host, hl ? host : "0.0.0.0") < 0) return -ENOMEM;
     cfg->listen_port = (int)port;
     return 0;
 }
@@ -117,8 +111,7 @@ static int get_uint(json_t *obj, const char *key, const char *path, unsigned lon
                     unsigned long long *out, char *err, size_t errlen)
 {
     json_t *v = json_object_get(obj, key);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!json_is_integer(v) || json_integer_value(v) < 0 ||
         (unsigned long long)json_integer_value(v) > max)
         FAIL("%s%s must be an integer between 0 and %llu", path, key, max);
@@ -186,16 +179,13 @@ static int apply_body_paths(config_limits_t *l, json_t *obj, char *err, size_t e
 
 static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errlen)
 {
-    if (!json_is_object(lim))
-        FAIL("limits must be an object");
+    if (!json_is_object(lim)) FAIL("limits must be an object");
     static const char *known[] = {
-        "maxOutputBytes",     "maxMessageBytes",     "maxBodyBytes",
-        "maxBodyBytesByPath", "maxHeaderBytes",      "maxHeaders",
-        "handshakeTimeoutMs", "readTimeoutMs",       "idleTimeoutMs",
-        "wsPingIntervalMs",   "wsPongTimeoutMs",     "shutdownTimeoutMs",
-        "maxConnections",     "maxConnectionsPerIp", "maxMessagesPerSecond",
-        "messageBurst",       "maxSubscriptions",    "pushBacklog",
-        "pushCoalesceMs",     NULL};
+        "maxOutputBytes",   "maxMessageBytes",     "maxBodyBytes",         "maxBodyBytesByPath",
+        "maxHeaderBytes",   "maxHeaders",          "handshakeTimeoutMs",   "readTimeoutMs",
+        "idleTimeoutMs",    "wsPingIntervalMs",    "wsPongTimeoutMs",      "shutdownTimeoutMs",
+        "maxConnections",   "maxConnectionsPerIp", "maxMessagesPerSecond", "messageBurst",
+        "maxSubscriptions", "pushBacklog",         "pushCoalesceMs",       NULL};
     const char *k;
     json_t *v;
     json_object_foreach(lim, k, v)
@@ -203,17 +193,14 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
         int ok = 0;
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
-        if (!ok)
-            FAIL("limits.%s is not a known limit", k);
+        if (!ok) FAIL("limits.%s is not a known limit", k);
     }
     unsigned long long x;
     int r;
 #define LIM(key, field, lo, max)                                                                   \
-    if ((r = get_uint(lim, key, "limits.", max, &x, err, errlen)) < 0)                             \
-        return r;                                                                                  \
+    if ((r = get_uint(lim, key, "limits.", max, &x, err, errlen)) < 0) return r;                   \
     if (r) {                                                                                       \
-        if (below(x, lo))                                                                          \
-            FAIL("limits.%s must be at least %llu", key, (unsigned long long)(lo));                \
+        if (below(x, lo)) FAIL("limits.%s must be at least %llu", key, (unsigned long long)(lo));  \
         l->field = x;                                                                              \
     }
     LIM("maxOutputBytes", max_output_bytes, 1024, 1ull << 34);
@@ -242,12 +229,10 @@ static int apply_limits(config_limits_t *l, json_t *lim, char *err, size_t errle
 
 static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
 {
-    if (!json_is_array(keys))
-        FAIL("apiKeys must be an array");
+    if (!json_is_array(keys)) FAIL("apiKeys must be an array");
     size_t n = json_array_size(keys);
     config_apikey_t *arr = calloc(n ? n : 1, sizeof(*arr));
-    if (!arr)
-        return -ENOMEM;
+    if (!arr) return -ENOMEM;
     size_t i;
     json_t *e;
     int rc = 0;
@@ -269,8 +254,7 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
             snprintf(err, errlen, "apiKeys[%zu].scopes must be an array", i);
             rc = -EINVAL;
         }
-        if (rc < 0)
-            break;
+        if (rc < 0) break;
         size_t j;
         json_t *s;
         json_array_foreach(scopes, j, s)
@@ -287,8 +271,7 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
                 break;
             }
         }
-        if (rc < 0)
-            break;
+        if (rc < 0) break;
         arr[i].key = strdup(json_string_value(key));
         arr[i].tenant = tenant ? strdup(json_string_value(tenant)) : NULL;
         if (!arr[i].key || (tenant && !arr[i].tenant)) {
@@ -318,8 +301,7 @@ static int apply_apikeys(config_t *cfg, json_t *keys, char *err, size_t errlen)
 static int apply_string(json_t *doc, const char *key, char **dst, char *err, size_t errlen)
 {
     json_t *v = json_object_get(doc, key);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!json_is_string(v) || json_string_length(v) == 0)
         FAIL("%s must be a non-empty string", key);
     return set_str(dst, json_string_value(v));
@@ -329,8 +311,7 @@ static int apply_string(json_t *doc, const char *key, char **dst, char *err, siz
 static int apply_redis(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
     json_t *v = json_object_get(doc, "redis");
-    if (!v || json_is_string(v))
-        return apply_string(doc, "redis", &cfg->redis_url, err, errlen);
+    if (!v || json_is_string(v)) return apply_string(doc, "redis", &cfg->redis_url, err, errlen);
     json_t *seeds = json_object_get(v, "cluster");
     if (!json_is_object(v) || json_object_size(v) != 1 || !json_is_array(seeds) ||
         json_array_size(seeds) == 0 || json_array_size(seeds) > 16)
@@ -351,8 +332,7 @@ static int apply_redis(config_t *cfg, json_t *doc, char *err, size_t errlen)
 
 static int apply_http2(config_http2_t *h, json_t *obj, char *err, size_t errlen)
 {
-    if (!json_is_object(obj))
-        FAIL("http2 must be an object");
+    if (!json_is_object(obj)) FAIL("http2 must be an object");
     const char *k;
     json_t *v;
     json_object_foreach(obj, k, v)
@@ -361,8 +341,7 @@ static int apply_http2(config_http2_t *h, json_t *obj, char *err, size_t errlen)
             FAIL("http2.%s is not a known key (enabled, maxConcurrentStreams)", k);
     }
     if ((v = json_object_get(obj, "enabled"))) {
-        if (!json_is_boolean(v))
-            FAIL("http2.enabled must be a boolean");
+        if (!json_is_boolean(v)) FAIL("http2.enabled must be a boolean");
         h->enabled = json_is_true(v);
     }
     if ((v = json_object_get(obj, "maxConcurrentStreams"))) {
@@ -376,16 +355,13 @@ static int apply_http2(config_http2_t *h, json_t *obj, char *err, size_t errlen)
 /* "bus": {"nats": "nats://host:port"} (docs/cluster.md, "NATS"). */
 static int apply_bus(config_t *cfg, json_t *bus, char *err, size_t errlen)
 {
-    if (!bus)
-        return 0;
-    if (!json_is_object(bus))
-        FAIL("bus must be an object {\"nats\": \"nats://host:port\"}");
+    if (!bus) return 0;
+    if (!json_is_object(bus)) FAIL("bus must be an object {\"nats\": \"nats://host:port\"}");
     const char *k;
     json_t *v;
     json_object_foreach(bus, k, v)
     {
-        if (strcmp(k, "nats") != 0)
-            FAIL("bus.%s is not a known key (nats)", k);
+        if (strcmp(k, "nats") != 0) FAIL("bus.%s is not a known key (nats)", k);
     }
     json_t *nats = json_object_get(bus, "nats");
     if (nats && (!json_is_string(nats) || json_string_length(nats) == 0))
@@ -395,10 +371,9 @@ static int apply_bus(config_t *cfg, json_t *bus, char *err, size_t errlen)
 
 static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errlen)
 {
-    if (!json_is_object(dev))
-        FAIL("device must be an object");
-    static const char *known[] = {"holdMs", "redeliveryMs", "ttlSeconds", "maxQueue",
-                                  "retentionSeconds", NULL};
+    if (!json_is_object(dev)) FAIL("device must be an object");
+    static const char *known[] = {"holdMs",   "redeliveryMs",     "ttlSeconds",
+                                  "maxQueue", "retentionSeconds", NULL};
     const char *k;
     json_t *v;
     json_object_foreach(dev, k, v)
@@ -413,8 +388,7 @@ static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errle
     }
 #define DEV(key, field, lo, max)                                                                   \
     if ((v = json_object_get(dev, key))) {                                                         \
-        if (!json_is_integer(v) || json_integer_value(v) < (lo) ||                                 \
-            json_integer_value(v) > (max))                                                         \
+        if (!json_is_integer(v) || json_integer_value(v) < (lo) || json_integer_value(v) > (max))  \
             FAIL("device.%s must be an integer between %d and %d", key, lo, max);                  \
         d->field = (unsigned)json_integer_value(v);                                                \
     }
@@ -429,8 +403,7 @@ static int apply_device(config_device_t *d, json_t *dev, char *err, size_t errle
 
 static int apply_tls(config_t *cfg, json_t *tls, char *err, size_t errlen)
 {
-    if (!json_is_object(tls))
-        FAIL("tls must be an object");
+    if (!json_is_object(tls)) FAIL("tls must be an object");
     const char *k;
     json_t *v;
     json_object_foreach(tls, k, v)
@@ -466,8 +439,7 @@ static int apply_tls(config_t *cfg, json_t *tls, char *err, size_t errlen)
 /* "websocket": {"compression": bool, "clientMaxWindowBits": 8..15} */
 static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
 {
-    if (!json_is_object(ws))
-        FAIL("websocket must be an object");
+    if (!json_is_object(ws)) FAIL("websocket must be an object");
     const char *k;
     json_t *v;
     json_object_foreach(ws, k, v)
@@ -476,26 +448,20 @@ static int apply_websocket(config_t *cfg, json_t *ws, char *err, size_t errlen)
             FAIL("websocket.%s is not a known key", k);
     }
     json_t *c = json_object_get(ws, "compression");
-    if (c && !json_is_boolean(c))
-        FAIL("websocket.compression must be true or false");
-    if (c)
-        cfg->ws_compression = json_is_true(c);
+    if (c && !json_is_boolean(c)) FAIL("websocket.compression must be true or false");
+    if (c) cfg->ws_compression = json_is_true(c);
     unsigned long long x;
     int r = get_uint(ws, "clientMaxWindowBits", "websocket.", 15, &x, err, errlen);
-    if (r < 0)
-        return r;
-    if (r && x < 8)
-        FAIL("websocket.clientMaxWindowBits must be between 8 and 15");
-    if (r)
-        cfg->ws_client_window_bits = (unsigned)x;
+    if (r < 0) return r;
+    if (r && x < 8) FAIL("websocket.clientMaxWindowBits must be between 8 and 15");
+    if (r) cfg->ws_client_window_bits = (unsigned)x;
     return 0;
 }
 
 /* "idempotency": {"ttlSeconds", "maxKeys"} (docs/api.md "Idempotency-Key"). */
 static int apply_idempotency(config_t *cfg, json_t *o, char *err, size_t errlen)
 {
-    if (!json_is_object(o))
-        FAIL("idempotency must be an object");
+    if (!json_is_object(o)) FAIL("idempotency must be an object");
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v)
@@ -505,18 +471,14 @@ static int apply_idempotency(config_t *cfg, json_t *o, char *err, size_t errlen)
     }
     unsigned long long x;
     int r;
-    if ((r = get_uint(o, "ttlSeconds", "idempotency.", 30 * 86400, &x, err, errlen)) < 0)
-        return r;
+    if ((r = get_uint(o, "ttlSeconds", "idempotency.", 30 * 86400, &x, err, errlen)) < 0) return r;
     if (r) {
-        if (x < 1)
-            FAIL("idempotency.ttlSeconds must be between 1 and %d", 30 * 86400);
+        if (x < 1) FAIL("idempotency.ttlSeconds must be between 1 and %d", 30 * 86400);
         cfg->idem_ttl_seconds = (unsigned)x;
     }
-    if ((r = get_uint(o, "maxKeys", "idempotency.", 100000000, &x, err, errlen)) < 0)
-        return r;
+    if ((r = get_uint(o, "maxKeys", "idempotency.", 100000000, &x, err, errlen)) < 0) return r;
     if (r) {
-        if (x < 1)
-            FAIL("idempotency.maxKeys must be between 1 and 100000000");
+        if (x < 1) FAIL("idempotency.maxKeys must be between 1 and 100000000");
         cfg->idem_max_keys = (unsigned)x;
     }
     return 0;
@@ -568,15 +530,14 @@ static int apply_origins(config_t *cfg, json_t *arr, char *err, size_t errlen)
 
 int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
 {
-    if (!json_is_object(doc))
-        FAIL("the config must be a JSON object");
-    static const char *known[] = {"listen",      "workers",  "applicationId",  "nodeId",
-                                  "dataDir",     "redis",    "apiKeys",        "jwt",
-                                  "sessions",    "streams",  "limits",         "logLevel",
-                                  "diagnostics", "channels", "history",        "sse",
-                                  "socketio",    "device",   "allowedOrigins", "shutdownGraceMs",
-                                  "tls",         "websocket", "http2",         "idempotency",
-                                  "console",     "bus",      NULL};
+    if (!json_is_object(doc)) FAIL("the config must be a JSON object");
+    static const char *known[] = {
+        "listen", "workers",   "applicationId", "nodeId",         "dataDir",
+        "redis",  "apiKeys",   "jwt",           "sessions",       "streams",
+        "limits", "logLevel",  "diagnostics",   "channels",       "history",
+        "sse",    "socketio",  "device",        "allowedOrigins", "shutdownGraceMs",
+        "tls",    "websocket", "http2",         "idempotency",    "console",
+        "bus",    NULL};
     const char *k;
     json_t *v;
     json_object_foreach(doc, k, v)
@@ -584,24 +545,19 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         int ok = 0;
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
-        if (!ok)
-            FAIL("%s is not a known config key", k);
+        if (!ok) FAIL("%s is not a known config key", k);
     }
     int r;
     json_t *listen = json_object_get(doc, "listen");
     if (listen) {
         r = json_is_string(listen) ? config_set_listen(cfg, json_string_value(listen)) : -EINVAL;
-        if (r == -ENOMEM)
-            return r;
-        if (r < 0)
-            FAIL("listen must be a string \"HOST:PORT\"");
+        if (r == -ENOMEM) return r;
+        if (r < 0) FAIL("listen must be a string \"HOST:PORT\"");
     }
     unsigned long long w;
-    if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0)
-        return r;
+    if ((r = get_uint(doc, "workers", "", 1024, &w, err, errlen)) < 0) return r;
     if (r) {
-        if (w < 1)
-            FAIL("workers must be between 1 and 1024");
+        if (w < 1) FAIL("workers must be between 1 and 1024");
         cfg->workers = (int)w;
     }
     if ((r = apply_string(doc, "applicationId", &cfg->application_id, err, errlen)) < 0 ||
@@ -610,18 +566,15 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
         (r = apply_redis(cfg, doc, err, errlen)) < 0 ||
         (r = apply_string(doc, "logLevel", &cfg->log_level, err, errlen)) < 0)
         return r;
-    if ((r = apply_bus(cfg, json_object_get(doc, "bus"), err, errlen)) < 0)
-        return r;
+    if ((r = apply_bus(cfg, json_object_get(doc, "bus"), err, errlen)) < 0) return r;
     json_t *diag = json_object_get(doc, "diagnostics");
     if (diag) {
-        if (!json_is_boolean(diag))
-            FAIL("diagnostics must be a boolean");
+        if (!json_is_boolean(diag)) FAIL("diagnostics must be a boolean");
         cfg->diagnostics = json_is_true(diag);
     }
     json_t *console = json_object_get(doc, "console");
     if (console) {
-        if (!json_is_object(console))
-            FAIL("console must be an object");
+        if (!json_is_object(console)) FAIL("console must be an object");
         const char *ck;
         json_t *cv;
         json_object_foreach(console, ck, cv)
@@ -630,34 +583,29 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                 FAIL("console.%s is not a known key", ck);
         }
         json_t *en = json_object_get(console, "enabled");
-        if (en && !json_is_boolean(en))
-            FAIL("console.enabled must be a boolean");
+        if (en && !json_is_boolean(en)) FAIL("console.enabled must be a boolean");
         cfg->console_enabled = json_is_true(en);
         if ((r = apply_string(console, "filesDir", &cfg->console_files_dir, err, errlen)) < 0)
             return r;
     }
     json_t *keys = json_object_get(doc, "apiKeys");
-    if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0)
-        return r;
+    if (keys && (r = apply_apikeys(cfg, keys, err, errlen)) < 0) return r;
     json_t *jwt = json_object_get(doc, "jwt");
     if (jwt) {
         json_t *sec = json_object_get(jwt, "secret");
         if (!json_is_object(jwt) || !json_is_string(sec) || json_string_length(sec) == 0)
             FAIL("jwt.secret must be a non-empty string");
-        if ((r = set_str(&cfg->jwt_secret, json_string_value(sec))) < 0)
-            return r;
+        if ((r = set_str(&cfg->jwt_secret, json_string_value(sec))) < 0) return r;
     }
     json_t *sessions = json_object_get(doc, "sessions");
     if (sessions) {
-        if (!json_is_array(sessions))
-            FAIL("sessions must be an array");
+        if (!json_is_array(sessions)) FAIL("sessions must be an array");
         json_decref(cfg->sessions);
         cfg->sessions = json_incref(sessions);
     }
     json_t *streams = json_object_get(doc, "streams");
     if (streams) {
-        if (!json_is_object(streams))
-            FAIL("streams must be an object of tenants");
+        if (!json_is_object(streams)) FAIL("streams must be an object of tenants");
         json_decref(cfg->streams);
         cfg->streams = json_incref(streams);
     }
@@ -668,8 +616,7 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
     }
     json_t *hist = json_object_get(doc, "history");
     if (hist) {
-        if (!json_is_object(hist))
-            FAIL("history must be an object");
+        if (!json_is_object(hist)) FAIL("history must be an object");
         const char *hk;
         json_t *hv;
         json_object_foreach(hist, hk, hv)
@@ -678,19 +625,15 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                 FAIL("history.%s is not a known key", hk);
         }
         unsigned long long x;
-        if ((r = get_uint(hist, "maxEvents", "history.", 10000000, &x, err, errlen)) < 0)
-            return r;
-        if (r)
-            cfg->history_max_events = (unsigned)x;
+        if ((r = get_uint(hist, "maxEvents", "history.", 10000000, &x, err, errlen)) < 0) return r;
+        if (r) cfg->history_max_events = (unsigned)x;
         if ((r = get_uint(hist, "maxAgeSeconds", "history.", 86400 * 365, &x, err, errlen)) < 0)
             return r;
-        if (r)
-            cfg->history_max_age_s = (unsigned)x;
+        if (r) cfg->history_max_age_s = (unsigned)x;
     }
     json_t *sse = json_object_get(doc, "sse");
     if (sse) {
-        if (!json_is_object(sse))
-            FAIL("sse must be an object");
+        if (!json_is_object(sse)) FAIL("sse must be an object");
         const char *sk;
         json_t *sv;
         json_object_foreach(sse, sk, sv)
@@ -699,22 +642,17 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
                 FAIL("sse.%s is not a known key", sk);
         }
         unsigned long long x;
-        if ((r = get_uint(sse, "heartbeatMs", "sse.", 3600000, &x, err, errlen)) < 0)
-            return r;
+        if ((r = get_uint(sse, "heartbeatMs", "sse.", 3600000, &x, err, errlen)) < 0) return r;
         if (r) {
-            if (x < 100)
-                FAIL("sse.heartbeatMs must be at least 100");
+            if (x < 100) FAIL("sse.heartbeatMs must be at least 100");
             cfg->sse_heartbeat_ms = (unsigned)x;
         }
-        if ((r = get_uint(sse, "retryMs", "sse.", 3600000, &x, err, errlen)) < 0)
-            return r;
-        if (r)
-            cfg->sse_retry_ms = (unsigned)x;
+        if ((r = get_uint(sse, "retryMs", "sse.", 3600000, &x, err, errlen)) < 0) return r;
+        if (r) cfg->sse_retry_ms = (unsigned)x;
     }
     json_t *sio = json_object_get(doc, "socketio");
     if (sio) {
-        if (!json_is_object(sio))
-            FAIL("socketio must be an object");
+        if (!json_is_object(sio)) FAIL("socketio must be an object");
         static const char *sk[] = {"pingIntervalMs", "pingTimeoutMs", "connectTimeoutMs",
                                    "maxPayload", NULL};
         const char *k2;
@@ -724,45 +662,34 @@ int config_apply_json(config_t *cfg, json_t *doc, char *err, size_t errlen)
             int ok = 0;
             for (int i = 0; sk[i]; i++)
                 ok |= strcmp(k2, sk[i]) == 0;
-            if (!ok)
-                FAIL("socketio.%s is not a known key", k2);
+            if (!ok) FAIL("socketio.%s is not a known key", k2);
         }
         unsigned long long x;
         if ((r = get_uint(sio, "pingIntervalMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r)
-            cfg->sio_ping_interval_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r) cfg->sio_ping_interval_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "pingTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r)
-            cfg->sio_ping_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r) cfg->sio_ping_timeout_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "connectTimeoutMs", "socketio.", 3600000, &x, err, errlen)) < 0)
             return r;
-        if (r)
-            cfg->sio_connect_timeout_ms = (unsigned)(x < 10 ? 10 : x);
+        if (r) cfg->sio_connect_timeout_ms = (unsigned)(x < 10 ? 10 : x);
         if ((r = get_uint(sio, "maxPayload", "socketio.", 1ull << 30, &x, err, errlen)) < 0)
             return r;
-        if (r)
-            cfg->sio_max_payload = (size_t)(x < 1024 ? 1024 : x);
+        if (r) cfg->sio_max_payload = (size_t)(x < 1024 ? 1024 : x);
     }
     json_t *lim = json_object_get(doc, "limits");
-    if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0)
-        return r;
+    if (lim && (r = apply_limits(&cfg->limits, lim, err, errlen)) < 0) return r;
     json_t *dev = json_object_get(doc, "device");
-    if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0)
-        return r;
+    if (dev && (r = apply_device(&cfg->device, dev, err, errlen)) < 0) return r;
     json_t *tls = json_object_get(doc, "tls");
-    if (tls && (r = apply_tls(cfg, tls, err, errlen)) < 0)
-        return r;
+    if (tls && (r = apply_tls(cfg, tls, err, errlen)) < 0) return r;
     json_t *wsc = json_object_get(doc, "websocket");
-    if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0)
-        return r;
+    if (wsc && (r = apply_websocket(cfg, wsc, err, errlen)) < 0) return r;
     json_t *h2 = json_object_get(doc, "http2");
-    if (h2 && (r = apply_http2(&cfg->http2, h2, err, errlen)) < 0)
-        return r;
+    if (h2 && (r = apply_http2(&cfg->http2, h2, err, errlen)) < 0) return r;
     json_t *idem = json_object_get(doc, "idempotency");
-    if (idem && (r = apply_idempotency(cfg, idem, err, errlen)) < 0)
-        return r;
+    if (idem && (r = apply_idempotency(cfg, idem, err, errlen)) < 0) return r;
     json_t *origins = json_object_get(doc, "allowedOrigins");
     if (origins && (r = apply_origins(cfg, origins, err, errlen)) < 0) return r;
     unsigned long long g;
@@ -782,8 +709,7 @@ int config_load_file(config_t *cfg, const char *path, char *err, size_t errlen)
     json_error_t je;
     json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
-    if (!doc)
-        FAIL("%s:%d:%d: %s", path, je.line, je.column, je.text);
+    if (!doc) FAIL("%s:%d:%d: %s", path, je.line, je.column, je.text);
     int r = config_apply_json(cfg, doc, err, errlen);
     json_decref(doc);
     return r;
@@ -799,8 +725,7 @@ const config_apikey_t *config_find_apikey(const config_t *cfg, const char *key)
         unsigned char diff = (unsigned char)(cl != kl);
         for (size_t j = 0; j < cl; j++)
             diff |= (unsigned char)(c[j] ^ (j < kl ? key[j] : 0));
-        if (!diff)
-            found = &cfg->api_keys[i];
+        if (!diff) found = &cfg->api_keys[i];
     }
     return found;
 }

@@ -30,28 +30,29 @@ typedef struct config_limits_s {
     config_path_limit_t *body_paths; /* per-path overrides of max_body_bytes */
     size_t n_body_paths;
     unsigned handshake_timeout_ms; /* a connection's first request must be whole by then */
-    unsigned read_timeout_ms; /* an HTTP request must arrive whole within this */
-    unsigned idle_timeout_ms; /* a keep-alive connection idle this long is closed */
+    unsigned read_timeout_ms;      /* an HTTP request must arrive whole within this */
+    unsigned idle_timeout_ms;      /* a keep-alive connection idle this long is closed */
     unsigned ws_ping_interval_ms;
     unsigned ws_pong_timeout_ms;
     unsigned shutdown_timeout_ms;
-    unsigned max_connections; /* per node; 0 = unlimited */
+    unsigned max_connections;        /* per node; 0 = unlimited */
     unsigned max_connections_per_ip; /* per client address; 0 = unlimited */
     unsigned max_messages_per_s;     /* inbound messages per connection; 0 = unlimited */
     unsigned message_burst;          /* messages a connection may send at once */
     unsigned max_subscriptions;      /* topics per connection (WebSocket, SSE, socket.io) */
-    unsigned push_backlog; /* channel pushes queued per worker before publishers wait */
+    unsigned push_backlog;           /* channel pushes queued per worker before publishers wait */
     /* fan-out writes held back while pushes come back to back (0: never) */
     unsigned push_coalesce_ms;
 } config_limits_t;
 
 /* The device command queue (seed 004; docs/devices.md). */
 typedef struct config_device_s {
-    unsigned hold_ms;           /* long poll: GET /push waits this long for a command; 0: answer at once */
-    unsigned redelivery_ms;     /* a sent command without result is sent again after this */
-    unsigned ttl_seconds;       /* default command TTL; 0: never expires */
-    unsigned max_queue;         /* most unfinished commands per device */
-    unsigned retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
+    unsigned hold_ms; /* long poll: GET /push waits this long for a command; 0: answer at once */
+    unsigned redelivery_ms; /* a sent command without result is sent again after this */
+    unsigned ttl_seconds;   /* default command TTL; 0: never expires */
+    unsigned max_queue;     /* most unfinished commands per device */
+    unsigned
+        retention_seconds; /* finished commands and orphan results kept this long; 0: forever */
 } config_device_t;
 
 /* HTTP/2 (docs/api.md): h2c by prior knowledge, and ALPN h2 below TLS. */
@@ -69,7 +70,7 @@ typedef struct config_s {
     char *data_dir;
     char *redis_url;
     json_t *redis_cluster; /* "redis": {"cluster": [...]}: the seeds "host:port" (or NULL) */
-    char *nats_url; /* "bus": {"nats": …}: the cluster's messages go over NATS */
+    char *nats_url;        /* "bus": {"nats": …}: the cluster's messages go over NATS */
     config_apikey_t *api_keys;
     size_t n_api_keys;
     char *jwt_secret;
@@ -89,7 +90,7 @@ typedef struct config_s {
     config_http2_t http2;
     unsigned idem_ttl_seconds; /* how long an Idempotency-Key's answer is kept */
     unsigned idem_max_keys;    /* keys kept in memory on a single node (pushes) */
-    char **allowed_origins; /* Origin allow list of browser transports; none: any */
+    char **allowed_origins;    /* Origin allow list of browser transports; none: any */
     size_t n_allowed_origins;
     unsigned shutdown_grace_ms; /* SIGTERM waits this long for pending reports */
     int diagnostics;
@@ -99,7 +100,7 @@ typedef struct config_s {
     /* TLS on the listener (docs/configuration.md): both set, or neither */
     char *tls_cert;
     char *tls_key;
-    int tls_min_version; /* 12 or 13 */
+    int tls_min_version;            /* 12 or 13 */
     int ws_compression;             /* websocket.compression: permessage-deflate offered back */
     unsigned ws_client_window_bits; /* websocket.clientMaxWindowBits (8..15, default 10) */
 } config_t;

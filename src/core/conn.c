@@ -38,19 +38,16 @@ static __thread char tls_plain_out[TLS_RECORD_MAX];
  * act on does not wake the loop again and again. Returns 0 or a negative errno. */
 static int watch(conn_t *c)
 {
-    if (c->flags & CONN_CLOSING)
-        return 0;
+    if (c->flags & CONN_CLOSING) return 0;
     uint32_t want = ((c->flags & CONN_READING) ? CONN_EP_IN : 0) |
                     ((c->flags & CONN_WRITING) ? CONN_EP_OUT : 0);
     uint32_t have = c->flags & (CONN_EP_IN | CONN_EP_OUT);
-    if (want == have)
-        return 0;
+    if (want == have) return 0;
     struct epoll_event ev = {.events = ((want & CONN_EP_IN) ? EPOLLIN : 0) |
                                        ((want & CONN_EP_OUT) ? EPOLLOUT : 0),
                              .data.ptr = c};
     int op = !want ? EPOLL_CTL_DEL : !have ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(c->w->epfd, op, c->fd, &ev) < 0)
-        return -errno;
+    if (epoll_ctl(c->w->epfd, op, c->fd, &ev) < 0) return -errno;
     c->flags = (c->flags & ~(uint32_t)(CONN_EP_IN | CONN_EP_OUT)) | want;
     return 0;
 }
@@ -62,8 +59,7 @@ static void set_reading(conn_t *c, int on)
         c->flags |= CONN_READING;
     else
         c->flags &= ~(uint32_t)CONN_READING;
-    if (watch(c) < 0)
-        conn_close(c);
+    if (watch(c) < 0) conn_close(c);
 }
 
 /* The flush list and the held list share pprev/pnext: a conn is in one at most
@@ -72,33 +68,28 @@ static void list_push(conn_t **head, conn_t *c)
 {
     c->pprev = NULL;
     c->pnext = *head;
-    if (*head)
-        (*head)->pprev = c;
+    if (*head) (*head)->pprev = c;
     *head = c;
 }
 
 static void flush_list_remove(conn_t *c)
 {
-    if (!(c->flags & (CONN_PENDING | CONN_HELD)))
-        return;
+    if (!(c->flags & (CONN_PENDING | CONN_HELD))) return;
     if (c->pprev)
         c->pprev->pnext = c->pnext;
     else if (c->flags & CONN_HELD)
         c->w->held_head = c->pnext;
     else
         c->w->flush_head = c->pnext;
-    if (c->pnext)
-        c->pnext->pprev = c->pprev;
+    if (c->pnext) c->pnext->pprev = c->pprev;
     c->pprev = c->pnext = NULL;
     c->flags &= ~(uint32_t)(CONN_PENDING | CONN_HELD);
 }
 
 static void flush_list_add(conn_t *c)
 {
-    if (!c->w->in_fanout)
-        c->flags |= CONN_URGENT;
-    if (c->flags & (CONN_PENDING | CONN_CLOSING))
-        return;
+    if (!c->w->in_fanout) c->flags |= CONN_URGENT;
+    if (c->flags & (CONN_PENDING | CONN_CLOSING)) return;
     flush_list_remove(c); /* out of the held list, if there */
     c->flags |= CONN_PENDING;
     list_push(&c->w->flush_head, c);
@@ -125,8 +116,7 @@ static int queue_grow(conn_t *c)
 {
     uint32_t old = c->q ? c->q->cap : 0, cap = old ? old * 2 : 4;
     conn_queue_t *q = malloc(sizeof(*q) + sizeof(conn_out_t) * cap);
-    if (!q)
-        return -ENOMEM;
+    if (!q) return -ENOMEM;
     q->head = 0;
     q->cap = cap;
     q->count = q_count(c);
@@ -139,15 +129,11 @@ static int queue_grow(conn_t *c)
 
 int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT))
-        return -EPIPE;
-    if (len == 0)
-        return 0;
+    if (c->flags & (CONN_CLOSING | CONN_END | CONN_SHUT)) return -EPIPE;
+    if (len == 0) return 0;
     uint32_t limit = c->limit ? c->limit : CONN_PENDING_MAX;
-    if (len > limit || c->pending > limit - len)
-        return -ENOBUFS;
-    if ((!c->q || c->q->count == c->q->cap) && queue_grow(c) < 0)
-        return -ENOMEM;
+    if (len > limit || c->pending > limit - len) return -ENOBUFS;
+    if ((!c->q || c->q->count == c->q->cap) && queue_grow(c) < 0) return -ENOMEM;
     *q_at(c, c->q->count) = (conn_out_t){buf_ref(b), off, len};
     c->q->count++;
     c->pending += (uint32_t)len;
@@ -158,8 +144,7 @@ int conn_send(conn_t *c, buf_t *b, size_t off, size_t len)
 int conn_send_copy(conn_t *c, const void *data, size_t len)
 {
     buf_t *b = buf_new(len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     buf_append(&b, data, len);
     int r = conn_send(c, b, 0, len);
     buf_unref(b);
@@ -168,8 +153,7 @@ int conn_send_copy(conn_t *c, const void *data, size_t len)
 
 int conn_send_owned(conn_t *c, buf_t *b)
 {
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     int r = conn_send(c, b, 0, b->len);
     buf_unref(b);
     return r;
@@ -188,16 +172,14 @@ static void queue_release(conn_t *c)
 static void conn_free(conn_t *c)
 {
     worker_t *w = c->w;
-    if (c->proto->on_close)
-        c->proto->on_close(c);
+    if (c->proto->on_close) c->proto->on_close(c);
     queue_release(c);
     tls_conn_free(c->tls);
     if (c->prev)
         c->prev->next = c->next;
     else
         w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     w->n_conns--;
     __atomic_sub_fetch(&w->pool->connections, 1, __ATOMIC_RELAXED);
     if (c->ip) iptable_release(w->pool->ips, c->ip);
@@ -220,8 +202,7 @@ void conn_reap(worker_t *w)
 
 void conn_close(conn_t *c)
 {
-    if (c->flags & CONN_CLOSING)
-        return;
+    if (c->flags & CONN_CLOSING) return;
     flush_list_remove(c);
     if (c->fd >= 0) {
         /* out of the epoll set first: a duplicate of the socket (a migration) would
@@ -242,22 +223,19 @@ void conn_close(conn_t *c)
  * the peer sees our response, not a reset, until its EOF or the linger deadline. */
 static void start_shutdown(conn_t *c)
 {
-    if (c->flags & (CONN_SHUT | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_SHUT | CONN_CLOSING)) return;
     c->flags |= CONN_SHUT;
     if (shutdown(c->fd, SHUT_WR) < 0 || (c->flags & CONN_EOF)) {
         conn_close(c); /* failed, or the peer is done too: nothing left to wait for */
         return;
     }
     c->deadline = uv_now(&c->w->loop) + CONN_LINGER_MS;
-    if (c->flags & CONN_READ_PAUSED)
-        conn_resume_read(c);
+    if (c->flags & CONN_READ_PAUSED) conn_resume_read(c);
 }
 
 void conn_end(conn_t *c)
 {
-    if (c->flags & (CONN_CLOSING | CONN_END))
-        return;
+    if (c->flags & (CONN_CLOSING | CONN_END)) return;
     c->flags |= CONN_END;
     if (c->tls)
         flush_list_add(c); /* the flush sends close_notify, then the FIN */
@@ -298,12 +276,9 @@ static ssize_t send_iov(conn_t *c, struct iovec *iov, size_t n)
 {
     for (;;) {
         ssize_t r = writev(c->fd, iov, (int)n);
-        if (r >= 0)
-            return r;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return 0;
-        if (errno != EINTR)
-            return -errno;
+        if (r >= 0) return r;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if (errno != EINTR) return -errno;
     }
 }
 
@@ -311,8 +286,7 @@ static ssize_t send_iov(conn_t *c, struct iovec *iov, size_t n)
 static void wait_writable(conn_t *c)
 {
     c->flags |= CONN_WRITING;
-    if (watch(c) < 0)
-        conn_close(c);
+    if (watch(c) < 0) conn_close(c);
 }
 
 /* Nothing left to write: an idle conn keeps no queue; a closing one sends its FIN. */
@@ -324,8 +298,7 @@ static void flushed(conn_t *c)
         start_shutdown(c);
         return;
     }
-    if (c->proto->on_drain)
-        c->proto->on_drain(c);
+    if (c->proto->on_drain) c->proto->on_drain(c);
 }
 
 /* Copies the head of the queue, up to cap bytes, into dst. Returns the bytes copied. */
@@ -346,13 +319,11 @@ static size_t gather(const conn_t *c, char *dst, size_t cap)
 static int tls_encrypt(conn_t *c)
 {
     tls_conn_t *t = c->tls;
-    if (!tls_conn_ready(t))
-        return 0; /* the plaintext waits for the handshake */
+    if (!tls_conn_ready(t)) return 0; /* the plaintext waits for the handshake */
     while (q_count(c) > 0) {
         size_t off;
         buf_t *ob = tls_conn_out(t, &off);
-        if (ob && ob->len - off >= CONN_TLS_OUT_MAX)
-            return 0;
+        if (ob && ob->len - off >= CONN_TLS_OUT_MAX) return 0;
         const conn_out_t *it = q_at(c, 0);
         const char *src = it->b->data + it->off;
         size_t n = TLS_RECORD_MAX;
@@ -362,8 +333,7 @@ static int tls_encrypt(conn_t *c)
             src = tls_plain_out;
         }
         int r = tls_conn_write(t, src, n);
-        if (r < 0)
-            return r;
+        if (r < 0) return r;
         drop(c, n);
     }
     return 0;
@@ -377,8 +347,7 @@ static int tls_send(conn_t *c)
     tls_conn_t *t = c->tls;
     size_t off;
     buf_t *b = tls_conn_out(t, &off);
-    if (!b)
-        return 1;
+    if (!b) return 1;
     size_t len = b->len - off;
     struct iovec iov = {b->data + off, len};
     ssize_t r = send_iov(c, &iov, 1);
@@ -388,8 +357,7 @@ static int tls_send(conn_t *c)
     }
     METRICS_ADD(bytes_out, (size_t)r);
     tls_conn_out_consume(t, (size_t)r);
-    if ((size_t)r == len)
-        return 1;
+    if ((size_t)r == len) return 1;
     wait_writable(c);
     return 0;
 }
@@ -404,8 +372,7 @@ static void conn_flush_tls(conn_t *c)
             conn_close(c);
             return;
         }
-        if (tls_send(c) <= 0)
-            return;
+        if (tls_send(c) <= 0) return;
         if (q_count(c) > 0 && tls_conn_ready(c->tls))
             continue; /* the records were over CONN_TLS_OUT_MAX: more to encrypt */
         if ((c->flags & CONN_END) && tls_conn_ready(c->tls) && tls_conn_close_notify(c->tls) > 0)
@@ -413,9 +380,8 @@ static void conn_flush_tls(conn_t *c)
         break;
     }
     if (q_count(c) > 0) {
-        if (!(c->flags & CONN_END))
-            return; /* queued before the handshake completed */
-        queue_release(c); /* ending before the handshake: nothing can be sent */
+        if (!(c->flags & CONN_END)) return; /* queued before the handshake completed */
+        queue_release(c);                   /* ending before the handshake: nothing can be sent */
         c->pending = 0;
     }
     flushed(c);
@@ -423,8 +389,7 @@ static void conn_flush_tls(conn_t *c)
 
 static void conn_flush(conn_t *c)
 {
-    if (c->flags & (CONN_WRITING | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_WRITING | CONN_CLOSING)) return;
     if (c->tls) {
         conn_flush_tls(c);
         return;
@@ -470,13 +435,11 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
     }
     while (!(c->flags & (CONN_CLOSING | CONN_READ_PAUSED | CONN_SHUT))) {
         ssize_t n = tls_conn_read(t, tls_plain_in, sizeof(tls_plain_in));
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (n == -EPIPE) {
             /* close_notify: the peer is done sending, as a TCP EOF says */
             read_done(c);
-            if (c->flags & CONN_CLOSING)
-                return;
+            if (c->flags & CONN_CLOSING) return;
             if (c->proto->on_eof)
                 c->proto->on_eof(c);
             else
@@ -496,8 +459,7 @@ static void tls_deliver(conn_t *c, const char *data, size_t len)
         }
         c->proto->on_read(c, tls_plain_in, (size_t)n);
     }
-    if (c->flags & CONN_CLOSING)
-        return; /* closed, or moved to another worker with its session */
+    if (c->flags & CONN_CLOSING) return; /* closed, or moved to another worker with its session */
     if (tls_conn_stash(t) < 0) {
         conn_close(c);
         return;
@@ -548,8 +510,7 @@ void conn_flush_pending(worker_t *w)
                 continue;
             }
             flush_list_remove(c);
-            if (!(c->flags & CONN_URGENT))
-                batched = 1;
+            if (!(c->flags & CONN_URGENT)) batched = 1;
             c->flags &= ~(uint32_t)CONN_URGENT;
             if (c->tls && tls_conn_has_stash(c->tls) &&
                 !(c->flags & (CONN_READ_PAUSED | CONN_SHUT))) {
@@ -557,8 +518,7 @@ void conn_flush_pending(worker_t *w)
                  * migration */
                 tls_deliver(c, NULL, 0);
                 flush_list_remove(c);
-                if (c->flags & CONN_CLOSING)
-                    continue;
+                if (c->flags & CONN_CLOSING) continue;
             }
             if (c->proto->on_flush) {
                 c->proto->on_flush(c);
@@ -570,16 +530,14 @@ void conn_flush_pending(worker_t *w)
          * sleeps */
         conn_reap(w);
     } while (w->flush_head);
-    if (!ms)
-        return;
+    if (!ms) return;
     if (batched) {
         /* the window is as long as the pass was, when that is longer (a large fan-out):
          * writing is then at most half the worker's time, and the pushes that come
          * meanwhile share the next pass (bounded to CONN_COALESCE_MAX windows) */
         uint64_t end = uv_hrtime(), win = (uint64_t)ms * 1000000u;
         uint64_t pass = end - start;
-        if (pass > win)
-            win = pass < win * CONN_COALESCE_MAX ? pass : win * CONN_COALESCE_MAX;
+        if (pass > win) win = pass < win * CONN_COALESCE_MAX ? pass : win * CONN_COALESCE_MAX;
         w->batch_after = end + win;
     }
     if (w->held_head && !uv_is_active((uv_handle_t *)&w->coalesce)) {
@@ -597,10 +555,8 @@ static void on_readable(conn_t *c)
     char *rbuf = c->w->rbuf;
     for (int i = 0; i < CONN_READS_MAX; i++) {
         ssize_t n = read(c->fd, rbuf, sizeof(c->w->rbuf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
         if (n > 0) {
             if (!(c->flags & CONN_SHUT)) {
                 if (c->tls)
@@ -619,8 +575,7 @@ static void on_readable(conn_t *c)
             return;
         }
         read_done(c);
-        if (c->flags & CONN_CLOSING)
-            return;
+        if (c->flags & CONN_CLOSING) return;
         if (eof && c->proto->on_eof)
             c->proto->on_eof(c);
         else
@@ -632,10 +587,8 @@ static void on_readable(conn_t *c)
 /* One epoll event of c. */
 static void on_event(conn_t *c, uint32_t ev)
 {
-    if (c->flags & CONN_CLOSING)
-        return;
-    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (c->flags & CONN_READING))
-        on_readable(c);
+    if (c->flags & CONN_CLOSING) return;
+    if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (c->flags & CONN_READING)) on_readable(c);
     if ((ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && (c->flags & CONN_WRITING) &&
         !(c->flags & CONN_CLOSING)) {
         c->flags &= ~(uint32_t)CONN_WRITING;
@@ -665,8 +618,7 @@ static void on_io(uv_poll_t *p, int status, int events)
 int conn_io_init(worker_t *w)
 {
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (w->epfd < 0)
-        return -errno;
+    if (w->epfd < 0) return -errno;
     int r = uv_poll_init(&w->loop, &w->io, w->epfd);
     if (r < 0) {
         close(w->epfd);
@@ -679,26 +631,22 @@ int conn_io_init(worker_t *w)
 
 void conn_io_free(worker_t *w)
 {
-    if (w->epfd >= 0)
-        close(w->epfd);
+    if (w->epfd >= 0) close(w->epfd);
     w->epfd = -1;
 }
 
 void conn_pause_read(conn_t *c)
 {
-    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING))
-        return;
+    if (c->flags & (CONN_READ_PAUSED | CONN_CLOSING)) return;
     c->flags |= CONN_READ_PAUSED;
     set_reading(c, 0);
 }
 
 void conn_resume_read(conn_t *c)
 {
-    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING))
-        return;
+    if (!(c->flags & CONN_READ_PAUSED) || (c->flags & CONN_CLOSING)) return;
     c->flags &= ~(uint32_t)CONN_READ_PAUSED;
-    if (!(c->flags & CONN_EOF))
-        set_reading(c, 1);
+    if (!(c->flags & CONN_EOF)) set_reading(c, 1);
     if (!(c->flags & CONN_CLOSING) && c->tls && tls_conn_has_stash(c->tls))
         flush_list_add(c); /* decrypted before the next read, never inside the caller */
 }
@@ -729,8 +677,7 @@ static void refuse(conn_t *c, int reason)
     }
     c->proto = &refused_proto;
     fn(c, reason);
-    if (!(c->flags & CONN_CLOSING))
-        set_reading(c, 1);
+    if (!(c->flags & CONN_CLOSING)) set_reading(c, 1);
 }
 
 /* Counts c in the per-IP table. Returns 0, or -EUSERS when its address is at the limit. */
@@ -761,8 +708,7 @@ static conn_t *conn_new(worker_t *w, int fd, const conn_proto_t *proto)
     c->w = w;
     c->proto = proto;
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
     return c;
@@ -791,14 +737,11 @@ int conn_accept(worker_t *w, int fd, const conn_proto_t *proto)
         conn_close(c);
         return -ENOMEM;
     }
-    if (proto->on_open)
-        proto->on_open(c);
-    if (c->flags & CONN_CLOSING)
-        return 0;
+    if (proto->on_open) proto->on_open(c);
+    if (c->flags & CONN_CLOSING) return 0;
     c->flags |= CONN_READING;
     int r = watch(c);
-    if (r < 0)
-        conn_close(c);
+    if (r < 0) conn_close(c);
     return r;
 }
 
@@ -825,10 +768,8 @@ static void on_migrated(worker_t *w, worker_msg_t *m)
     }
     c->tls = mm->tls;
     c->ip = mm->ip;
-    if (mm->proto->on_open)
-        mm->proto->on_open(c);
-    if (!(c->flags & CONN_CLOSING))
-        set_reading(c, 1);
+    if (mm->proto->on_open) mm->proto->on_open(c);
+    if (!(c->flags & CONN_CLOSING)) set_reading(c, 1);
     if (!(c->flags & CONN_CLOSING) && mm->first && mm->first->len)
         c->proto->on_read(c, mm->first->data, mm->first->len);
     size_t off;
@@ -844,17 +785,15 @@ static void migrated_away_close(conn_t *c)
     (void)c; /* the socket lives on elsewhere; nothing of it is ours */
 }
 
-static const conn_proto_t migrated_proto = {.name = "migrated",
-                                            .on_read = NULL,
-                                            .on_close = migrated_away_close};
+static const conn_proto_t migrated_proto = {
+    .name = "migrated", .on_read = NULL, .on_close = migrated_away_close};
 
 int conn_migrate(conn_t *c, worker_t *to, const conn_proto_t *proto, buf_t *first)
 {
     if (q_count(c) || (c->flags & (CONN_WRITING | CONN_CLOSING | CONN_END | CONN_SHUT)))
         return -EBUSY;
     int nfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
-    if (nfd < 0)
-        return -errno;
+    if (nfd < 0) return -errno;
     migrate_msg_t *mm = calloc(1, sizeof(*mm));
     if (!mm) {
         close(nfd);

@@ -75,16 +75,16 @@ enum conn_flags {
 struct conn_s {
     struct worker_s *w;
     const conn_proto_t *proto;
-    void *ud; /* the protocol's state */
-    conn_queue_t *q; /* NULL while nothing is queued */
+    void *ud;               /* the protocol's state */
+    conn_queue_t *q;        /* NULL while nothing is queued */
     struct tls_conn_s *tls; /* NULL: plain TCP; else every byte goes through it */
-    conn_t *pprev, *pnext; /* flush list; pnext links the reap list once closed */
-    conn_t *prev, *next;   /* the worker's connections */
-    const ipkey_t *ip;     /* the peer's entry in the pool's per-IP table, released on close */
-    uint64_t deadline;     /* protocol-defined, checked on tick */
-    uint32_t pending;      /* bytes queued (plaintext with TLS); at most CONN_PENDING_MAX */
-    uint32_t limit;        /* most pending bytes accepted; 0: CONN_PENDING_MAX */
-    int fd;                /* the socket; -1 once closed */
+    conn_t *pprev, *pnext;  /* flush list; pnext links the reap list once closed */
+    conn_t *prev, *next;    /* the worker's connections */
+    const ipkey_t *ip;      /* the peer's entry in the pool's per-IP table, released on close */
+    uint64_t deadline;      /* protocol-defined, checked on tick */
+    uint32_t pending;       /* bytes queued (plaintext with TLS); at most CONN_PENDING_MAX */
+    uint32_t limit;         /* most pending bytes accepted; 0: CONN_PENDING_MAX */
+    int fd;                 /* the socket; -1 once closed */
     uint32_t flags;
 };
 
@@ -127,8 +127,8 @@ void conn_want_flush(conn_t *c);
  * the worker's next safe point, after proto->on_close. Idempotent. */
 void conn_close(conn_t *c);
 
-/* Closes gracefully: flush output (then a TLS close_notify), send FIN, discard input until EOF (bounded by a
- * 2 s deadline), then close. Idempotent. */
+/* Closes gracefully: flush output (then a TLS close_notify), send FIN, discard input until EOF
+ * (bounded by a 2 s deadline), then close. Idempotent. */
 void conn_end(conn_t *c);
 
 /* Stops or resumes reading (backpressure while a request is being answered). */
@@ -166,8 +166,8 @@ void conn_reap(struct worker_s *w);
 /* Moves c's socket to worker to: c is closed here (its output must be flushed: no
  * pending bytes), and to adopts the socket as a new conn speaking proto, which is fed
  * first bytes (taken, plaintext) as if it had read them. A TLS session moves with the
- * socket: its records not yet sent and its input not yet decrypted go along. Returns 0, -EBUSY when output is still
- * pending, or a negative errno (c is left as it was). */
+ * socket: its records not yet sent and its input not yet decrypted go along. Returns 0, -EBUSY when
+ * output is still pending, or a negative errno (c is left as it was). */
 int conn_migrate(conn_t *c, struct worker_s *to, const conn_proto_t *proto, buf_t *first);
 
 /* Gives c a new protocol (HTTP → WebSocket upgrade). */

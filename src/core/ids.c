@@ -17,8 +17,7 @@ int ids_random(void *buf, size_t len)
 int ids_random_hex(char *out, size_t len)
 {
     unsigned char raw[64];
-    if (len > sizeof(raw) || ids_random(raw, len) < 0)
-        return -EIO;
+    if (len > sizeof(raw) || ids_random(raw, len) < 0) return -EIO;
     for (size_t i = 0; i < len; i++)
         snprintf(out + 2 * i, 3, "%02x", raw[i]);
     return 0;
@@ -26,8 +25,7 @@ int ids_random_hex(char *out, size_t len)
 
 void ids_init(void)
 {
-    if (ids_random(&ids_node_rand, sizeof(ids_node_rand)) < 0)
-        ids_node_rand = 0x5eed1234u;
+    if (ids_random(&ids_node_rand, sizeof(ids_node_rand)) < 0) ids_node_rand = 0x5eed1234u;
 }
 
 int ids_next(char out[ID_MAX])
@@ -45,8 +43,7 @@ int ids_valid(const char *s)
     for (size_t i = 0; i < sizeof(shape) - 1; i++) {
         char c = s[i];
         int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-        if (shape[i] == '-' ? c != '-' : !hex)
-            return 0;
+        if (shape[i] == '-' ? c != '-' : !hex) return 0;
     }
     return s[sizeof(shape) - 1] == '\0';
 }

@@ -25,8 +25,7 @@ void log_set_worker(int worker)
 void log_msg(enum log_level lvl, const char *msg, const char *kv, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
-    if (lvl < log_min)
-        return;
+    if (lvl < log_min) return;
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
@@ -34,22 +33,20 @@ void log_msg(enum log_level lvl, const char *msg, const char *kv, ...)
     char line[1024];
     int n = snprintf(line, sizeof(line),
                      "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s node=%s worker=%d msg=\"%s\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(tv.tv_usec / 1000), names[lvl], log_node, log_worker, msg);
-    if (n < 0)
-        return;
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     (int)(tv.tv_usec / 1000), names[lvl], log_node, log_worker, msg);
+    if (n < 0) return;
     va_list ap;
     va_start(ap, kv);
     if (kv && (size_t)n < sizeof(line) - 2) {
         line[n++] = ' ';
         /* ap is started above; the analyzer loses track across the branch */
-        int m = vsnprintf(line + n, sizeof(line) - (size_t)n, kv, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-        if (m > 0)
-            n += m;
+        // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+        int m = vsnprintf(line + n, sizeof(line) - (size_t)n, kv, ap);
+        if (m > 0) n += m;
     }
     va_end(ap);
-    if ((size_t)n >= sizeof(line) - 1)
-        n = (int)sizeof(line) - 2;
+    if ((size_t)n >= sizeof(line) - 1) n = (int)sizeof(line) - 2;
     line[n++] = '\n';
     fwrite(line, 1, (size_t)n, stderr);
 }

@@ -30,8 +30,8 @@ static int render_refused(buf_t **bp)
 /* The device command queue: depth gauges and commands by the status they entered. */
 static int render_devices(buf_t **bp)
 {
-    static const char *snames[METRICS_DEVICE_STATUSES] = {"queued",  "sent",    "done",
-                                                          "failed",  "expired", "cancelled"};
+    static const char *snames[METRICS_DEVICE_STATUSES] = {"queued", "sent",    "done",
+                                                          "failed", "expired", "cancelled"};
     int r = buf_printf(
         bp,
         "# HELP pushgate_device_queue_depth Device commands queued, not yet delivered.\n"
@@ -92,8 +92,7 @@ int metrics_render(buf_t **bp)
             (unsigned long long)LOAD(deliveries_failed), (unsigned long long)LOAD(bytes_out),
             (unsigned long long)LOAD(slow_consumer_closes),
             (unsigned long long)LOAD(http_requests));
-    if (r == 0)
-        r = render_devices(bp);
+    if (r == 0) r = render_devices(bp);
     if (r == 0) r = render_refused(bp);
     return r;
 }

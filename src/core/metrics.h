@@ -44,8 +44,8 @@ typedef struct metrics_s {
     uint64_t slow_consumer_closes;
     uint64_t http_requests;
     /* device command queue (store/devices.c): gauges follow each committed change */
-    int64_t device_queued;    /* commands waiting for their device */
-    int64_t device_in_flight; /* sent, no result yet */
+    int64_t device_queued;                             /* commands waiting for their device */
+    int64_t device_in_flight;                          /* sent, no result yet */
     uint64_t device_commands[METRICS_DEVICE_STATUSES]; /* entered each status */
     uint64_t device_redeliveries;
     uint64_t device_orphans;

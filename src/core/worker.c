@@ -65,8 +65,7 @@ static void on_connection(uv_poll_t *p, int status, int events);
 static void on_accept_pause_end(uv_timer_t *t)
 {
     worker_t *w = t->data;
-    if (w->reserve_fd < 0)
-        w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (w->reserve_fd < 0) w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (w->listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&w->listener))
         uv_poll_start(&w->listener, UV_READABLE, on_connection);
 }
@@ -102,37 +101,30 @@ static void on_connection(uv_poll_t *p, int status, int events)
         int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = errno;
-            if (e == EINTR || e == ECONNABORTED)
-                continue;
-            if (e == EAGAIN || e == EWOULDBLOCK)
-                return;
+            if (e == EINTR || e == ECONNABORTED) continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) return;
             log_warn("accept failed", "error=%s", uv_strerror(-e));
-            if (e == EMFILE || e == ENFILE)
-                accept_and_drop(w);
+            if (e == EMFILE || e == ENFILE) accept_and_drop(w);
             return;
         }
         int r = conn_accept(w, fd, w->pool->cfg.accept_proto);
-        if (r < 0 && r != UV_EMFILE)
-            log_warn("accept failed", "error=%s", uv_strerror(r));
+        if (r < 0 && r != UV_EMFILE) log_warn("accept failed", "error=%s", uv_strerror(r));
     }
 }
 
 /* Stops listening: the poll handle first, then the socket. */
 static void listener_close(worker_t *w)
 {
-    if (!uv_is_closing((uv_handle_t *)&w->listener))
-        uv_close((uv_handle_t *)&w->listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->listener)) uv_close((uv_handle_t *)&w->listener, NULL);
     uv_timer_stop(&w->accept_pause);
-    if (w->listen_fd >= 0)
-        close(w->listen_fd);
+    if (w->listen_fd >= 0) close(w->listen_fd);
     w->listen_fd = -1;
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
+    if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 /* The goodbye: every connection is told the protocol's way. */
@@ -163,29 +155,25 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = uv_now(&w->loop);
     for (conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->flags & CONN_CLOSING)
-            continue;
+        if (c->flags & CONN_CLOSING) continue;
         if ((c->flags & CONN_SHUT) && c->deadline && now >= c->deadline) {
             conn_close(c);
             continue;
         }
-        if (c->proto->on_tick)
-            c->proto->on_tick(c, now);
+        if (c->proto->on_tick) c->proto->on_tick(c, now);
     }
     if (w->stopping == WORKER_DRAINING && drained(w, now)) goodbye(w);
     if (w->stopping == WORKER_GOODBYE && (w->n_conns == 0 || now >= w->stop_deadline)) {
         for (conn_t *c = w->conns; c; c = c->next)
             conn_close(c);
-        if (w->n_conns == 0 || now >= w->stop_deadline + 1000)
-            uv_stop(&w->loop);
+        if (w->n_conns == 0 || now >= w->stop_deadline + 1000) uv_stop(&w->loop);
     }
 }
 
 static void on_stop_msg(worker_t *w, worker_msg_t *m)
 {
     free(m);
-    if (w->stopping)
-        return;
+    if (w->stopping) return;
     w->stopping = WORKER_DRAINING;
     uv_update_time(&w->loop);
     w->grace_deadline = uv_now(&w->loop) + w->pool->cfg.grace_ms;
@@ -202,8 +190,7 @@ static void worker_main(void *arg)
     log_set_worker(w->index);
     __atomic_add_fetch(&w->pool->ready, 1, __ATOMIC_RELEASE);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    if (w->pool->cfg.on_stop)
-        w->pool->cfg.on_stop(w, w->pool->cfg.arg);
+    if (w->pool->cfg.on_stop) w->pool->cfg.on_stop(w, w->pool->cfg.arg);
     for (conn_t *c = w->conns; c; c = c->next)
         conn_close(c);
     conn_reap(w);
@@ -223,19 +210,16 @@ static int listen_socket(const char *host, int port, int *fdp)
 {
     struct sockaddr_storage ss;
     int r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-    if (r < 0 && (r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) < 0)
-        return r;
+    if (r < 0 && (r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) < 0) return r;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
+    if (fd < 0) return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
         goto fail;
-    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
-    if (bind(fd, (struct sockaddr *)&ss, len) < 0)
-        goto fail;
+    socklen_t len =
+        ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) goto fail;
     *fdp = fd;
     return 0;
 fail:
@@ -247,17 +231,14 @@ fail:
 static int worker_init(worker_pool_t *pool, int index, worker_t **out)
 {
     worker_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        return UV_ENOMEM;
+    if (!w) return UV_ENOMEM;
     w->index = index;
     w->pool = pool;
     w->listen_fd = w->epfd = -1;
     w->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int r;
-    if ((r = uv_loop_init(&w->loop)) < 0)
-        goto fail_loop;
-    if ((r = uv_mutex_init(&w->inbox_mu)) < 0)
-        goto fail_mutex;
+    if ((r = uv_loop_init(&w->loop)) < 0) goto fail_loop;
+    if ((r = uv_mutex_init(&w->inbox_mu)) < 0) goto fail_mutex;
     uv_async_init(&w->loop, &w->async, on_async);
     w->async.data = w;
     uv_prepare_init(&w->loop, &w->prepare);
@@ -273,33 +254,27 @@ static int worker_init(worker_pool_t *pool, int index, worker_t **out)
     uv_timer_init(&w->loop, &w->coalesce);
     w->coalesce.data = w;
     uv_unref((uv_handle_t *)&w->coalesce);
-    if ((r = conn_io_init(w)) < 0)
-        goto fail_listen;
-    if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &w->listen_fd)) < 0)
-        goto fail_listen;
+    if ((r = conn_io_init(w)) < 0) goto fail_listen;
+    if ((r = listen_socket(pool->cfg.host, pool->cfg.port, &w->listen_fd)) < 0) goto fail_listen;
     if (listen(w->listen_fd, 4096) < 0) {
         r = -errno;
         goto fail_listen;
     }
-    if ((r = uv_poll_init(&w->loop, &w->listener, w->listen_fd)) < 0)
-        goto fail_listen;
+    if ((r = uv_poll_init(&w->loop, &w->listener, w->listen_fd)) < 0) goto fail_listen;
     w->listener.data = w;
-    if ((r = uv_poll_start(&w->listener, UV_READABLE, on_connection)) < 0)
-        goto fail_listen;
+    if ((r = uv_poll_start(&w->listener, UV_READABLE, on_connection)) < 0) goto fail_listen;
     *out = w;
     return 0;
 fail_listen:
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    if (w->listen_fd >= 0)
-        close(w->listen_fd);
+    if (w->listen_fd >= 0) close(w->listen_fd);
     conn_io_free(w);
     uv_mutex_destroy(&w->inbox_mu);
 fail_mutex:
     uv_loop_close(&w->loop);
 fail_loop:
-    if (w->reserve_fd >= 0)
-        close(w->reserve_fd);
+    if (w->reserve_fd >= 0) close(w->reserve_fd);
     free(w);
     return r;
 }
@@ -307,11 +282,9 @@ fail_loop:
 static void worker_free(worker_t *w)
 {
     uv_loop_close(&w->loop);
-    if (w->listen_fd >= 0)
-        close(w->listen_fd);
+    if (w->listen_fd >= 0) close(w->listen_fd);
     conn_io_free(w);
-    if (w->reserve_fd >= 0)
-        close(w->reserve_fd);
+    if (w->reserve_fd >= 0) close(w->reserve_fd);
     uv_mutex_destroy(&w->inbox_mu);
     free(w);
 }
@@ -320,8 +293,7 @@ static void worker_free(worker_t *w)
 static void post_stop(worker_t *w)
 {
     worker_msg_t *m = malloc(sizeof(*m));
-    if (!m)
-        return;
+    if (!m) return;
     m->fn = on_stop_msg;
     worker_post(w, m);
 }
@@ -354,8 +326,7 @@ int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
     int r = 0, i;
     /* port 0: the first listener picks a port, the rest share it */
     for (i = 0; i < cfg->n; i++) {
-        if ((r = worker_init(pool, i, &pool->workers[i])) < 0)
-            goto fail_init;
+        if ((r = worker_init(pool, i, &pool->workers[i])) < 0) goto fail_init;
         if (pool->cfg.port == 0) {
             struct sockaddr_storage ss;
             socklen_t len = sizeof(ss);
@@ -368,8 +339,7 @@ int worker_pool_start(worker_pool_t *pool, const worker_pool_cfg_t *cfg)
     pool->running = cfg->n;
     /* every worker is known to the node before any of them serves a request */
     for (i = 0; i < cfg->n; i++)
-        if (cfg->on_start)
-            cfg->on_start(pool->workers[i], cfg->arg);
+        if (cfg->on_start) cfg->on_start(pool->workers[i], cfg->arg);
     for (i = 0; i < cfg->n; i++)
         if ((r = uv_thread_create(&pool->workers[i]->thread, worker_main, pool->workers[i])) < 0)
             goto fail_thread;

@@ -32,12 +32,12 @@ struct worker_s {
     worker_pool_t *pool;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_poll_t listener; /* on listen_fd: accept4 when readable */
-    int listen_fd;      /* -1 once closed */
-    int reserve_fd;     /* given up to accept-and-drop when out of descriptors */
+    uv_poll_t listener;      /* on listen_fd: accept4 when readable */
+    int listen_fd;           /* -1 once closed */
+    int reserve_fd;          /* given up to accept-and-drop when out of descriptors */
     uv_timer_t accept_pause; /* out of descriptors: listening resumes when it fires */
-    int epfd;           /* the epoll set of this worker's connections (core/conn.c) */
-    uv_poll_t io;       /* watches epfd on the loop */
+    int epfd;                /* the epoll set of this worker's connections (core/conn.c) */
+    uv_poll_t io;            /* watches epfd on the loop */
     uv_async_t async;
     uv_prepare_t prepare;
     uv_timer_t tick;
@@ -50,13 +50,13 @@ struct worker_s {
     conn_t *held_head;
     uint64_t batch_after; /* uv_hrtime() */
     uv_timer_t coalesce;
-    int in_fanout; /* output queued now is fan-out output (set around a delivery round) */
+    int in_fanout;     /* output queued now is fan-out output (set around a delivery round) */
     conn_t *reap_head; /* closed conns, freed at the next safe point (conn_reap) */
-    int stopping; /* WORKER_DRAINING, then WORKER_GOODBYE; 0 while serving */
+    int stopping;      /* WORKER_DRAINING, then WORKER_GOODBYE; 0 while serving */
     uint64_t grace_deadline;
     uint64_t stop_deadline;
-    void *hub; /* hub_worker_t: the subscribers and topics this worker owns */
-    void *app; /* the node's per-worker state (pending requests) */
+    void *hub;        /* hub_worker_t: the subscribers and topics this worker owns */
+    void *app;        /* the node's per-worker state (pending requests) */
     char rbuf[65536]; /* every read lands here; protocols copy only partial frames */
 };
 

@@ -22,8 +22,7 @@ static int on_message_begin(llhttp_t *ll)
 {
     http_parser_t *p = P(ll);
     p->in_message = 1;
-    if (!p->arena && !(p->arena = buf_new(256)))
-        return fail(p, 500, "out of memory");
+    if (!p->arena && !(p->arena = buf_new(256))) return fail(p, 500, "out of memory");
     return 0;
 }
 
@@ -38,8 +37,7 @@ static int head_add(http_parser_t *p, const char *at, size_t len)
     p->head_bytes += len;
     if (p->head_bytes > p->limits.max_header_bytes)
         return refuse(p, HTTP_LIMIT_HEADER_BYTES, 431, "request line and headers are too large");
-    if (buf_append(&p->arena, at, len) < 0)
-        return fail(p, 500, "out of memory");
+    if (buf_append(&p->arena, at, len) < 0) return fail(p, 500, "out of memory");
     return 0;
 }
 
@@ -68,15 +66,13 @@ static int on_header_field(llhttp_t *ll, const char *at, size_t len)
     http_parser_t *p = P(ll);
     if (p->last_cb != CB_FIELD) {
         int r = end_span(p);
-        if (r)
-            return r;
+        if (r) return r;
         if (p->n_headers >= p->limits.max_headers)
             return refuse(p, HTTP_LIMIT_HEADERS, 431, "too many headers");
         if (p->n_headers >= p->hdr_cap) {
             unsigned cap = p->hdr_cap ? p->hdr_cap * 2 : 16;
             size_t *n = realloc(p->hdr_off, sizeof(size_t) * 2 * cap);
-            if (!n)
-                return fail(p, 500, "out of memory");
+            if (!n) return fail(p, 500, "out of memory");
             p->hdr_off = n;
             p->hdr_cap = cap;
         }
@@ -95,8 +91,7 @@ static int on_header_value(llhttp_t *ll, const char *at, size_t len)
     http_parser_t *p = P(ll);
     if (p->last_cb != CB_VALUE) {
         int r = end_span(p);
-        if (r)
-            return r;
+        if (r) return r;
         p->hdr_off[2 * (p->n_headers - 1) + 1] = p->arena->len;
         p->last_cb = CB_VALUE;
     }
@@ -121,8 +116,7 @@ static int on_headers_complete(llhttp_t *ll)
 {
     http_parser_t *p = P(ll);
     int r = end_span(p);
-    if (r)
-        return r;
+    if (r) return r;
     p->last_cb = CB_NONE; /* trailers, if any, start new spans */
     p->body_max = body_limit(p);
     if ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > p->body_max) {
@@ -139,8 +133,7 @@ static int on_body(llhttp_t *ll, const char *at, size_t len)
         return fail(p, 500, "out of memory");
     if (p->body->len + len > p->body_max)
         return refuse(p, HTTP_LIMIT_BODY, 413, "request body is too large");
-    if (buf_append(&p->body, at, len) < 0)
-        return fail(p, 500, "out of memory");
+    if (buf_append(&p->body, at, len) < 0) return fail(p, 500, "out of memory");
     return 0;
 }
 
@@ -152,8 +145,7 @@ static int on_message_complete(llhttp_t *ll)
         return fail(p, 500, "out of memory");
     p->last_cb = CB_NONE;
     q->headers = calloc(p->n_headers ? p->n_headers : 1, sizeof(*q->headers));
-    if (!q->headers)
-        return fail(p, 500, "out of memory");
+    if (!q->headers) return fail(p, 500, "out of memory");
     q->n_headers = p->n_headers;
     q->method = ll->method;
     q->method_name = llhttp_method_name((llhttp_method_t)ll->method);
@@ -161,8 +153,7 @@ static int on_message_complete(llhttp_t *ll)
     char *a = p->arena->data;
     for (unsigned i = 0; i < p->n_headers; i++) {
         size_t vo = p->hdr_off[2 * i + 1];
-        if (vo == (size_t)-1)
-            continue;
+        if (vo == (size_t)-1) continue;
         /* RFC 9110 §5.5: trailing spaces and tabs are not part of the value */
         char *v = a + vo;
         size_t n = strlen(v);
@@ -189,8 +180,7 @@ static int on_message_complete(llhttp_t *ll)
         char zeros[64] = {0};
         for (size_t left = pl + 1; left;) {
             size_t k = left < sizeof(zeros) ? left : sizeof(zeros);
-            if (buf_append(&p->arena, zeros, k) < 0)
-                return fail(p, 500, "out of memory");
+            if (buf_append(&p->arena, zeros, k) < 0) return fail(p, 500, "out of memory");
             left -= k;
         }
         a = p->arena->data;
@@ -251,10 +241,8 @@ void http_parser_set_body_paths(http_parser_t *p, const http_path_limit_t *paths
 int http_parser_execute(http_parser_t *p, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
-    if (p->error_status)
-        return -EINVAL;
-    if (len == 0)
-        return HTTP_PARSE_AGAIN;
+    if (p->error_status) return -EINVAL;
+    if (len == 0) return HTTP_PARSE_AGAIN;
     llhttp_errno_t e = llhttp_execute(&p->ll, data, len);
     if (e == HPE_OK) {
         *consumed = len;
@@ -266,16 +254,13 @@ int http_parser_execute(http_parser_t *p, const char *data, size_t len, size_t *
     }
     if (p->error_status) {
         /* one of our callbacks refused the request */
-        if (p->error_status == 431)
-            return -EMSGSIZE;
-        if (p->error_status == 413)
-            return -E2BIG;
+        if (p->error_status == 431) return -EMSGSIZE;
+        if (p->error_status == 413) return -E2BIG;
         return -ENOMEM;
     }
     p->error_status = 400;
     p->error_msg = llhttp_get_error_reason(&p->ll);
-    if (!p->error_msg)
-        p->error_msg = "malformed HTTP request";
+    if (!p->error_msg) p->error_msg = "malformed HTTP request";
     return -EINVAL;
 }
 
@@ -319,8 +304,7 @@ void http_parser_free(http_parser_t *p)
 const char *http_request_header(const http_request_t *req, const char *name)
 {
     for (unsigned i = 0; i < req->n_headers; i++)
-        if (strcasecmp(req->headers[i].name, name) == 0)
-            return req->headers[i].value;
+        if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
     return NULL;
 }
 
@@ -337,8 +321,7 @@ int http_header_has_token(const char *value, const char *token)
         const char *t = e;
         while (t > s && (t[-1] == ' ' || t[-1] == '\t'))
             t--;
-        if ((size_t)(t - s) == tl && strncasecmp(s, token, tl) == 0)
-            return 1;
+        if ((size_t)(t - s) == tl && strncasecmp(s, token, tl) == 0) return 1;
         s = e;
     }
     return 0;

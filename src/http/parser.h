@@ -26,7 +26,7 @@ typedef struct http_request_s {
     const char *body; /* NUL-terminated copy; len in body_len */
     size_t body_len;
     int keep_alive;
-    int upgrade; /* bytes after this request belong to another protocol */
+    int upgrade;    /* bytes after this request belong to another protocol */
     int http_major; /* 2 for a request that came over HTTP/2 */
     int http_minor;
 } http_request_t;
@@ -64,7 +64,7 @@ typedef struct http_parser_s {
     buf_t *body;
     size_t head_bytes;
     unsigned n_headers;
-    int last_cb; /* which span the previous callback appended to */
+    int last_cb;     /* which span the previous callback appended to */
     size_t *hdr_off; /* pairs of arena offsets: name, value */
     unsigned hdr_cap;
     size_t url_off, url_len;

@@ -22,8 +22,8 @@ typedef struct http_conn_s {
     size_t rest_len;
     int in_handler;
     int taken;
-    int sniff;                 /* the first bytes may still be the HTTP/2 preface */
-    size_t pre_len;            /* how many of them arrived */
+    int sniff;      /* the first bytes may still be the HTTP/2 preface */
+    size_t pre_len; /* how many of them arrived */
     char pre[H2_PREFACE_LEN];
     int served; /* requests answered: the first one is bounded by the handshake timeout */
 } http_conn_t;
@@ -106,8 +106,7 @@ void http_route(http_ctx_t *ctx)
         const http_route_t *rt = &srv_cfg->routes[i];
         int hit = rt->prefix ? strncmp(req->path, rt->path, strlen(rt->path)) == 0
                              : strcmp(req->path, rt->path) == 0;
-        if (!hit)
-            continue;
+        if (!hit) continue;
         path_known = 1;
         if (rt->method && strcmp(rt->method, req->method_name) != 0 &&
             !(strcmp(rt->method, "GET") == 0 && strcmp(req->method_name, "HEAD") == 0))
@@ -143,8 +142,7 @@ static void process(http_conn_t *hc, const char *data, size_t len)
         int r = http_parser_execute(&hc->p, data, len, &used);
         data += used;
         len -= used;
-        if (r == HTTP_PARSE_AGAIN)
-            return;
+        if (r == HTTP_PARSE_AGAIN) return;
         if (r < 0) {
             log_info("bad http request", "status=%d reason=\"%s\"", hc->p.error_status,
                      hc->p.error_msg);
@@ -184,8 +182,7 @@ static void process(http_conn_t *hc, const char *data, size_t len)
             conn_pause_read(hc->c);
             return;
         }
-        if (!finish_request(hc))
-            return;
+        if (!finish_request(hc)) return;
     }
 }
 
@@ -220,19 +217,15 @@ static int sniff_h2(http_conn_t *hc, const char *data, size_t len)
 static void http_on_read(conn_t *c, const char *data, size_t len)
 {
     http_conn_t *hc = c->ud;
-    if (hc == (http_conn_t *)&http_unread && !(hc = http_state(c)))
-        return;
-    if (!hc)
-        return;
-    if (c->flags & (CONN_END | CONN_CLOSING))
-        return;
+    if (hc == (http_conn_t *)&http_unread && !(hc = http_state(c))) return;
+    if (!hc) return;
+    if (c->flags & (CONN_END | CONN_CLOSING)) return;
     /* a later request's clock starts at its first byte (the idle one stops) */
     if (hc->served && len && http_parser_idle(&hc->p) && !hc->ctx.deferred)
         arm_timeout(hc, srv_cfg->read_timeout_ms);
     if (hc->sniff) {
         int r = sniff_h2(hc, data, len);
-        if (r != 0)
-            return;
+        if (r != 0) return;
         if (hc->pre_len) {
             /* not HTTP/2 after all: what was held back is the request's start */
             size_t n = hc->pre_len;
@@ -240,8 +233,7 @@ static void http_on_read(conn_t *c, const char *data, size_t len)
             char pre[H2_PREFACE_LEN];
             memcpy(pre, hc->pre, n);
             process(hc, pre, n);
-            if (c->ud != hc || (c->flags & (CONN_END | CONN_CLOSING)))
-                return;
+            if (c->ud != hc || (c->flags & (CONN_END | CONN_CLOSING))) return;
         }
     }
     process(hc, data, len);
@@ -256,16 +248,14 @@ static void http_on_tick(conn_t *c, uint64_t now)
 {
     http_conn_t *hc = c->ud;
     if (hc == (http_conn_t *)&http_unread) {
-        if (now < c->deadline || (c->flags & CONN_END))
-            return;
+        if (now < c->deadline || (c->flags & CONN_END)) return;
         /* a socket opened and left: not one byte of a request came */
         METRICS_REFUSED(REFUSED_HANDSHAKE_TIMEOUT);
         conn_send_owned(c, http_response_error(408, "request not received in time", 0));
         conn_end(c);
         return;
     }
-    if (!hc || hc->ctx.deferred || (c->flags & CONN_END) || now < c->deadline)
-        return;
+    if (!hc || hc->ctx.deferred || (c->flags & CONN_END) || now < c->deadline) return;
     if (!hc->served) {
         /* slowloris, or a socket opened and left: the first request never came whole */
         METRICS_REFUSED(REFUSED_HANDSHAKE_TIMEOUT);
@@ -290,16 +280,14 @@ static void http_on_shutdown(conn_t *c)
 static void http_on_close(conn_t *c)
 {
     http_conn_t *hc = c->ud;
-    if (!hc)
-        return;
+    if (!hc) return;
     if (hc == (http_conn_t *)&http_unread) {
         __atomic_sub_fetch(&metrics.connections[METRICS_T_HTTP], 1, __ATOMIC_RELAXED);
         return;
     }
     if (hc->ctx.deferred && !hc->ctx.answered) {
         hc->ctx.conn = NULL;
-        if (hc->ctx.on_abort)
-            hc->ctx.on_abort(&hc->ctx);
+        if (hc->ctx.on_abort) hc->ctx.on_abort(&hc->ctx);
     }
     http_parser_free(&hc->p);
     free(hc->stash);
@@ -334,11 +322,9 @@ static http_conn_t *ctx_conn(http_ctx_t *ctx)
 void http_respond(http_ctx_t *ctx, int status, const char *content_type, const char *body,
                   size_t len, const char *extra_headers)
 {
-    if (ctx->answered)
-        return;
+    if (ctx->answered) return;
     ctx->answered = 1;
-    if (!ctx->conn)
-        return;
+    if (!ctx->conn) return;
     ctx->ops->respond(ctx, status, content_type, body, len, extra_headers);
 }
 
@@ -348,28 +334,25 @@ static void h1_respond(http_ctx_t *ctx, int status, const char *content_type, co
     http_conn_t *hc = ctx_conn(ctx);
     int keep = hc->p.req.keep_alive && !hc->p.req.upgrade;
     int head = strcmp(hc->p.req.method_name, "HEAD") == 0;
-    buf_t *b = http_response_build(status, content_type, head ? NULL : body, head ? 0 : len,
-                                   keep, extra_headers);
+    buf_t *b = http_response_build(status, content_type, head ? NULL : body, head ? 0 : len, keep,
+                                   extra_headers);
     if (head && b && status != 204) {
         /* HEAD keeps GET's Content-Length: rebuild the head with the real length */
         buf_unref(b);
         b = http_response_build(status, content_type, body, len, keep, extra_headers);
         if (b) {
             char *end = strstr(b->data, "\r\n\r\n");
-            if (end)
-                b->len = (size_t)(end - b->data) + 4;
+            if (end) b->len = (size_t)(end - b->data) + 4;
         }
     }
     if (conn_send_owned(ctx->conn, b) < 0) {
         conn_close(ctx->conn);
         return;
     }
-    if (!ctx->deferred || hc->in_handler)
-        return;
+    if (!ctx->deferred || hc->in_handler) return;
     /* a late answer: carry on with the connection's next request */
     ctx->deferred = 0;
-    if (!finish_request(hc))
-        return;
+    if (!finish_request(hc)) return;
     char *stash = hc->stash;
     size_t n = hc->stash_len;
     hc->stash = NULL;
@@ -436,12 +419,10 @@ static int h1_migrate(http_ctx_t *ctx, worker_t *to)
     http_conn_t *hc = ctx_conn(ctx);
     const http_request_t *req = ctx->req;
     conn_t *c = hc->c;
-    if (conn_has_output(c))
-        return -EBUSY;
+    if (conn_has_output(c)) return -EBUSY;
     /* the request again, as bytes, then whatever followed it */
     buf_t *b = buf_new(512 + req->body_len + hc->rest_len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     int r = buf_printf(&b, "%s %s HTTP/1.%d\r\n", req->method_name, req->target, req->http_minor);
     for (unsigned i = 0; i < req->n_headers; i++) {
         if (strcasecmp(req->headers[i].name, "Transfer-Encoding") == 0 ||
@@ -472,8 +453,7 @@ static int h1_migrate(http_ctx_t *ctx, worker_t *to)
 
 void http_conn_end(conn_t *c)
 {
-    if (c && c->proto == &http_proto && !(c->flags & (CONN_END | CONN_CLOSING)))
-        conn_end(c);
+    if (c && c->proto == &http_proto && !(c->flags & (CONN_END | CONN_CLOSING))) conn_end(c);
 }
 
 /* ---- HTTP/1.1 responses that stay open: the connection carries one body ---- */
@@ -496,15 +476,13 @@ static void h1_stream_on_eof(conn_t *c)
 static void h1_stream_on_tick(conn_t *c, uint64_t now)
 {
     h1_stream_t *st = c->ud;
-    if (st->base.cbs->on_tick)
-        st->base.cbs->on_tick(st->base.ud, now);
+    if (st->base.cbs->on_tick) st->base.cbs->on_tick(st->base.ud, now);
 }
 
 static void h1_stream_on_shutdown(conn_t *c)
 {
     h1_stream_t *st = c->ud;
-    if (st->base.cbs->on_shutdown)
-        st->base.cbs->on_shutdown(st->base.ud);
+    if (st->base.cbs->on_shutdown) st->base.cbs->on_shutdown(st->base.ud);
     conn_end(c); /* what is queued goes out first */
 }
 
@@ -543,16 +521,15 @@ static void h1_stream_close(http_stream_t *s)
 static const http_stream_ops_t h1_stream_ops = {h1_stream_send, h1_stream_set_limit,
                                                 h1_stream_close};
 
-static http_stream_t *h1_open(http_ctx_t *ctx, const char *content_type,
-                              const char *extra_headers, const http_stream_cbs_t *cbs, void *ud)
+static http_stream_t *h1_open(http_ctx_t *ctx, const char *content_type, const char *extra_headers,
+                              const http_stream_cbs_t *cbs, void *ud)
 {
     const char *extra;
     size_t extra_len;
     conn_t *c = http_take_conn(ctx, &extra, &extra_len);
     h1_stream_t *st = calloc(1, sizeof(*st));
     buf_t *head = buf_new(256);
-    if (!st || !head)
-        goto fail;
+    if (!st || !head) goto fail;
     if (buf_printf(&head, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
                    content_type, extra_headers ? extra_headers : "") < 0)
         goto fail;
@@ -576,8 +553,7 @@ fail:
 http_stream_t *http_stream_open(http_ctx_t *ctx, const char *content_type,
                                 const char *extra_headers, const http_stream_cbs_t *cbs, void *ud)
 {
-    if (ctx->answered || !ctx->conn)
-        return NULL;
+    if (ctx->answered || !ctx->conn) return NULL;
     return ctx->ops->open(ctx, content_type, extra_headers, cbs, ud);
 }
 

@@ -35,8 +35,8 @@ typedef struct http_server_cfg_s {
     const http_route_t *routes;
     size_t n_routes;
     void *app;
-    int h2_enabled;             /* a connection opening with the HTTP/2 preface speaks h2 */
-    uint32_t h2_max_streams;    /* SETTINGS_MAX_CONCURRENT_STREAMS */
+    int h2_enabled;          /* a connection opening with the HTTP/2 preface speaks h2 */
+    uint32_t h2_max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
 } http_server_cfg_t;
 
 /* What a request's transport does for the handler-facing calls below. */
@@ -143,8 +143,7 @@ struct http_stream_s {
  * when it could not start (out of memory, client gone): the request is then over and
  * cbs never run. */
 http_stream_t *http_stream_open(http_ctx_t *ctx, const char *content_type,
-                                const char *extra_headers, const http_stream_cbs_t *cbs,
-                                void *ud);
+                                const char *extra_headers, const http_stream_cbs_t *cbs, void *ud);
 
 /* Queues len bytes of b from off (takes a reference). Returns 0, -ENOBUFS past the
  * stream's output bound (nothing queued: a slow consumer), -EPIPE when the stream is

@@ -7,12 +7,9 @@
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -22,20 +19,16 @@ ssize_t url_decode(const char *src, size_t len, char *out, size_t outlen)
     for (size_t i = 0; i < len; i++) {
         char c = src[i];
         if (c == '%') {
-            if (i + 2 >= len)
-                return -EINVAL;
+            if (i + 2 >= len) return -EINVAL;
             int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
-            if (h < 0 || l < 0)
-                return -EINVAL;
+            if (h < 0 || l < 0) return -EINVAL;
             c = (char)(h * 16 + l);
-            if (c == '\0')
-                return -EINVAL;
+            if (c == '\0') return -EINVAL;
             i += 2;
         } else if (c == '+') {
             c = ' ';
         }
-        if (o >= outlen)
-            return -ENOSPC;
+        if (o >= outlen) return -ENOSPC;
         out[o++] = c;
     }
     out[o] = '\0';
@@ -55,8 +48,7 @@ ssize_t url_query_get(const char *query, const char *name, char **out)
             const char *v = eq ? eq + 1 : end;
             size_t vl = (size_t)(end - v);
             char *buf = malloc(vl + 1);
-            if (!buf)
-                return -ENOMEM;
+            if (!buf) return -ENOMEM;
             ssize_t r = url_decode(v, vl, buf, vl);
             if (r < 0) {
                 free(buf);
@@ -91,8 +83,7 @@ int url_query_next(const char **cursor, char **name, char **value)
     const char *s = *cursor;
     while (s && *s == '&')
         s++;
-    if (!s || !*s)
-        return 0;
+    if (!s || !*s) return 0;
     const char *amp = strchr(s, '&');
     const char *end = amp ? amp : s + strlen(s);
     const char *eq = memchr(s, '=', (size_t)(end - s));

@@ -39,8 +39,7 @@ static size_t bucket(const char *s)
 history_t *history_new(unsigned max_events, unsigned max_age_s)
 {
     history_t *h = calloc(1, sizeof(*h));
-    if (!h)
-        return NULL;
+    if (!h) return NULL;
     if (uv_mutex_init(&h->mu) < 0) {
         free(h);
         return NULL;
@@ -62,8 +61,7 @@ static void ring_free(ring_t *r)
 
 void history_free(history_t *h)
 {
-    if (!h)
-        return;
+    if (!h) return;
     for (int i = 0; i < HISTORY_BUCKETS; i++)
         while (h->buckets[i]) {
             ring_t *r = h->buckets[i];
@@ -80,13 +78,10 @@ static ring_t *find(history_t *h, const char *topic, int create)
 {
     size_t b = bucket(topic);
     for (ring_t *r = h->buckets[b]; r; r = r->next)
-        if (strcmp(r->topic, topic) == 0)
-            return r;
-    if (!create)
-        return NULL;
+        if (strcmp(r->topic, topic) == 0) return r;
+    if (!create) return NULL;
     ring_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     r->topic = strdup(topic);
     r->e = calloc(h->max_events, sizeof(*r->e));
     r->at = calloc(h->max_events, sizeof(*r->at));
@@ -120,8 +115,7 @@ static void prune(history_t *h, ring_t *r, int64_t now_ms)
 
 int history_append(history_t *h, push_t *p, int ti, int64_t now_ms)
 {
-    if (h->max_events == 0 || ti < 0 || (size_t)ti >= p->n_topics)
-        return 0;
+    if (h->max_events == 0 || ti < 0 || (size_t)ti >= p->n_topics) return 0;
     uv_mutex_lock(&h->mu);
     ring_t *r = find(h, p->topics[ti], 1);
     if (!r) {
@@ -129,8 +123,7 @@ int history_append(history_t *h, push_t *p, int ti, int64_t now_ms)
         return -ENOMEM;
     }
     prune(h, r, now_ms);
-    if (r->n == h->max_events)
-        drop_oldest(h, r);
+    if (r->n == h->max_events) drop_oldest(h, r);
     size_t k = AT(r, h, r->n);
     r->e[k] = (history_entry_t){push_ref(p), ti};
     r->at[k] = now_ms;
@@ -146,8 +139,7 @@ long history_since(history_t *h, const char *topic, const char *last_id, int64_t
     *gap = 0;
     uv_mutex_lock(&h->mu);
     ring_t *r = find(h, topic, 0);
-    if (r)
-        prune(h, r, now_ms);
+    if (r) prune(h, r, now_ms);
     /* A gap is what the subscriber missed and nobody can give back: pushes this history
      * dropped after last_id, or pushes from before this history began (a restart). An
      * id older than a topic's oldest entry is no gap by itself: with several topics, the
@@ -158,8 +150,7 @@ long history_since(history_t *h, const char *topic, const char *last_id, int64_t
     /* an id this node never hands out says nothing of what was missed: all of it */
     *gap = !valid || before_start || missed_drop;
     size_t from = r ? r->n : 0; /* index of the first entry to replay */
-    if (!valid)
-        from = 0;
+    if (!valid) from = 0;
     /* the id itself, when retained, marks the place exactly: ids of different nodes
      * (clocks) need not sort in the order the pushes were recorded */
     int exact = 0;
@@ -199,8 +190,7 @@ void history_drop_topic(history_t *h, const char *topic)
     uv_mutex_lock(&h->mu);
     for (ring_t **pp = &h->buckets[bucket(topic)]; *pp; pp = &(*pp)->next) {
         ring_t *r = *pp;
-        if (strcmp(r->topic, topic) != 0)
-            continue;
+        if (strcmp(r->topic, topic) != 0) continue;
         *pp = r->next;
         for (size_t i = 0; i < r->n; i++)
             push_unref(r->e[AT(r, h, i)].p);
@@ -219,10 +209,8 @@ static int cmp_id(const void *a, const void *b)
 int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n, uint64_t until_ms)
 {
     history_sent_free(s);
-    if (n == 0)
-        return 0;
-    if (!(s->ids = calloc(n, ID_MAX)))
-        return -ENOMEM;
+    if (n == 0) return 0;
+    if (!(s->ids = calloc(n, ID_MAX))) return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (s->n == 0 || strcmp(s->ids[s->n - 1], e[i].p->id) != 0)
             memcpy(s->ids[s->n++], e[i].p->id, ID_MAX);
@@ -232,8 +220,7 @@ int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n, u
 
 int history_sent_has(history_sent_t *s, const char *id, uint64_t now_ms)
 {
-    if (!s->n)
-        return 0;
+    if (!s->n) return 0;
     if (now_ms > s->until_ms) {
         history_sent_free(s);
         return 0;

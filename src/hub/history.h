@@ -49,8 +49,7 @@ typedef struct history_sent_s {
 
 /* Records the ids of e[0..n) (sorted by id, repeats allowed). Returns 0 or -ENOMEM
  * (then nothing is recorded: a rare duplicate is the price, never a loss). */
-int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n,
-                        uint64_t until_ms);
+int history_sent_record(history_sent_t *s, const history_entry_t *e, size_t n, uint64_t until_ms);
 
 /* Tells whether id was sent by the replay; forgets everything once now_ms passes the
  * window. Returns 1 or 0. */

@@ -114,8 +114,7 @@ static hub_worker_t *HW(worker_t *w)
 hub_t *hub_new(const config_t *cfg)
 {
     hub_t *hub = calloc(1, sizeof(*hub));
-    if (!hub)
-        return NULL;
+    if (!hub) return NULL;
     hub->cfg = cfg;
     hub->workers = calloc((size_t)cfg->workers, sizeof(*hub->workers));
     if (!hub->workers) {
@@ -150,8 +149,7 @@ int hub_worker_attach(hub_t *hub, worker_t *w, int n_workers)
 {
     (void)n_workers;
     hub_worker_t *hw = calloc(1, sizeof(*hw));
-    if (!hw)
-        return -ENOMEM;
+    if (!hw) return -ENOMEM;
     if (topics_init(&hw->topics) < 0) {
         free(hw);
         return -ENOMEM;
@@ -172,8 +170,7 @@ static void hub_listings_stopping(hub_worker_t *hw);
 void hub_worker_detach(worker_t *w)
 {
     hub_worker_t *hw = HW(w);
-    if (!hw)
-        return;
+    if (!hw) return;
     hub_listings_end(hw);
     while (hw->pending) {
         pending_t *pd = hw->pending;
@@ -181,8 +178,7 @@ void hub_worker_detach(worker_t *w)
         void *arg = pd->arg;
         pd->cb = NULL;
         pending_finish(pd);
-        if (cb)
-            cb(arg, NULL, NULL); /* no report will come: the publisher frees its state */
+        if (cb) cb(arg, NULL, NULL); /* no report will come: the publisher frees its state */
     }
     selector_thread_cleanup();
     topics_free(&hw->topics);
@@ -192,8 +188,7 @@ void hub_worker_detach(worker_t *w)
 
 void hub_free(hub_t *hub)
 {
-    if (!hub)
-        return;
+    if (!hub) return;
     history_free(hub->history);
     free(hub->workers);
     free(hub);
@@ -205,8 +200,7 @@ void hub_subscribe(worker_t *w, subscriber_t *s)
     s->hw = hw;
     s->prev = NULL;
     s->next = hw->subs;
-    if (hw->subs)
-        hw->subs->prev = s;
+    if (hw->subs) hw->subs->prev = s;
     hw->subs = s;
     hw->n_subs++;
 }
@@ -214,42 +208,36 @@ void hub_subscribe(worker_t *w, subscriber_t *s)
 static long ack_index(ack_wait_t *aw, subscriber_t *s)
 {
     for (size_t i = 0; i < aw->report.n; i++)
-        if (aw->subs[i] == s)
-            return (long)i;
+        if (aw->subs[i] == s) return (long)i;
     return -1;
 }
 
 void hub_unsubscribe(subscriber_t *s)
 {
     hub_worker_t *hw = s->hw;
-    if (!hw)
-        return;
+    if (!hw) return;
     topics_unlink_all(&hw->topics, &s->links);
     s->n_topics = 0;
     if (s->prev)
         s->prev->next = s->next;
     else
         hw->subs = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    if (s->next) s->next->prev = s->prev;
     hw->n_subs--;
     s->hw = NULL;
     for (ack_wait_t *aw = hw->acks, *next; aw; aw = next) {
         next = aw->next;
         long i = ack_index(aw, s);
-        if (i < 0)
-            continue;
+        if (i < 0) continue;
         aw->subs[i] = NULL;
         report_set(&aw->report, (size_t)i, 0, "closed", 0);
-        if (--aw->remaining == 0)
-            ack_wait_finish(aw);
+        if (--aw->remaining == 0) ack_wait_finish(aw);
     }
 }
 
 int hub_topic_add(subscriber_t *s, const char *topic)
 {
-    if (!s->hw)
-        return -EPIPE;
+    if (!s->hw) return -EPIPE;
     int r = topics_link(&s->hw->topics, topic, s, &s->links);
     if (r == 0) s->n_topics++;
     return r;
@@ -257,8 +245,7 @@ int hub_topic_add(subscriber_t *s, const char *topic)
 
 int hub_topic_remove(subscriber_t *s, const char *topic)
 {
-    if (!s->hw)
-        return -ENOENT;
+    if (!s->hw) return -ENOENT;
     int r = topics_unlink(&s->hw->topics, topic, &s->links);
     if (r == 0 && s->n_topics) s->n_topics--;
     return r;
@@ -278,8 +265,7 @@ int hub_busy(worker_t *w)
 
 int hub_may_answer_early(hub_t *hub)
 {
-    if (!hub->bus || !hub->bus->single_node)
-        return 0;
+    if (!hub->bus || !hub->bus->single_node) return 0;
     long queued = __atomic_load_n(&hub->backlog, __ATOMIC_RELAXED);
     return queued < (long)hub->cfg->limits.push_backlog * hub->n_workers;
 }
@@ -311,8 +297,7 @@ static void on_worker_done(worker_t *w, worker_msg_t *m)
     report_free(&fm->report);
     push_unref(fm->p);
     free(fm);
-    if (--nc->remaining > 0)
-        return;
+    if (--nc->remaining > 0) return;
     hub_t *hub = HW(nc->collector)->hub;
     hub->bus->ops->report(hub->bus, nc->p, &nc->report);
     report_free(&nc->report);
@@ -351,8 +336,7 @@ static void ack_wait_finish(ack_wait_t *aw)
             break;
         }
     for (size_t i = 0; i < aw->report.n; i++)
-        if (aw->subs[i])
-            report_set(&aw->report, i, 0, "timeout", 0);
+        if (aw->subs[i]) report_set(&aw->report, i, 0, "timeout", 0);
     uv_timer_stop(&aw->timer);
     worker_done(hw, aw->fm, &aw->report);
     uv_close((uv_handle_t *)&aw->timer, ack_timer_closed);
@@ -368,9 +352,9 @@ static void on_ack_timeout(uv_timer_t *t)
 static int selects(const char *tenant, const char *client_pat, const char *session_pat,
                    const char *role_pat, const subscriber_t *s)
 {
-    if (tenant && (!s->tenant || strcmp(tenant, s->tenant) != 0))
-        return 0;
-    return selector_match(client_pat, s->client_id) && selector_match(session_pat, sub_session(s)) &&
+    if (tenant && (!s->tenant || strcmp(tenant, s->tenant) != 0)) return 0;
+    return selector_match(client_pat, s->client_id) &&
+           selector_match(session_pat, sub_session(s)) &&
            selector_match_any(role_pat, s->id ? s->id->roles : NULL, s->id ? s->id->n_roles : 0);
 }
 
@@ -385,8 +369,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     hub_worker_t *hw = HW(w);
     push_t *p = fm->p;
     node_collect_t *nc = fm->nc;
-    if (hw)
-        __atomic_sub_fetch(&hw->hub->backlog, 1, __ATOMIC_RELAXED);
+    if (hw) __atomic_sub_fetch(&hw->hub->backlog, 1, __ATOMIC_RELAXED);
     if (!hw) {
         /* the loop has ended (shutdown): nothing to deliver to; still report empty */
         report_t empty;
@@ -415,8 +398,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     for (size_t ti = 0; ti < nt; ti++) {
         /* topic pushes walk the topic index; the others walk every subscriber */
         topic_t *tp = p->n_topics ? topics_find(&hw->topics, p->topics[ti]) : NULL;
-        if (p->n_topics && !tp)
-            continue;
+        if (p->n_topics && !tp) continue;
         topic_link_t *l = tp ? tp->subs : NULL, *lnext = NULL;
         subscriber_t *s = tp ? (l ? l->s : NULL) : hw->subs, *snext = NULL;
         for (; s; s = tp ? (lnext ? lnext->s : NULL) : snext) {
@@ -427,8 +409,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
             } else {
                 snext = s->next;
             }
-            if (s->seen == round || (!tp && s->topics_only) || !matches(p, s))
-                continue;
+            if (s->seen == round || (!tp && s->topics_only) || !matches(p, s)) continue;
             s->seen = round;
             w->in_fanout = 1; /* what it queues may wait for the next batch (core/conn.h) */
             int r = s->ops->deliver(s, p, p->n_topics ? (int)ti : -1);
@@ -438,11 +419,9 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
                 ok++;
             else
                 failed++;
-            if (!nc)
-                continue;
+            if (!nc) continue;
             long idx = report_add(&rep, s->client_id, sub_session(s), r == 0, msg);
-            if (!p->await_acks || r != 0 || idx < 0)
-                continue;
+            if (!p->await_acks || r != 0 || idx < 0) continue;
             if ((size_t)idx >= cap_acked) {
                 size_t cap = cap_acked ? cap_acked : 16;
                 while (cap <= (size_t)idx)
@@ -474,8 +453,7 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
     subscriber_t **subs = waiting ? calloc(rep.n, sizeof(*subs)) : NULL;
     if (!aw || !subs) {
         for (size_t i = 0; i < n_acked; i++)
-            if (acked[i])
-                report_set(&rep, i, 0, "out of memory", 0);
+            if (acked[i]) report_set(&rep, i, 0, "out of memory", 0);
         free(aw);
         free(subs);
         free(acked);
@@ -500,18 +478,14 @@ static void on_deliver(worker_t *w, worker_msg_t *m)
 int hub_ack(subscriber_t *s, const char *push_id, int successful, const char *message)
 {
     hub_worker_t *hw = s->hw;
-    if (!hw)
-        return 0;
+    if (!hw) return 0;
     for (ack_wait_t *aw = hw->acks; aw; aw = aw->next) {
-        if (strcmp(aw->p->id, push_id) != 0)
-            continue;
+        if (strcmp(aw->p->id, push_id) != 0) continue;
         long i = ack_index(aw, s);
-        if (i < 0)
-            return 0;
+        if (i < 0) return 0;
         aw->subs[i] = NULL;
         report_set(&aw->report, (size_t)i, successful, message, 1);
-        if (--aw->remaining == 0)
-            ack_wait_finish(aw);
+        if (--aw->remaining == 0) ack_wait_finish(aw);
         return 1;
     }
     return 0;
@@ -524,14 +498,11 @@ void hub_deliver(hub_t *hub, push_t *p)
     node_collect_t *nc = NULL;
     /* allocate everything first: a push is delivered to every worker or to none */
     fanout_msg_t **fms = calloc((size_t)n, sizeof(*fms));
-    if (!fms)
-        goto fail;
+    if (!fms) goto fail;
     for (int i = 0; i < n; i++)
-        if (!(fms[i] = calloc(1, sizeof(**fms))))
-            goto fail;
+        if (!(fms[i] = calloc(1, sizeof(**fms)))) goto fail;
     if (p->report_mode != PUSH_REPORT_NONE) {
-        if (!(nc = calloc(1, sizeof(*nc))))
-            goto fail;
+        if (!(nc = calloc(1, sizeof(*nc)))) goto fail;
         nc->p = push_ref(p);
         nc->remaining = n;
         report_init(&nc->report, 1);
@@ -604,8 +575,7 @@ static void pending_finish(pending_t *pd)
         /* the summary object closes the document: `…]}}` becomes `…],"bus":"down"}}` */
         if (body && pd->bus_down && body->len >= 2) {
             body->len -= 2;
-            if (buf_puts(&body, ",\"bus\":\"down\"}}") < 0)
-                body->len += 2;
+            if (buf_puts(&body, ",\"bus\":\"down\"}}") < 0) body->len += 2;
         }
         free(got);
         free(missing);
@@ -632,7 +602,8 @@ static void on_node_report(worker_t *w, worker_msg_t *m)
         pd = pd->next;
     long slot = -1;
     for (long i = 0; pd && i < pd->n_members; i++)
-        if (!pd->reports[i] && nm->report.node_id && strcmp(pd->members[i], nm->report.node_id) == 0)
+        if (!pd->reports[i] && nm->report.node_id &&
+            strcmp(pd->members[i], nm->report.node_id) == 0)
             slot = i;
     if (slot < 0) {
         report_free(&nm->report);
@@ -680,12 +651,10 @@ static void pending_local_only(hub_worker_t *hw, uint64_t token)
     pending_t *pd = hw->pending;
     while (pd && pd->token != token)
         pd = pd->next;
-    if (!pd)
-        return;
+    if (!pd) return;
     pd->bus_down = 1;
     for (long i = 0; i < pd->n_members; i++)
-        if (strcmp(pd->members[i], hw->hub->cfg->node_id) != 0)
-            pd->n_reports++;
+        if (strcmp(pd->members[i], hw->hub->cfg->node_id) != 0) pd->n_reports++;
 }
 
 int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *token)
@@ -693,23 +662,20 @@ int hub_publish(worker_t *w, push_t *p, hub_report_cb cb, void *arg, uint64_t *t
     hub_worker_t *hw = HW(w);
     hub_t *hub = hw->hub;
     free(p->origin_node);
-    if (!(p->origin_node = strdup(hub->cfg->node_id)))
-        return -ENOMEM;
+    if (!(p->origin_node = strdup(hub->cfg->node_id))) return -ENOMEM;
     p->origin_worker = w->index;
     p->origin_token = ++hw->next_token;
     METRICS_ADD(pushes_received, 1);
     if (p->report_mode != PUSH_REPORT_NONE) {
         pending_t *pd = calloc(1, sizeof(*pd));
-        if (!pd)
-            return -ENOMEM;
+        if (!pd) return -ENOMEM;
         pd->n_members = hub->bus->ops->members(hub->bus, &pd->members);
         if (pd->n_members < 0 ||
             !(pd->reports = calloc((size_t)pd->n_members + 1, sizeof(*pd->reports)))) {
             long n = pd->n_members;
             for (long i = 0; i < n; i++)
                 free(pd->members[i]);
-            if (n >= 0)
-                free(pd->members);
+            if (n >= 0) free(pd->members);
             free(pd);
             return -ENOMEM;
         }
@@ -751,8 +717,7 @@ static void pending_stop_soon(pending_t *pd)
 void hub_worker_draining(worker_t *w)
 {
     hub_worker_t *hw = HW(w);
-    if (!hw)
-        return;
+    if (!hw) return;
     hw->draining = 1;
     for (pending_t *pd = hw->pending; pd; pd = pd->next)
         pending_stop_soon(pd);
@@ -761,8 +726,7 @@ void hub_worker_draining(worker_t *w)
 void hub_worker_stopping(worker_t *w)
 {
     hub_worker_t *hw = HW(w);
-    if (hw)
-        hub_listings_stopping(hw);
+    if (hw) hub_listings_stopping(hw);
     for (pending_t *pd = hw ? hw->pending : NULL; pd; pd = pd->next)
         if (uv_timer_get_due_in(&pd->timer) > HUB_STOP_WAIT_MS)
             uv_timer_start(&pd->timer, on_pending_timeout, HUB_STOP_WAIT_MS, 0);

@@ -10,8 +10,7 @@ static int alloc_frames(push_t *p)
 {
     size_t n = (p->n_topics + 1) * PUSH_FORMAT_COUNT;
     buf_t **f = calloc(n, sizeof(*f));
-    if (!f)
-        return -ENOMEM;
+    if (!f) return -ENOMEM;
     free(p->frames);
     p->frames = f;
     return 0;
@@ -20,8 +19,7 @@ static int alloc_frames(push_t *p)
 push_t *push_new(void)
 {
     push_t *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     if (alloc_frames(p) < 0) {
         free(p);
         return NULL;
@@ -42,8 +40,7 @@ push_t *push_ref(push_t *p)
 
 void push_unref(push_t *p)
 {
-    if (!p || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0)
-        return;
+    if (!p || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     free(p->client_pat);
     free(p->role_pat);
     free(p->session_pat);
@@ -63,8 +60,7 @@ void push_unref(push_t *p)
 int push_set_topics(push_t *p, char *const *topics, size_t n)
 {
     char **t = calloc(n ? n : 1, sizeof(*t));
-    if (!t)
-        return -ENOMEM;
+    if (!t) return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         if (!(t[i] = strdup(topics[i]))) {
             while (i--)
@@ -84,8 +80,7 @@ int push_set_topics(push_t *p, char *const *topics, size_t n)
 
 const char *push_channel(const push_t *p, int ti)
 {
-    if (ti < 0 || (size_t)ti >= p->n_topics || strncmp(p->topics[ti], "chan:", 5) != 0)
-        return NULL;
+    if (ti < 0 || (size_t)ti >= p->n_topics || strncmp(p->topics[ti], "chan:", 5) != 0) return NULL;
     return p->topics[ti] + 5;
 }
 
@@ -93,11 +88,9 @@ buf_t *push_frame(push_t *p, int format, int ti, push_encode_fn encode)
 {
     buf_t **slot = &p->frames[(size_t)(ti + 1) * PUSH_FORMAT_COUNT + (size_t)format];
     buf_t *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-    if (f)
-        return f;
+    if (f) return f;
     buf_t *mine = encode(p, ti);
-    if (!mine)
-        return NULL;
+    if (!mine) return NULL;
     buf_t *expected = NULL;
     /* two workers may race to encode; the loser drops its copy and shares the winner's */
     if (__atomic_compare_exchange_n(slot, &expected, mine, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))

@@ -41,15 +41,15 @@ struct push_s {
     char *tenant;  /* NULL: any tenant */
     char **topics; /* "chan:<name>", "stream:<tenant>:<id>"; none: select by pattern */
     size_t n_topics;
-    char *event; /* NULL for push requests */
+    char *event;   /* NULL for push requests */
     char *payload; /* JSON text */
     size_t payload_len;
     int64_t created_ms;
     int await_acks;
     unsigned timeout_ms;
     int report_mode;
-    char *origin_node;   /* the node that merges reports */
-    int origin_worker;   /* the worker there that answers the publisher */
+    char *origin_node; /* the node that merges reports */
+    int origin_worker; /* the worker there that answers the publisher */
     uint64_t origin_token;
     buf_t **frames; /* [(ti + 1) * PUSH_FORMAT_COUNT + format] */
 };

@@ -18,8 +18,7 @@ static void count(report_t *r, int successful, int acknowledged, int sign)
         r->delivered += (uint64_t)sign;
     else
         r->failed += (uint64_t)sign;
-    if (acknowledged)
-        r->acknowledged += (uint64_t)sign;
+    if (acknowledged) r->acknowledged += (uint64_t)sign;
 }
 
 long report_add(report_t *r, const char *client_id, const char *session_id, int successful,
@@ -27,13 +26,11 @@ long report_add(report_t *r, const char *client_id, const char *session_id, int 
 {
     r->matched++;
     count(r, successful, 0, 1);
-    if (!r->keep_entries)
-        return -ENODATA;
+    if (!r->keep_entries) return -ENODATA;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 8;
         report_entry_t *e = realloc(r->e, cap * sizeof(*e));
-        if (!e)
-            return -ENOMEM;
+        if (!e) return -ENOMEM;
         r->e = e;
         r->cap = cap;
     }
@@ -41,7 +38,7 @@ long report_add(report_t *r, const char *client_id, const char *session_id, int 
     e->client_id = strdup(client_id ? client_id : "");
     e->session_id = strdup(session_id ? session_id : "");
     e->message = strdup(message ? message : "");
-    e->successful = (uint8_t)!!successful;
+    e->successful = (uint8_t) !!successful;
     e->acknowledged = 0;
     if (!e->client_id || !e->session_id || !e->message) {
         free(e->client_id);
@@ -54,17 +51,15 @@ long report_add(report_t *r, const char *client_id, const char *session_id, int 
 
 int report_set(report_t *r, size_t i, int successful, const char *message, int acknowledged)
 {
-    if (i >= r->n)
-        return -ERANGE;
+    if (i >= r->n) return -ERANGE;
     report_entry_t *e = &r->e[i];
     char *m = strdup(message ? message : "");
-    if (!m)
-        return -ENOMEM;
+    if (!m) return -ENOMEM;
     count(r, e->successful, e->acknowledged, -1);
     free(e->message);
     e->message = m;
-    e->successful = (uint8_t)!!successful;
-    e->acknowledged = (uint8_t)!!acknowledged;
+    e->successful = (uint8_t) !!successful;
+    e->acknowledged = (uint8_t) !!acknowledged;
     count(r, e->successful, e->acknowledged, 1);
     return 0;
 }
@@ -77,8 +72,7 @@ int report_move(report_t *dst, report_t *src)
             while (cap < dst->n + src->n)
                 cap *= 2;
             report_entry_t *e = realloc(dst->e, cap * sizeof(*e));
-            if (!e)
-                return -ENOMEM;
+            if (!e) return -ENOMEM;
             dst->e = e;
             dst->cap = cap;
         }
@@ -113,13 +107,11 @@ buf_t *report_render(const char *push_id, report_t *const *nodes, size_t n_nodes
                      char *const *missing, size_t n_missing, int full)
 {
     buf_t *b = buf_new(256);
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     int r = buf_puts(&b, "{\"pushId\":");
     r |= buf_put_json_string(&b, push_id);
     uint64_t matched = 0, delivered = 0, failed = 0, acked = 0;
-    if (full)
-        r |= buf_puts(&b, ",\"responseMessages\":[");
+    if (full) r |= buf_puts(&b, ",\"responseMessages\":[");
     int first = 1;
     for (size_t k = 0; k < n_nodes; k++) {
         const report_t *nr = nodes[k];
@@ -127,8 +119,7 @@ buf_t *report_render(const char *push_id, report_t *const *nodes, size_t n_nodes
         delivered += nr->delivered;
         failed += nr->failed;
         acked += nr->acknowledged;
-        if (!full)
-            continue;
+        if (!full) continue;
         for (size_t i = 0; i < nr->n && r == 0; i++) {
             const report_entry_t *e = &nr->e[i];
             r |= buf_puts(&b, first ? "{\"clientId\":" : ",{\"clientId\":");
@@ -140,22 +131,20 @@ buf_t *report_render(const char *push_id, report_t *const *nodes, size_t n_nodes
             r |= buf_put_json_string(&b, nr->application_id ? nr->application_id : "");
             r |= buf_puts(&b, ",\"nodeId\":");
             r |= buf_put_json_string(&b, nr->node_id ? nr->node_id : "");
-            r |= buf_printf(&b, "},\"successful\":%s,\"message\":",
-                            e->successful ? "true" : "false");
+            r |= buf_printf(&b,
+                            "},\"successful\":%s,\"message\":", e->successful ? "true" : "false");
             r |= buf_put_json_string(&b, e->message);
             r |= buf_puts(&b, "}");
         }
     }
-    if (full)
-        r |= buf_puts(&b, "]");
+    if (full) r |= buf_puts(&b, "]");
     r |= buf_printf(&b,
                     ",\"summary\":{\"matched\":%llu,\"delivered\":%llu,\"failed\":%llu,"
                     "\"acknowledged\":%llu,\"nodes\":%zu,\"nodesMissing\":[",
                     (unsigned long long)matched, (unsigned long long)delivered,
                     (unsigned long long)failed, (unsigned long long)acked, n_nodes);
     for (size_t i = 0; i < n_missing; i++) {
-        if (i)
-            r |= buf_puts(&b, ",");
+        if (i) r |= buf_puts(&b, ",");
         r |= buf_put_json_string(&b, missing[i]);
     }
     r |= buf_puts(&b, "]}}");

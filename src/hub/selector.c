@@ -23,12 +23,11 @@ static __thread pcre2_match_data *sel_md;
 
 static pcre2_code *compile(const char *pattern, int *errcode, PCRE2_SIZE *erroff)
 {
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                                     PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF |
-                                         PCRE2_MATCH_INVALID_UTF,
-                                     errcode, erroff, NULL);
-    if (code)
-        pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
+    pcre2_code *code =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                      PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF,
+                      errcode, erroff, NULL);
+    if (code) pcre2_jit_compile(code, PCRE2_JIT_COMPLETE); /* falls back to the interpreter */
     return code;
 }
 
@@ -57,8 +56,7 @@ static cache_entry_t *lookup(const char *pattern)
             e->used = ++sel_clock;
             return e;
         }
-        if (e->used < victim->used)
-            victim = e;
+        if (e->used < victim->used) victim = e;
     }
     int ec;
     PCRE2_SIZE off;
@@ -80,26 +78,20 @@ static cache_entry_t *lookup(const char *pattern)
 
 int selector_match(const char *pattern, const char *subject)
 {
-    if (!pattern)
-        return 1;
-    if (!subject)
-        return 0;
+    if (!pattern) return 1;
+    if (!subject) return 0;
     cache_entry_t *e = lookup(pattern);
-    if (!e || !e->code)
-        return 0;
-    if (!sel_md && !(sel_md = pcre2_match_data_create(1, NULL)))
-        return 0;
+    if (!e || !e->code) return 0;
+    if (!sel_md && !(sel_md = pcre2_match_data_create(1, NULL))) return 0;
     int r = pcre2_match(e->code, (PCRE2_SPTR)subject, strlen(subject), 0, 0, sel_md, NULL);
     return r >= 0;
 }
 
 int selector_match_any(const char *pattern, char *const *subjects, size_t n)
 {
-    if (!pattern)
-        return 1;
+    if (!pattern) return 1;
     for (size_t i = 0; i < n; i++)
-        if (selector_match(pattern, subjects[i]))
-            return 1;
+        if (selector_match(pattern, subjects[i])) return 1;
     return 0;
 }
 

@@ -50,8 +50,7 @@ void topics_free(topic_table_t *t)
 topic_t *topics_find(topic_table_t *t, const char *name)
 {
     for (topic_t *tp = t->buckets[hash(name) & (t->n_buckets - 1)]; tp; tp = tp->bucket_next)
-        if (strcmp(tp->name, name) == 0)
-            return tp;
+        if (strcmp(tp->name, name) == 0) return tp;
     return NULL;
 }
 
@@ -59,8 +58,7 @@ static void grow(topic_table_t *t)
 {
     size_t n = t->n_buckets * 2;
     topic_t **b = calloc(n, sizeof(*b));
-    if (!b)
-        return; /* longer chains, still correct */
+    if (!b) return; /* longer chains, still correct */
     for (size_t i = 0; i < t->n_buckets; i++)
         while (t->buckets[i]) {
             topic_t *tp = t->buckets[i];
@@ -78,11 +76,9 @@ int topics_link(topic_table_t *t, const char *name, struct subscriber_s *s,
                 topic_link_t **link_head)
 {
     for (topic_link_t *l = *link_head; l; l = l->sub_next)
-        if (strcmp(l->topic->name, name) == 0)
-            return -EEXIST;
+        if (strcmp(l->topic->name, name) == 0) return -EEXIST;
     topic_link_t *l = calloc(1, sizeof(*l));
-    if (!l)
-        return -ENOMEM;
+    if (!l) return -ENOMEM;
     topic_t *tp = topics_find(t, name);
     if (!tp) {
         size_t len = strlen(name);
@@ -94,14 +90,12 @@ int topics_link(topic_table_t *t, const char *name, struct subscriber_s *s,
         size_t k = hash(name) & (t->n_buckets - 1);
         tp->bucket_next = t->buckets[k];
         t->buckets[k] = tp;
-        if (++t->n_topics > t->n_buckets)
-            grow(t);
+        if (++t->n_topics > t->n_buckets) grow(t);
     }
     l->topic = tp;
     l->s = s;
     l->next = tp->subs;
-    if (tp->subs)
-        tp->subs->prev = l;
+    if (tp->subs) tp->subs->prev = l;
     tp->subs = l;
     tp->n++;
     l->sub_next = *link_head;
@@ -116,11 +110,9 @@ static void drop(topic_table_t *t, topic_link_t *l)
         l->prev->next = l->next;
     else
         tp->subs = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
+    if (l->next) l->next->prev = l->prev;
     free(l);
-    if (--tp->n > 0)
-        return;
+    if (--tp->n > 0) return;
     /* the last subscriber left: the topic goes too, so churn does not grow the table */
     topic_t **pp = &t->buckets[hash(tp->name) & (t->n_buckets - 1)];
     while (*pp != tp)
@@ -134,8 +126,7 @@ int topics_unlink(topic_table_t *t, const char *name, topic_link_t **link_head)
 {
     for (topic_link_t **pp = link_head; *pp; pp = &(*pp)->sub_next) {
         topic_link_t *l = *pp;
-        if (strcmp(l->topic->name, name) != 0)
-            continue;
+        if (strcmp(l->topic->name, name) != 0) continue;
         *pp = l->sub_next;
         drop(t, l);
         return 0;

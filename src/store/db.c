@@ -12,8 +12,7 @@ int store_open(store_t *st, const char *data_dir, char *err, size_t errlen)
 {
     memset(st, 0, sizeof(*st));
     size_t n = strlen(data_dir) + 32;
-    if (!(st->path = malloc(n)))
-        return -ENOMEM;
+    if (!(st->path = malloc(n))) return -ENOMEM;
     snprintf(st->path, n, "%s/pushgate.db", data_dir);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(st->path, &st->db, flags, NULL) != SQLITE_OK) {
@@ -45,8 +44,7 @@ int store_exec(store_t *st, const char *sql)
 
 void store_close(store_t *st)
 {
-    if (st->db)
-        sqlite3_close_v2(st->db);
+    if (st->db) sqlite3_close_v2(st->db);
     free(st->path);
     memset(st, 0, sizeof(*st));
 }

@@ -676,7 +676,7 @@ out:
 }
 
 static int sq_result(devices_t *base, int64_t device_id, const device_result_t *res, int64_t now,
-                   int64_t *id)
+                     int64_t *id)
 {
     sq_t *ds = (sq_t *)base;
     delta_t d = {0};
@@ -804,7 +804,7 @@ static int sq_get(devices_t *base, int64_t device_id, int64_t id, int64_t now, d
 }
 
 static int sq_list(devices_t *base, int64_t device_id, unsigned status_mask, int64_t after,
-                 unsigned limit, int64_t now, devices_cmd_cb cb, void *arg)
+                   unsigned limit, int64_t now, devices_cmd_cb cb, void *arg)
 {
     sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
@@ -832,7 +832,7 @@ out:
 }
 
 static int sq_orphans(devices_t *base, int64_t device_id, int64_t after, unsigned limit,
-                    devices_orphan_cb cb, void *arg)
+                      devices_orphan_cb cb, void *arg)
 {
     sq_t *ds = (sq_t *)base;
     pthread_mutex_lock(&ds->mu);
@@ -994,8 +994,7 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
 }
 
 int devices_enqueue_idem(devices_t *ds, int64_t device_id, const device_cmd_t *cmd,
-                         int64_t expires_at, int64_t now, const devices_idem_t *idem,
-                         int64_t *id)
+                         int64_t expires_at, int64_t now, const devices_idem_t *idem, int64_t *id)
 {
     tl_epoch = 0;
     return ds->ops->enqueue(ds, device_id, cmd, expires_at, now, idem, id);

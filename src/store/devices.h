@@ -160,8 +160,7 @@ int devices_enqueue(devices_t *ds, int64_t device_id, const device_cmd_t *cmd, i
  * Returns 0 (enqueued), 1 (the key's command, in *id), -EEXIST (the key was used with
  * a different fingerprint), or what devices_enqueue returns. */
 int devices_enqueue_idem(devices_t *ds, int64_t device_id, const device_cmd_t *cmd,
-                         int64_t expires_at, int64_t now, const devices_idem_t *idem,
-                         int64_t *id);
+                         int64_t expires_at, int64_t now, const devices_idem_t *idem, int64_t *id);
 
 /* The device polls: expires what is past its TTL, then delivers the oldest unfinished
  * command unless one is in flight and not yet due for redelivery. The delivered

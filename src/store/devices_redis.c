@@ -488,8 +488,8 @@ static void call_init_bk(rq_t *q, call_t *c, int script, int64_t now, int b, con
     }
     if (idem_scope) {
         /* in the device's bucket: the script checks it together with the queue */
-        int n = snprintf(c->idem_key, sizeof(c->idem_key), "{%s%d}:idem:%s", q->kprefix, b,
-                         idem_scope);
+        int n =
+            snprintf(c->idem_key, sizeof(c->idem_key), "{%s%d}:idem:%s", q->kprefix, b, idem_scope);
         arg(c, c->idem_key, n < (int)sizeof(c->idem_key) ? (size_t)n : sizeof(c->idem_key) - 1);
     }
     arg_i(c, b);

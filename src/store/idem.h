@@ -56,8 +56,8 @@ struct idem_s {
 struct redis_target_s;
 typedef struct idem_redis_cfg_s {
     const struct redis_target_s *target; /* one Redis or a Redis Cluster (copied) */
-    const char *prefix;        /* "pushgate:<app>:": keys under prefix + "idem:{…}" */
-    int (*healthy)(void *arg); /* optional: 0 while Redis is known to be down */
+    const char *prefix;                  /* "pushgate:<app>:": keys under prefix + "idem:{…}" */
+    int (*healthy)(void *arg);           /* optional: 0 while Redis is known to be down */
     void *healthy_arg;
     unsigned timeout_ms; /* a call's round trip; 0: 500 */
 } idem_redis_cfg_t;

@@ -131,8 +131,7 @@ static char *key_of(rs_t *s, const char *scope)
 {
     size_t n = strlen(s->prefix) + strlen(scope) + 3;
     char *k = malloc(n);
-    if (k)
-        snprintf(k, n, "%s{%s}", s->prefix, scope);
+    if (k) snprintf(k, n, "%s{%s}", s->prefix, scope);
     return k;
 }
 

@@ -51,8 +51,7 @@ int event_validate(json_t *ev, char *err, size_t errlen)
 
 int event_criteria_hold(json_t *criteria, json_t *ev)
 {
-    if (!json_is_object(criteria))
-        return 1;
+    if (!json_is_object(criteria)) return 1;
     json_t *cid = json_object_get(criteria, "correlationId");
     if (json_is_string(cid)) {
         json_t *ecid = json_object_get(ev, "correlationId");
@@ -67,8 +66,7 @@ int event_criteria_hold(json_t *criteria, json_t *ev)
         json_object_foreach(ctx, k, v)
         {
             json_t *ev_v = json_object_get(ectx, k);
-            if (!ev_v || !json_equal(v, ev_v))
-                return 0;
+            if (!ev_v || !json_equal(v, ev_v)) return 0;
         }
     }
     return 1;
@@ -82,34 +80,29 @@ json_t *event_path_get(json_t *doc, const char *path)
     while (cur && *p) {
         const char *dot = strchr(p, '.');
         size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        if (n == 0 || n >= sizeof(key))
-            return NULL;
+        if (n == 0 || n >= sizeof(key)) return NULL;
         memcpy(key, p, n);
         key[n] = '\0';
         if (json_is_object(cur)) {
             cur = json_object_get(cur, key);
         } else if (json_is_array(cur)) {
             /* an index is plain decimal digits: no sign, space or leading zero */
-            if (strspn(key, "0123456789") != n || (n > 1 && key[0] == '0') || n > 9)
-                return NULL;
+            if (strspn(key, "0123456789") != n || (n > 1 && key[0] == '0') || n > 9) return NULL;
             cur = json_array_get(cur, strtoul(key, NULL, 10));
         } else {
             return NULL;
         }
         p = dot ? dot + 1 : p + n;
-        if (dot && !*p)
-            return NULL; /* "payload." names nothing */
+        if (dot && !*p) return NULL; /* "payload." names nothing */
     }
     return cur;
 }
 
 json_t *event_project(json_t *map, json_t *ev)
 {
-    if (!json_is_object(map) || json_object_size(map) == 0)
-        return json_incref(ev);
+    if (!json_is_object(map) || json_object_size(map) == 0) return json_incref(ev);
     json_t *out = json_object();
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     const char *k;
     json_t *v;
     json_object_foreach(map, k, v)

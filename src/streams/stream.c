@@ -32,8 +32,7 @@ static int only_keys(json_t *obj, const char *const *known, const char *path, ch
         int ok = 0;
         for (int i = 0; known[i]; i++)
             ok |= strcmp(k, known[i]) == 0;
-        if (!ok)
-            FAIL("%s.%s is not a known field", path, k);
+        if (!ok) FAIL("%s.%s is not a known field", path, k);
     }
     return 0;
 }
@@ -41,10 +40,8 @@ static int only_keys(json_t *obj, const char *const *known, const char *path, ch
 static int validate_event(json_t *e, const char *path, char *err, size_t errlen)
 {
     static const char *const known[] = {"namespace", "name", "map", "criteria", NULL};
-    if (!json_is_object(e))
-        FAIL("%s must be an object", path);
-    if (only_keys(e, known, path, err, errlen) < 0)
-        return -EINVAL;
+    if (!json_is_object(e)) FAIL("%s must be an object", path);
+    if (only_keys(e, known, path, err, errlen) < 0) return -EINVAL;
     json_t *ns = json_object_get(e, "namespace"), *name = json_object_get(e, "name");
     json_t *map = json_object_get(e, "map"), *crit = json_object_get(e, "criteria");
     if (!json_is_string(ns) || json_string_length(ns) == 0)
@@ -52,8 +49,7 @@ static int validate_event(json_t *e, const char *path, char *err, size_t errlen)
     if (!json_is_string(name) || json_string_length(name) == 0)
         FAIL("%s.name must be a non-empty string", path);
     if (map && !json_is_null(map)) {
-        if (!json_is_object(map))
-            FAIL("%s.map must be an object of paths", path);
+        if (!json_is_object(map)) FAIL("%s.map must be an object of paths", path);
         const char *k;
         json_t *v;
         json_object_foreach(map, k, v)
@@ -66,28 +62,22 @@ static int validate_event(json_t *e, const char *path, char *err, size_t errlen)
         static const char *const ckeys[] = {"correlationId", "context", NULL};
         char cpath[320];
         snprintf(cpath, sizeof(cpath), "%s.criteria", path);
-        if (!json_is_object(crit))
-            FAIL("%s must be an object", cpath);
-        if (only_keys(crit, ckeys, cpath, err, errlen) < 0)
-            return -EINVAL;
+        if (!json_is_object(crit)) FAIL("%s must be an object", cpath);
+        if (only_keys(crit, ckeys, cpath, err, errlen) < 0) return -EINVAL;
         json_t *cid = json_object_get(crit, "correlationId");
         json_t *ctx = json_object_get(crit, "context");
-        if (cid && !json_is_string(cid))
-            FAIL("%s.correlationId must be a string", cpath);
-        if (ctx && !json_is_object(ctx))
-            FAIL("%s.context must be an object", cpath);
+        if (cid && !json_is_string(cid)) FAIL("%s.correlationId must be a string", cpath);
+        if (ctx && !json_is_object(ctx)) FAIL("%s.context must be an object", cpath);
     }
     return 0;
 }
 
 int stream_validate(json_t *stream, const char *id, const char *path, char *err, size_t errlen)
 {
-    static const char *const known[] = {"id",          "name",   "description", "publicSubscribe",
-                                        "subscriberRoles", "events", NULL};
-    if (!json_is_object(stream))
-        FAIL("%s must be an object", path);
-    if (only_keys(stream, known, path, err, errlen) < 0)
-        return -EINVAL;
+    static const char *const known[] = {
+        "id", "name", "description", "publicSubscribe", "subscriberRoles", "events", NULL};
+    if (!json_is_object(stream)) FAIL("%s must be an object", path);
+    if (only_keys(stream, known, path, err, errlen) < 0) return -EINVAL;
     if (strlen(id) == 0 || strlen(id) > 128 || strpbrk(id, " /?#\r\n"))
         FAIL("%s: a stream id must be 1 to 128 characters without spaces, '/', '?', '#'", path);
     json_t *jid = json_object_get(stream, "id");
@@ -101,27 +91,23 @@ int stream_validate(json_t *stream, const char *id, const char *path, char *err,
     if ((v = json_object_get(stream, "publicSubscribe")) && !json_is_boolean(v))
         FAIL("%s.publicSubscribe must be a boolean", path);
     if ((v = json_object_get(stream, "subscriberRoles"))) {
-        if (!json_is_array(v))
-            FAIL("%s.subscriberRoles must be an array of role names", path);
+        if (!json_is_array(v)) FAIL("%s.subscriberRoles must be an array of role names", path);
         size_t i;
         json_t *r;
         json_array_foreach(v, i, r)
         {
-            if (!json_is_string(r))
-                FAIL("%s.subscriberRoles[%zu] must be a string", path, i);
+            if (!json_is_string(r)) FAIL("%s.subscriberRoles[%zu] must be a string", path, i);
         }
     }
     json_t *events = json_object_get(stream, "events");
-    if (!json_is_array(events))
-        FAIL("%s.events must be an array", path);
+    if (!json_is_array(events)) FAIL("%s.events must be an array", path);
     size_t i;
     json_t *e;
     json_array_foreach(events, i, e)
     {
         char epath[300];
         snprintf(epath, sizeof(epath), "%s.events[%zu]", path, i);
-        if (validate_event(e, epath, err, errlen) < 0)
-            return -EINVAL;
+        if (validate_event(e, epath, err, errlen) < 0) return -EINVAL;
     }
     return 0;
 }
@@ -129,16 +115,14 @@ int stream_validate(json_t *stream, const char *id, const char *path, char *err,
 /* Validates {id: stream} under path and gives each stream its id. */
 static int validate_set(json_t *set, const char *path, char *err, size_t errlen)
 {
-    if (!json_is_object(set))
-        FAIL("%s must be an object of streams by id", path);
+    if (!json_is_object(set)) FAIL("%s must be an object of streams by id", path);
     const char *id;
     json_t *s;
     json_object_foreach(set, id, s)
     {
         char spath[300];
         snprintf(spath, sizeof(spath), "%s%s%s", path, *path ? "." : "", id);
-        if (stream_validate(s, id, spath, err, errlen) < 0)
-            return -EINVAL;
+        if (stream_validate(s, id, spath, err, errlen) < 0) return -EINVAL;
     }
     return 0;
 }
@@ -157,11 +141,9 @@ static json_t *with_ids(json_t *set)
 
 static int persist(const char *tenant, json_t *streams)
 {
-    if (!streams_store)
-        return 0;
+    if (!streams_store) return 0;
     char *doc = json_dumps(streams, JSON_COMPACT);
-    if (!doc)
-        return -ENOMEM;
+    if (!doc) return -ENOMEM;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(streams_store->db,
                                 "INSERT INTO stream_config(tenant, doc) VALUES(?, ?) "
@@ -190,8 +172,7 @@ int streams_init(json_t *config_streams, store_t *st, char *err, size_t errlen)
         streams_lock_ready = 1;
     }
     json_t *all = json_object();
-    if (!all)
-        return -ENOMEM;
+    if (!all) return -ENOMEM;
     const char *tenant;
     json_t *set;
     json_object_foreach(config_streams, tenant, set)
@@ -235,8 +216,7 @@ int streams_init(json_t *config_streams, store_t *st, char *err, size_t errlen)
 
 void streams_shutdown(void)
 {
-    if (!streams_lock_ready)
-        return;
+    if (!streams_lock_ready) return;
     uv_rwlock_wrlock(&streams_lock);
     json_decref(streams_all);
     streams_all = NULL;
@@ -246,8 +226,7 @@ void streams_shutdown(void)
 
 json_t *streams_tenant(const char *tenant)
 {
-    if (!tenant || !streams_lock_ready)
-        return NULL;
+    if (!tenant || !streams_lock_ready) return NULL;
     /* a private deep copy, made under the lock: jansson's refcounts are not atomic
      * enough to share one document between threads */
     uv_rwlock_rdlock(&streams_lock);
@@ -270,8 +249,7 @@ int streams_apply(const char *tenant, json_t *request, char *err, size_t errlen)
 static int apply_locked(const char *tenant, json_t *request, char *err, size_t errlen)
 {
     const char *op = json_string_value(json_object_get(request, "operation"));
-    if (!op)
-        FAIL("operation must be one of UPDATE, REPLACE, DELETE");
+    if (!op) FAIL("operation must be one of UPDATE, REPLACE, DELETE");
     json_t *cur = streams_tenant(tenant);
     json_t *next = NULL;
     int r = 0;
@@ -310,8 +288,7 @@ static int apply_locked(const char *tenant, json_t *request, char *err, size_t e
         FAIL("operation must be one of UPDATE, REPLACE, DELETE");
     }
     json_decref(cur);
-    if (!next)
-        return -ENOMEM;
+    if (!next) return -ENOMEM;
     /* durable first, visible second: a crash never shows what was not saved */
     json_t *shared = json_deep_copy(next); /* the registry's own; next stays ours */
     if (!shared) {
@@ -328,8 +305,7 @@ static int apply_locked(const char *tenant, json_t *request, char *err, size_t e
     if (r == 0 && streams_hook && streams_hook->saved)
         streams_hook->saved(streams_hook->arg, tenant, next);
     json_decref(next);
-    if (r < 0)
-        snprintf(err, errlen, "the configuration could not be saved");
+    if (r < 0) snprintf(err, errlen, "the configuration could not be saved");
     return r;
 }
 
@@ -340,13 +316,10 @@ void streams_set_hook(const streams_hook_t *hook)
 
 int streams_put(const char *tenant, json_t *streams, char *err, size_t errlen)
 {
-    if (!streams_lock_ready)
-        return -EINVAL;
-    if (validate_set(streams, tenant, err, errlen) < 0)
-        return -EINVAL;
+    if (!streams_lock_ready) return -EINVAL;
+    if (validate_set(streams, tenant, err, errlen) < 0) return -EINVAL;
     json_t *next = with_ids(streams);
-    if (!next)
-        return -ENOMEM;
+    if (!next) return -ENOMEM;
     uv_rwlock_wrlock(&streams_lock);
     json_t *cur = streams_all ? json_object_get(streams_all, tenant) : NULL;
     int r = 0;
@@ -359,15 +332,13 @@ int streams_put(const char *tenant, json_t *streams, char *err, size_t errlen)
     }
     uv_rwlock_wrunlock(&streams_lock);
     json_decref(next);
-    if (r < 0)
-        snprintf(err, errlen, "the configuration could not be saved");
+    if (r < 0) snprintf(err, errlen, "the configuration could not be saved");
     return r;
 }
 
 int streams_may_subscribe(const char *tenant, const char *stream_id, const auth_identity_t *id)
 {
-    if (!tenant || (id && id->tenant && strcmp(id->tenant, tenant) != 0))
-        return -ENOENT;
+    if (!tenant || (id && id->tenant && strcmp(id->tenant, tenant) != 0)) return -ENOENT;
     json_t *set = streams_tenant(tenant);
     json_t *stream = json_object_get(set, stream_id);
     int r;
@@ -381,8 +352,7 @@ int streams_may_subscribe(const char *tenant, const char *stream_id, const auth_
         r = -EPERM;
         json_t *roles = json_object_get(stream, "subscriberRoles");
         for (size_t i = 0; r && i < id->n_roles; i++) {
-            if (strcmp(id->roles[i], "stream-listener") == 0)
-                r = 0;
+            if (strcmp(id->roles[i], "stream-listener") == 0) r = 0;
             size_t k;
             json_t *role;
             json_array_foreach(roles, k, role)

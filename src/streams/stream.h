@@ -13,8 +13,7 @@
 
 /* Checks one stream document; path prefixes error messages ("update.app-health").
  * Returns 0 or -EINVAL with a message naming the offending path in err. */
-int stream_validate(json_t *stream, const char *id, const char *path, char *err,
-                    size_t errlen);
+int stream_validate(json_t *stream, const char *id, const char *path, char *err, size_t errlen);
 
 /* Loads the config file's streams ({tenant: {id: stream}}), validated, then the
  * persisted tenants from st over them. Returns 0, -EINVAL (err names the path),

@@ -65,8 +65,7 @@ int device_result_from_json(json_t *doc, device_result_t *out, char *err, size_t
     }
     json_t *resp = json_object_get(doc, "response");
     json_t *error = json_object_get(doc, "error");
-    if (json_is_null(error))
-        error = NULL;
+    if (json_is_null(error)) error = NULL;
     if (!resp && !error) {
         snprintf(err, errlen, "body must have response or error");
         return -EINVAL;

@@ -39,8 +39,8 @@ struct eio_session_s {
     uv_timer_t flush;
     int awaiting_pong;
     int client_closed;
-    int probed; /* the WebSocket answered 3probe: polls end at once until it upgrades */
-    int cut;    /* a slow consumer: closed at the next loop turn, refuses sends until then */
+    int probed;  /* the WebSocket answered 3probe: polls end at once until it upgrades */
+    int cut;     /* a slow consumer: closed at the next loop turn, refuses sends until then */
     int handles; /* timers still to close before the session is freed */
 };
 
@@ -73,8 +73,7 @@ int eio_init(void)
 static int reg_add(const char *sid, int worker)
 {
     reg_entry_t *e = calloc(1, sizeof(*e));
-    if (!e)
-        return -ENOMEM;
+    if (!e) return -ENOMEM;
     memcpy(e->sid, sid, EIO_SID_LEN + 1);
     e->worker = worker;
     size_t b = reg_hash(sid);
@@ -120,8 +119,7 @@ static __thread size_t local_n, local_cap;
 static eio_session_t *local_find(const char *sid)
 {
     for (size_t i = 0; i < local_n; i++)
-        if (strcmp(local_sessions[i]->sid, sid) == 0)
-            return local_sessions[i];
+        if (strcmp(local_sessions[i]->sid, sid) == 0) return local_sessions[i];
     return NULL;
 }
 
@@ -130,8 +128,7 @@ static int local_add(eio_session_t *s)
     if (local_n == local_cap) {
         size_t cap = local_cap ? local_cap * 2 : 64;
         eio_session_t **n = realloc(local_sessions, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
+        if (!n) return -ENOMEM;
         local_sessions = n;
         local_cap = cap;
     }
@@ -178,8 +175,7 @@ static void items_free(eio_session_t *s)
 static int queue_item(eio_session_t *s, int type, int binary, buf_t *b, size_t off, size_t len)
 {
     eio_item_t *it = calloc(1, sizeof(*it));
-    if (!it)
-        return -ENOMEM;
+    if (!it) return -ENOMEM;
     it->type = type;
     it->binary = binary;
     it->b = b ? buf_ref(b) : NULL;
@@ -197,24 +193,20 @@ static int queue_item(eio_session_t *s, int type, int binary, buf_t *b, size_t o
 /* Writes one packet to a WebSocket: the header and type digit, then the shared bytes. */
 static int ws_write_packet(ws_conn_t *wc, int type, int binary, buf_t *b, size_t off, size_t len)
 {
-    if (wc->closing || !ws_session_can_send(&wc->s) || ws_session_flush(&wc->s) < 0)
-        return -EPIPE;
+    if (wc->closing || !ws_session_can_send(&wc->s) || ws_session_flush(&wc->s) < 0) return -EPIPE;
     uint8_t hdr[11];
     size_t body = binary ? len : len + 1;
     size_t hl = ws_frame_header(hdr, binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME, body);
-    if (!binary)
-        hdr[hl++] = (uint8_t)('0' + type);
+    if (!binary) hdr[hl++] = (uint8_t)('0' + type);
     int r = conn_send_copy(wc->c, hdr, hl);
-    if (r == 0 && len)
-        r = conn_send(wc->c, b, off, len);
+    if (r == 0 && len) r = conn_send(wc->c, b, off, len);
     return r;
 }
 
 static int ws_write_text(ws_conn_t *wc, int type, const char *data, size_t len)
 {
     buf_t *b = buf_new(len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     buf_append(&b, data, len);
     int r = ws_write_packet(wc, type, 0, b, 0, len);
     buf_unref(b);
@@ -254,16 +246,14 @@ static void on_flush(uv_timer_t *t)
         session_close(s, "transport error", 0);
         return;
     }
-    if (s->poll && s->head)
-        poll_respond(s);
+    if (s->poll && s->head) poll_respond(s);
 }
 
 /* Cuts a slow consumer. Not at once: the caller may be in the middle of a fan-out or a
  * replay that still holds the layer above's state, which closing would free. */
 static void session_cut(eio_session_t *s)
 {
-    if (s->cut || s->closed)
-        return;
+    if (s->cut || s->closed) return;
     s->cut = 1;
     METRICS_ADD(slow_consumer_closes, 1);
     uv_timer_start(&s->flush, on_flush, 0, 0);
@@ -279,8 +269,7 @@ static void schedule_flush(eio_session_t *s)
 static void on_poll_abort(http_ctx_t *ctx)
 {
     eio_session_t *s = ctx->abort_arg;
-    if (s->poll == ctx)
-        s->poll = NULL;
+    if (s->poll == ctx) s->poll = NULL;
 }
 
 /* ---- session life ---- */
@@ -288,8 +277,7 @@ static void on_poll_abort(http_ctx_t *ctx)
 static void on_handle_closed(uv_handle_t *h)
 {
     eio_session_t *s = h->data;
-    if (--s->handles == 0)
-        free(s);
+    if (--s->handles == 0) free(s);
 }
 
 static void heartbeat_arm(eio_session_t *s, unsigned ms);
@@ -299,8 +287,7 @@ static void heartbeat_arm(eio_session_t *s, unsigned ms);
 static void session_close_code(eio_session_t *s, const char *reason, int send_close,
                                uint16_t ws_code)
 {
-    if (s->closed)
-        return;
+    if (s->closed) return;
     s->closed = 1;
     reg_remove(s->sid);
     local_remove(s);
@@ -315,15 +302,13 @@ static void session_close_code(eio_session_t *s, const char *reason, int send_cl
         http_ctx_t *ctx = s->poll;
         s->poll = NULL;
         ctx->on_abort = NULL;
-        http_respond(ctx, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1,
-                     NULL);
+        http_respond(ctx, 200, "text/plain; charset=UTF-8", s->client_closed ? "6" : "1", 1, NULL);
     }
     items_free(s);
     ws_conn_t *ws = s->ws, *probe = s->probe;
     s->ws = s->probe = NULL;
     if (ws) {
-        if (send_close)
-            ws_write_text(ws, EIO_CLOSE, "", 0);
+        if (send_close) ws_write_text(ws, EIO_CLOSE, "", 0);
         ws->app = NULL;
         ws_conn_close(ws, ws_code, "");
     }
@@ -331,8 +316,7 @@ static void session_close_code(eio_session_t *s, const char *reason, int send_cl
         probe->app = NULL;
         ws_conn_close(probe, ws_code, "");
     }
-    if (s->h && s->h->on_close)
-        s->h->on_close(s, reason);
+    if (s->h && s->h->on_close) s->h->on_close(s, reason);
     s->h = NULL;
     uv_close((uv_handle_t *)&s->heartbeat, on_handle_closed);
     uv_close((uv_handle_t *)&s->flush, on_handle_closed);
@@ -378,8 +362,7 @@ static void heartbeat_arm(eio_session_t *s, unsigned ms)
 static eio_session_t *session_new(worker_t *w, const eio_server_t *srv, int transport)
 {
     eio_session_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     char rnd[EIO_SID_LEN / 2 * 2 + 1];
     if (ids_random_hex(rnd, EIO_SID_LEN / 2) < 0) {
         free(s);
@@ -448,8 +431,7 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
         heartbeat_arm(s, s->srv->opt.ping_interval_ms);
         break;
     case EIO_MESSAGE:
-        if (s->h)
-            s->h->on_message(s, p->data, p->len, p->binary);
+        if (s->h) s->h->on_message(s, p->data, p->len, p->binary);
         break;
     case EIO_CLOSE:
         s->client_closed = 1;
@@ -464,10 +446,8 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
 
 int eio_send(eio_session_t *s, buf_t *b, size_t off, size_t len, int binary)
 {
-    if (s->closed)
-        return -EPIPE;
-    if (s->cut)
-        return -ENOBUFS;
+    if (s->closed) return -EPIPE;
+    if (s->cut) return -ENOBUFS;
     if (s->transport == EIO_T_WEBSOCKET && s->ws) {
         int r = ws_write_packet(s->ws, EIO_MESSAGE, binary, b, off, len);
         if (r == -ENOBUFS) {
@@ -480,8 +460,7 @@ int eio_send(eio_session_t *s, buf_t *b, size_t off, size_t len, int binary)
         session_cut(s);
         return -ENOBUFS;
     }
-    if (queue_item(s, EIO_MESSAGE, binary, b, off, len) < 0)
-        return -ENOMEM;
+    if (queue_item(s, EIO_MESSAGE, binary, b, off, len) < 0) return -ENOMEM;
     schedule_flush(s);
     return 0;
 }
@@ -489,8 +468,7 @@ int eio_send(eio_session_t *s, buf_t *b, size_t off, size_t len, int binary)
 int eio_send_text(eio_session_t *s, const char *data, size_t len)
 {
     buf_t *b = buf_new(len);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     buf_append(&b, data, len);
     int r = eio_send(s, b, 0, len, 0);
     buf_unref(b);
@@ -502,8 +480,7 @@ int eio_send_text(eio_session_t *s, const char *data, size_t len)
 static void ws_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, size_t len)
 {
     eio_session_t *s = wc->app;
-    if (!s)
-        return;
+    if (!s) return;
     eio_packet_t p;
     if (opcode == WSLAY_BINARY_FRAME) {
         p = (eio_packet_t){EIO_MESSAGE, 1, (const char *)msg, len};
@@ -517,8 +494,7 @@ static void ws_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, siz
 static void ws_on_close(ws_conn_t *wc)
 {
     eio_session_t *s = wc->app;
-    if (!s || s->ws != wc)
-        return;
+    if (!s || s->ws != wc) return;
     s->ws = NULL;
     session_close(s, "transport close", 0);
 }
@@ -528,8 +504,7 @@ static const ws_handler_t ws_transport_handler = {ws_on_message, ws_on_close};
 static void probe_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, size_t len)
 {
     eio_session_t *s = wc->app;
-    if (!s)
-        return;
+    if (!s) return;
     eio_packet_t p;
     if (opcode != WSLAY_TEXT_FRAME || eio_decode_text((const char *)msg, len, &p) < 0) {
         ws_conn_close(wc, 1002, "");
@@ -613,8 +588,7 @@ static void handshake(http_ctx_t *ctx, const eio_server_t *srv, int transport)
             session_close(s, "out of memory", 0);
         } else {
             ws_write_text(s->ws, EIO_OPEN, open->data, open->len);
-            if (extra_len)
-                c->proto->on_read(c, extra, extra_len);
+            if (extra_len) c->proto->on_read(c, extra, extra_len);
         }
     }
     buf_unref(open);
@@ -640,8 +614,7 @@ static void polling(http_ctx_t *ctx, eio_session_t *s)
         ctx->abort_arg = s;
         if (s->probed && s->probe && !s->head)
             queue_item(s, EIO_NOOP, 0, NULL, 0, 0); /* the client is upgrading: let it */
-        if (s->head)
-            poll_respond(s);
+        if (s->head) poll_respond(s);
         return;
     }
     if (strcmp(m, "POST") != 0) {
@@ -662,8 +635,7 @@ static void polling(http_ctx_t *ctx, eio_session_t *s)
     while (!s->closed && (r = eio_payload_next(&cur, end, &p, &scratch)) > 0)
         on_packet(s, &p);
     buf_unref(scratch);
-    if (r < 0 && !s->closed)
-        session_close(s, "parse error", 0);
+    if (r < 0 && !s->closed) session_close(s, "parse error", 0);
 }
 
 static void refused_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *msg, size_t len)
@@ -687,16 +659,14 @@ static void upgrade(http_ctx_t *ctx, eio_session_t *s)
         size_t extra_len;
         conn_t *c = http_take_conn(ctx, &extra, &extra_len);
         ws_conn_t *wc = ws_upgrade(c, key, &s->srv->opt.ws, &refused_handler, NULL, NULL, 0);
-        if (wc)
-            ws_conn_close(wc, 1008, "session already upgraded");
+        if (wc) ws_conn_close(wc, 1008, "session already upgraded");
         return;
     }
     const char *extra;
     size_t extra_len;
     conn_t *c = http_take_conn(ctx, &extra, &extra_len);
     s->probe = ws_upgrade(c, key, &s->srv->opt.ws, &probe_handler, s, NULL, 0);
-    if (s->probe && extra_len)
-        c->proto->on_read(c, extra, extra_len);
+    if (s->probe && extra_len) c->proto->on_read(c, extra, extra_len);
 }
 
 void eio_http(http_ctx_t *ctx, const eio_server_t *srv)

@@ -7,8 +7,7 @@
 
 int eio_decode_text(const char *s, size_t len, eio_packet_t *out)
 {
-    if (len == 0 || s[0] < '0' || s[0] > '6')
-        return -EINVAL;
+    if (len == 0 || s[0] < '0' || s[0] > '6') return -EINVAL;
     out->type = s[0] - '0';
     out->binary = 0;
     out->data = s + 1;
@@ -19,37 +18,28 @@ int eio_decode_text(const char *s, size_t len, eio_packet_t *out)
 int eio_payload_next(const char **cur, const char *end, eio_packet_t *out, buf_t **scratch)
 {
     const char *s = *cur;
-    if (s >= end)
-        return 0;
+    if (s >= end) return 0;
     const char *sep = memchr(s, EIO_RECORD_SEPARATOR, (size_t)(end - s));
     const char *pend = sep ? sep : end;
     *cur = sep ? sep + 1 : end;
     size_t len = (size_t)(pend - s);
-    if (len == 0)
-        return -EINVAL;
-    if (s[0] != 'b')
-        return eio_decode_text(s, len, out) < 0 ? -EINVAL : 1;
+    if (len == 0) return -EINVAL;
+    if (s[0] != 'b') return eio_decode_text(s, len, out) < 0 ? -EINVAL : 1;
     /* `b` + base64 of a binary message */
     size_t b64 = len - 1;
-    if (b64 % 4 != 0)
-        return -EINVAL;
+    if (b64 % 4 != 0) return -EINVAL;
     if (*scratch && (*scratch)->cap < b64) {
         buf_unref(*scratch);
         *scratch = NULL;
     }
-    if (!*scratch && !(*scratch = buf_new(b64)))
-        return -ENOMEM;
+    if (!*scratch && !(*scratch = buf_new(b64))) return -ENOMEM;
     buf_t *b = *scratch;
-    int n = b64 ? EVP_DecodeBlock((unsigned char *)b->data, (const unsigned char *)s + 1,
-                                  (int)b64)
-                : 0;
-    if (n < 0)
-        return -EINVAL;
+    int n =
+        b64 ? EVP_DecodeBlock((unsigned char *)b->data, (const unsigned char *)s + 1, (int)b64) : 0;
+    if (n < 0) return -EINVAL;
     /* EVP_DecodeBlock counts padding as data: take it back off */
-    if (b64 >= 4 && s[len - 1] == '=')
-        n--;
-    if (b64 >= 4 && s[len - 2] == '=')
-        n--;
+    if (b64 >= 4 && s[len - 1] == '=') n--;
+    if (b64 >= 4 && s[len - 2] == '=') n--;
     b->len = (size_t)n;
     out->type = EIO_MESSAGE;
     out->binary = 1;
@@ -61,8 +51,7 @@ int eio_payload_next(const char **cur, const char *end, eio_packet_t *out, buf_t
 int eio_payload_append(buf_t **bp, int type, int binary, const char *data, size_t len)
 {
     int r = 0;
-    if ((*bp)->len)
-        r |= buf_append(bp, "\x1e", 1);
+    if ((*bp)->len) r |= buf_append(bp, "\x1e", 1);
     if (!binary) {
         char t = (char)('0' + type);
         r |= buf_append(bp, &t, 1);
@@ -77,8 +66,7 @@ int eio_payload_append(buf_t **bp, int type, int binary, const char *data, size_
         static const char pad[64];
         r |= buf_append(bp, pad, enc - i < 64 ? enc - i : 64);
     }
-    if (r)
-        return -ENOMEM;
+    if (r) return -ENOMEM;
     EVP_EncodeBlock((unsigned char *)(*bp)->data + at, (const unsigned char *)data, (int)len);
     return 0;
 }
@@ -96,12 +84,19 @@ int eio_open_json(buf_t **bp, const char *sid, int can_upgrade, unsigned ping_in
 const char *eio_error_message(int code)
 {
     switch (code) {
-    case EIO_ERR_TRANSPORT_UNKNOWN: return "Transport unknown";
-    case EIO_ERR_SESSION_UNKNOWN: return "Session ID unknown";
-    case EIO_ERR_BAD_HANDSHAKE_METHOD: return "Bad handshake method";
-    case EIO_ERR_BAD_REQUEST: return "Bad request";
-    case EIO_ERR_FORBIDDEN: return "Forbidden";
-    case EIO_ERR_UNSUPPORTED_VERSION: return "Unsupported protocol version";
-    default: return "Bad request";
+    case EIO_ERR_TRANSPORT_UNKNOWN:
+        return "Transport unknown";
+    case EIO_ERR_SESSION_UNKNOWN:
+        return "Session ID unknown";
+    case EIO_ERR_BAD_HANDSHAKE_METHOD:
+        return "Bad handshake method";
+    case EIO_ERR_BAD_REQUEST:
+        return "Bad request";
+    case EIO_ERR_FORBIDDEN:
+        return "Forbidden";
+    case EIO_ERR_UNSUPPORTED_VERSION:
+        return "Unsupported protocol version";
+    default:
+        return "Bad request";
     }
 }

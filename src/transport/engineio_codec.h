@@ -36,8 +36,8 @@ enum eio_error {
 
 typedef struct eio_packet_s {
     int type;
-    int binary;        /* a binary message (raw bytes in data) */
-    const char *data;  /* borrowed from the input, or from the decode buffer */
+    int binary;       /* a binary message (raw bytes in data) */
+    const char *data; /* borrowed from the input, or from the decode buffer */
     size_t len;
 } eio_packet_t;
 

@@ -30,7 +30,7 @@ struct sio_socket_s {
     struct sio_pending_ack {
         long ack_id;
         char push_id[ID_MAX];
-    } *acks; /* push requests waiting for this socket's ack; allocated on first use */
+    } * acks; /* push requests waiting for this socket's ack; allocated on first use */
     unsigned n_acks;
     history_sent_t replayed;
 };
@@ -56,18 +56,15 @@ struct sio_client_s {
 
 /* ---- encoding ---- */
 
-static int emit_packet(sio_client_t *cl, int type, const char *nsp, long ack_id,
-                       const char *data, size_t len, buf_t *const *att, unsigned n)
+static int emit_packet(sio_client_t *cl, int type, const char *nsp, long ack_id, const char *data,
+                       size_t len, buf_t *const *att, unsigned n)
 {
     buf_t *b = buf_new(len + 32);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     int bin = n > 0 && (type == SIO_EVENT || type == SIO_ACK);
-    if (bin)
-        type = type == SIO_EVENT ? SIO_BINARY_EVENT : SIO_BINARY_ACK;
+    if (bin) type = type == SIO_EVENT ? SIO_BINARY_EVENT : SIO_BINARY_ACK;
     int r = sio_encode(&b, type, nsp, ack_id, n, data, len);
-    if (r == 0)
-        r = eio_send(cl->eio, b, 0, b->len, 0);
+    if (r == 0) r = eio_send(cl->eio, b, 0, b->len, 0);
     buf_unref(b);
     for (unsigned i = 0; r == 0 && bin && i < n; i++)
         r = eio_send(cl->eio, att[i], 0, att[i]->len, 1);
@@ -128,13 +125,11 @@ buf_t *sio_encode_push(const push_t *p, int ti)
 {
     (void)ti;
     char nsp[SIO_NSP_MAX] = "/";
-    if (p->kind == PUSH_KIND_STREAM && p->tenant)
-        snprintf(nsp, sizeof(nsp), "/%s", p->tenant);
+    if (p->kind == PUSH_KIND_STREAM && p->tenant) snprintf(nsp, sizeof(nsp), "/%s", p->tenant);
     buf_t *args = buf_new(p->payload_len + 64);
     buf_t *pkt = args ? buf_new(p->payload_len + 96) : NULL;
     int r = pkt ? push_args(&args, p) : -ENOMEM;
-    if (r == 0)
-        r = sio_encode(&pkt, SIO_EVENT, nsp, -1, 0, args->data, args->len);
+    if (r == 0) r = sio_encode(&pkt, SIO_EVENT, nsp, -1, 0, args->data, args->len);
     buf_unref(args);
     if (r) {
         buf_unref(pkt);
@@ -157,11 +152,9 @@ static int sock_deliver(subscriber_t *s, push_t *p, int ti)
         long id = sock->next_ack++;
         buf_t *args = buf_new(p->payload_len + 64);
         r = args ? push_args(&args, p) : -ENOMEM;
-        if (r == 0)
-            r = emit_packet(cl, SIO_EVENT, sock->nsp, id, args->data, args->len, NULL, 0);
+        if (r == 0) r = emit_packet(cl, SIO_EVENT, sock->nsp, id, args->data, args->len, NULL, 0);
         buf_unref(args);
-        if (r == 0 && !sock->acks &&
-            !(sock->acks = calloc(SIO_PENDING_ACKS, sizeof(*sock->acks))))
+        if (r == 0 && !sock->acks && !(sock->acks = calloc(SIO_PENDING_ACKS, sizeof(*sock->acks))))
             r = -ENOMEM;
         if (r == 0) {
             if (sock->n_acks == SIO_PENDING_ACKS) {
@@ -178,8 +171,7 @@ static int sock_deliver(subscriber_t *s, push_t *p, int ti)
         buf_t *f = push_frame(p, PUSH_FORMAT_SIO, ti, sio_encode_push);
         r = f ? eio_send(cl->eio, f, 0, f->len, 0) : -ENOMEM;
     }
-    if (r < 0)
-        hub_unsubscribe(s);
+    if (r < 0) hub_unsubscribe(s);
     return r;
 }
 
@@ -189,8 +181,7 @@ static const subscriber_ops_t sock_ops = {sock_deliver, "socket.io"};
 static int push_ack(sio_socket_t *sock, long ack_id, json_t *args)
 {
     for (unsigned i = 0; i < sock->n_acks; i++) {
-        if (sock->acks[i].ack_id != ack_id)
-            continue;
+        if (sock->acks[i].ack_id != ack_id) continue;
         json_t *first = json_array_get(args, 0);
         json_t *ok = json_object_get(first, "successful");
         json_t *msg = json_object_get(first, "message");
@@ -207,8 +198,7 @@ static int push_ack(sio_socket_t *sock, long ack_id, json_t *args)
 static sio_socket_t *find_socket(sio_client_t *cl, const char *nsp)
 {
     for (sio_socket_t *s = cl->sockets; s; s = s->next)
-        if (strcmp(s->nsp, nsp) == 0)
-            return s;
+        if (strcmp(s->nsp, nsp) == 0) return s;
     return NULL;
 }
 
@@ -253,8 +243,7 @@ static void replay(sio_socket_t *sock, char *const *topics, size_t n, const char
             /* a send that cuts the client off only marks it: the session lives on
              * until the next loop turn, so the rest of this loop is harmless */
             buf_t *f = push_frame(e[j].p, PUSH_FORMAT_SIO, e[j].ti, sio_encode_push);
-            if (f && eio_session_open(eio))
-                eio_send(eio, f, 0, f->len, 0);
+            if (f && eio_session_open(eio)) eio_send(eio, f, 0, f->len, 0);
             push_unref(e[j].p);
         }
         free(e);
@@ -301,8 +290,7 @@ static void on_connect(sio_client_t *cl, const sio_packet_t *p)
         json_decref(auth);
         return;
     }
-    if (cl->timer_live)
-        uv_timer_stop(&cl->connect_timer);
+    if (cl->timer_live) uv_timer_stop(&cl->connect_timer);
     char rnd[EIO_SID_LEN + 1], pid[EIO_SID_LEN + 1];
     ids_random_hex(rnd, EIO_SID_LEN / 2);
     ids_random_hex(pid, EIO_SID_LEN / 2);
@@ -334,8 +322,7 @@ static void on_connect(sio_client_t *cl, const sio_packet_t *p)
     for (size_t i = 0; i < res.n_topics; i++)
         free(res.topics[i]);
     free(res.topics);
-    if (app->connected)
-        app->connected(sock, auth, app->arg);
+    if (app->connected) app->connected(sock, auth, app->arg);
     json_decref(auth);
 }
 
@@ -344,8 +331,7 @@ static void dispatch(sio_client_t *cl, int type, const char *nsp, long ack_id, c
 {
     sio_socket_t *sock = find_socket(cl, nsp);
     if (type == SIO_DISCONNECT) {
-        if (sock)
-            socket_free(cl, sock);
+        if (sock) socket_free(cl, sock);
         return;
     }
     json_t *args = data ? json_loadb(data, len, 0, NULL) : NULL;
@@ -408,10 +394,9 @@ static void on_message(eio_session_t *s, const char *data, size_t len, int binar
         buf_append(&part, data, len);
         cl->bin_parts[cl->bin_got++] = part;
         if (cl->bin_got == cl->bin_need) {
-            dispatch(cl, cl->bin_type, cl->bin_nsp, cl->bin_ack, cl->bin_json,
-                     strlen(cl->bin_json), cl->bin_parts, cl->bin_got);
-            if (eio_session_open(s))
-                bin_reset(cl);
+            dispatch(cl, cl->bin_type, cl->bin_nsp, cl->bin_ack, cl->bin_json, strlen(cl->bin_json),
+                     cl->bin_parts, cl->bin_got);
+            if (eio_session_open(s)) bin_reset(cl);
         }
         return;
     }
@@ -431,8 +416,8 @@ static void on_message(eio_session_t *s, const char *data, size_t len, int binar
     case SIO_BINARY_EVENT:
     case SIO_BINARY_ACK:
         if (p.attachments == 0 || !p.data) {
-            dispatch(cl, p.type == SIO_BINARY_EVENT ? SIO_EVENT : SIO_ACK, p.nsp, p.ack_id,
-                     p.data, p.data_len, NULL, 0);
+            dispatch(cl, p.type == SIO_BINARY_EVENT ? SIO_EVENT : SIO_ACK, p.nsp, p.ack_id, p.data,
+                     p.data_len, NULL, 0);
             break;
         }
         cl->bin_type = p.type == SIO_BINARY_EVENT ? SIO_EVENT : SIO_ACK;
@@ -440,8 +425,7 @@ static void on_message(eio_session_t *s, const char *data, size_t len, int binar
         cl->bin_ack = p.ack_id;
         cl->bin_json = strndup(p.data, p.data_len);
         cl->bin_need = p.attachments;
-        if (!cl->bin_json)
-            eio_close(s, "out of memory");
+        if (!cl->bin_json) eio_close(s, "out of memory");
         break;
     default:
         dispatch(cl, p.type, p.nsp, p.ack_id, p.data, p.data_len, NULL, 0);
@@ -472,16 +456,14 @@ static const eio_handler_t sio_eio_handler = {on_message, on_close};
 static void on_connect_timeout(uv_timer_t *t)
 {
     sio_client_t *cl = t->data;
-    if (!cl->sockets)
-        eio_close(cl->eio, "connect timeout");
+    if (!cl->sockets) eio_close(cl->eio, "connect timeout");
 }
 
 static int on_session(eio_session_t *s, const http_request_t *req, void *arg)
 {
     const sio_server_t *srv = arg;
     sio_client_t *cl = calloc(1, sizeof(*cl));
-    if (!cl)
-        return -ENOMEM;
+    if (!cl) return -ENOMEM;
     const char *auth = http_request_header(req, "Authorization");
     cl->eio = s;
     cl->srv = srv;

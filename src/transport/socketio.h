@@ -18,13 +18,13 @@ typedef struct sio_socket_s sio_socket_t;
 
 /* What the application decided for a CONNECT. */
 typedef struct sio_connect_s {
-    auth_identity_t *id;  /* taken; may stay NULL */
-    char *client_id;      /* taken; NULL: "socket.io" */
-    char **topics;        /* taken (array and strings) */
+    auth_identity_t *id; /* taken; may stay NULL */
+    char *client_id;     /* taken; NULL: "socket.io" */
+    char **topics;       /* taken (array and strings) */
     size_t n_topics;
-    char *tenant;         /* taken; NULL: none */
-    int replay;           /* replay the topics' history after the client's auth.offset */
-    char error[256];      /* the CONNECT_ERROR message when refused */
+    char *tenant;    /* taken; NULL: none */
+    int replay;      /* replay the topics' history after the client's auth.offset */
+    char error[256]; /* the CONNECT_ERROR message when refused */
 } sio_connect_t;
 
 typedef struct sio_app_s {

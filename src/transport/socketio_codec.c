@@ -7,8 +7,7 @@
 int sio_decode(const char *s, size_t len, sio_packet_t *out)
 {
     size_t i = 0;
-    if (len == 0 || s[0] < '0' || s[0] > '6')
-        return -EINVAL;
+    if (len == 0 || s[0] < '0' || s[0] > '6') return -EINVAL;
     out->type = s[i++] - '0';
     out->attachments = 0;
     out->ack_id = -1;
@@ -19,8 +18,7 @@ int sio_decode(const char *s, size_t len, sio_packet_t *out)
         unsigned n = 0;
         while (i < len && s[i] >= '0' && s[i] <= '9' && i - start < 3)
             n = n * 10 + (unsigned)(s[i++] - '0');
-        if (i == start || i >= len || s[i] != '-' || n > SIO_MAX_ATTACHMENTS)
-            return -EINVAL;
+        if (i == start || i >= len || s[i] != '-' || n > SIO_MAX_ATTACHMENTS) return -EINVAL;
         i++;
         out->attachments = n;
     }
@@ -29,12 +27,10 @@ int sio_decode(const char *s, size_t len, sio_packet_t *out)
         while (i < len && s[i] != ',')
             i++;
         size_t n = i - start;
-        if (n >= SIO_NSP_MAX)
-            return -EINVAL;
+        if (n >= SIO_NSP_MAX) return -EINVAL;
         memcpy(out->nsp, s + start, n);
         out->nsp[n] = '\0';
-        if (i < len)
-            i++; /* the ',' */
+        if (i < len) i++; /* the ',' */
     } else {
         strcpy(out->nsp, "/");
     }
@@ -42,8 +38,7 @@ int sio_decode(const char *s, size_t len, sio_packet_t *out)
         long id = 0;
         size_t start = i;
         while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (i - start >= 15)
-                return -EINVAL;
+            if (i - start >= 15) return -EINVAL;
             id = id * 10 + (s[i++] - '0');
         }
         out->ack_id = id;
@@ -60,15 +55,12 @@ int sio_encode(buf_t **bp, int type, const char *nsp, long ack_id, unsigned atta
 {
     char t = (char)('0' + type);
     int r = buf_append(bp, &t, 1);
-    if (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK)
-        r |= buf_printf(bp, "%u-", attachments);
+    if (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) r |= buf_printf(bp, "%u-", attachments);
     if (nsp && strcmp(nsp, "/") != 0) {
         r |= buf_puts(bp, nsp);
         r |= buf_append(bp, ",", 1);
     }
-    if (ack_id >= 0)
-        r |= buf_printf(bp, "%ld", ack_id);
-    if (data && data_len)
-        r |= buf_append(bp, data, data_len);
+    if (ack_id >= 0) r |= buf_printf(bp, "%ld", ack_id);
+    if (data && data_len) r |= buf_append(bp, data, data_len);
     return r ? -ENOMEM : 0;
 }

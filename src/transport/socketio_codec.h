@@ -24,10 +24,10 @@ enum sio_type {
 
 typedef struct sio_packet_s {
     int type;
-    unsigned attachments;   /* binary packets only */
-    char nsp[SIO_NSP_MAX];  /* "/" when absent */
-    long ack_id;            /* -1 when absent */
-    const char *data;       /* JSON text, borrowed from the input; NULL when absent */
+    unsigned attachments;  /* binary packets only */
+    char nsp[SIO_NSP_MAX]; /* "/" when absent */
+    long ack_id;           /* -1 when absent */
+    const char *data;      /* JSON text, borrowed from the input; NULL when absent */
     size_t data_len;
 } sio_packet_t;
 

@@ -27,8 +27,7 @@ typedef struct sse_client_s {
 buf_t *sse_encode_push(const push_t *p, int ti)
 {
     buf_t *data = buf_new(64 + p->payload_len);
-    if (!data)
-        return NULL;
+    if (!data) return NULL;
     int r = 0;
     const char *channel = push_channel(p, ti);
     if (p->kind == PUSH_KIND_STREAM) {
@@ -56,24 +55,21 @@ buf_t *sse_encode_push(const push_t *p, int ti)
 static int send_push(sse_client_t *cl, push_t *p, int ti)
 {
     buf_t *f = push_frame(p, PUSH_FORMAT_SSE, ti, sse_encode_push);
-    if (!f)
-        return -ENOMEM;
+    if (!f) return -ENOMEM;
     return http_stream_send(cl->out, f, 0, f->len);
 }
 
 static int sse_deliver(subscriber_t *s, push_t *p, int ti)
 {
     sse_client_t *cl = (sse_client_t *)s;
-    if (history_sent_has(&cl->replayed, p->id, uv_now(&cl->out->w->loop)))
-        return 0;
+    if (history_sent_has(&cl->replayed, p->id, uv_now(&cl->out->w->loop))) return 0;
     int r = send_push(cl, p, ti);
     if (r == -ENOBUFS) {
         METRICS_ADD(slow_consumer_closes, 1);
         log_info("sse subscriber cut off", "reason=\"slow consumer\" client=%s", cl->client_id);
         http_stream_close(cl->out);
     }
-    if (r < 0)
-        hub_unsubscribe(s);
+    if (r < 0) hub_unsubscribe(s);
     return r;
 }
 
@@ -82,12 +78,10 @@ static const subscriber_ops_t sse_ops = {sse_deliver, "sse"};
 static void sse_on_tick(void *ud, uint64_t now)
 {
     sse_client_t *cl = ud;
-    if (now < cl->next_heartbeat)
-        return;
+    if (now < cl->next_heartbeat) return;
     cl->next_heartbeat = now + cl->heartbeat_ms;
     buf_t *b = buf_new(16);
-    if (b && sse_write_comment(&b, "heartbeat") == 0)
-        http_stream_send(cl->out, b, 0, b->len);
+    if (b && sse_write_comment(&b, "heartbeat") == 0) http_stream_send(cl->out, b, 0, b->len);
     buf_unref(b);
 }
 
@@ -121,8 +115,7 @@ static void sse_on_shutdown(void *ud)
     unsigned retry = cl->retry_ms + (cl->retry_ms ? (unsigned)(mix % (cl->retry_ms + 1u)) : 0);
     buf_t *b = buf_new(32);
     http_stream_set_limit(cl->out, 0); /* the goodbye goes out even behind a full queue */
-    if (b && sse_write_retry(&b, retry) == 0)
-        http_stream_send(cl->out, b, 0, b->len);
+    if (b && sse_write_retry(&b, retry) == 0) http_stream_send(cl->out, b, 0, b->len);
     buf_unref(b);
     hub_unsubscribe(&cl->sub);
 }
@@ -161,8 +154,7 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
             break;
         }
         all = grown;
-        if (k)
-            memcpy(all + total, e, (size_t)k * sizeof(*e));
+        if (k) memcpy(all + total, e, (size_t)k * sizeof(*e));
         total += (size_t)k;
         free(e);
     }
@@ -176,16 +168,14 @@ static int replay(sse_client_t *cl, char *const *topics, size_t n, const char *l
         buf_unref(data);
         buf_unref(b);
     }
-    if (total)
-        qsort(all, total, sizeof(*all), by_id);
+    if (total) qsort(all, total, sizeof(*all), by_id);
     if (r == 0)
         history_sent_record(&cl->replayed, all, total,
                             uv_now(&cl->out->w->loop) + HISTORY_SENT_WINDOW_MS);
     for (size_t i = 0; i < total; i++) {
         /* a push in several of the subscriber's topics is replayed once */
         int dup = i > 0 && all[i].p == all[i - 1].p;
-        if (r == 0 && !dup)
-            r = send_push(cl, all[i].p, all[i].ti);
+        if (r == 0 && !dup) r = send_push(cl, all[i].p, all[i].ti);
         push_unref(all[i].p);
     }
     free(all);
@@ -197,21 +187,18 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
                const char *last_event_id, history_t *hist)
 {
     sse_client_t *cl = calloc(1, sizeof(*cl));
-    if (!cl || !(cl->client_id = strdup(client_id)))
-        goto fail_alloc;
-    if (!tenant && id)
-        tenant = id->tenant;
-    if (tenant && !(cl->tenant = strdup(tenant)))
-        goto fail_client;
+    if (!cl || !(cl->client_id = strdup(client_id))) goto fail_alloc;
+    if (!tenant && id) tenant = id->tenant;
+    if (tenant && !(cl->tenant = strdup(tenant))) goto fail_client;
     cl->id = id;
     cl->heartbeat_ms = opt->heartbeat_ms;
     cl->retry_ms = opt->retry_ms;
     cl->next_heartbeat = uv_now(&ctx->w->loop) + opt->heartbeat_ms;
     buf_t *retry = buf_new(32);
-    if (!retry || sse_write_retry(&retry, opt->retry_ms) < 0)
-        goto fail_retry;
-    cl->out = http_stream_open(ctx, "text/event-stream",
-                               "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", &sse_cbs, cl);
+    if (!retry || sse_write_retry(&retry, opt->retry_ms) < 0) goto fail_retry;
+    cl->out =
+        http_stream_open(ctx, "text/event-stream",
+                         "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", &sse_cbs, cl);
     if (!cl->out) {
         buf_unref(retry);
         client_free(cl);
@@ -232,10 +219,8 @@ int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
      * arrives live; one recorded before arrives in the replay and is skipped live */
     hub_subscribe(cl->out->w, s);
     for (size_t i = 0; i < n && r == 0; i++)
-        if (hub_topic_add(s, topics[i]) == -ENOMEM)
-            r = -ENOMEM;
-    if (r == 0 && last_event_id && *last_event_id)
-        r = replay(cl, topics, n, last_event_id, hist);
+        if (hub_topic_add(s, topics[i]) == -ENOMEM) r = -ENOMEM;
+    if (r == 0 && last_event_id && *last_event_id) r = replay(cl, topics, n, last_event_id, hist);
     if (r < 0) {
         http_stream_close(cl->out);
         return -ENOMEM;

@@ -25,9 +25,9 @@ typedef struct sse_options_s {
  * of it is lost — then live pushes. id may be NULL (anonymous) and is taken. tenant
  * (copied; NULL: the identity's) is the tenant whose pushes the subscriber may see.
  * Returns 0, or -ENOMEM (the response is closed, id freed). */
-int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id, const char *client_id,
-               const char *tenant, char *const *topics, size_t n, const char *last_event_id,
-               history_t *hist);
+int sse_attach(http_ctx_t *ctx, const sse_options_t *opt, auth_identity_t *id,
+               const char *client_id, const char *tenant, char *const *topics, size_t n,
+               const char *last_event_id, history_t *hist);
 
 /* Encodes p as an SSE event: `id:` the push id, then one `data:` line of JSON: the
  * projected event for streams, {"id","channel","event","data"} for channels.

@@ -8,16 +8,13 @@ static int field(buf_t **bp, const char *name, const char *v, size_t len)
 {
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {
-        if (i < len && v[i] != '\r' && v[i] != '\n')
-            continue;
+        if (i < len && v[i] != '\r' && v[i] != '\n') continue;
         int r = buf_puts(bp, name);
         r |= buf_append(bp, ": ", 2);
         r |= buf_append(bp, v + start, i - start);
         r |= buf_append(bp, "\n", 1);
-        if (r)
-            return r;
-        if (i < len && v[i] == '\r' && i + 1 < len && v[i + 1] == '\n')
-            i++;
+        if (r) return r;
+        if (i < len && v[i] == '\r' && i + 1 < len && v[i + 1] == '\n') i++;
         start = i + 1;
     }
     return 0;
@@ -27,10 +24,8 @@ int sse_write_event(buf_t **bp, const char *id, const char *event, const char *d
                     size_t data_len)
 {
     int r = 0;
-    if (id)
-        r |= field(bp, "id", id, strlen(id));
-    if (event)
-        r |= field(bp, "event", event, strlen(event));
+    if (id) r |= field(bp, "id", id, strlen(id));
+    if (event) r |= field(bp, "event", event, strlen(event));
     r |= field(bp, "data", data, data_len);
     r |= buf_append(bp, "\n", 1);
     return r;

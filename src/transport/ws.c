@@ -28,16 +28,14 @@ static void message_cb(ws_session_t *s, uint8_t opcode, const uint8_t *msg, size
 {
     (void)s;
     ws_conn_t *wc = ud;
-    if (!wc->closing)
-        wc->h->on_message(wc, opcode, msg, len);
+    if (!wc->closing) wc->h->on_message(wc, opcode, msg, len);
 }
 
 static const ws_session_cbs_t ws_cbs = {message_cb, write_cb};
 
 static void check_done(ws_conn_t *wc)
 {
-    if (ws_session_done(&wc->s))
-        conn_end(wc->c);
+    if (ws_session_done(&wc->s)) conn_end(wc->c);
 }
 
 static void ws_on_read(conn_t *c, const char *data, size_t len)
@@ -51,8 +49,7 @@ static void ws_on_read(conn_t *c, const char *data, size_t len)
         conn_close(c);
         return;
     }
-    if (!ws_session_can_send(&wc->s))
-        wc->closing = 1;
+    if (!ws_session_can_send(&wc->s)) wc->closing = 1;
     check_done(wc);
 }
 
@@ -65,8 +62,7 @@ static void ws_on_tick(conn_t *c, uint64_t now)
 {
     ws_conn_t *wc = c->ud;
     if (wc->closing) {
-        if (c->deadline && now >= c->deadline)
-            conn_close(c);
+        if (c->deadline && now >= c->deadline) conn_close(c);
         return;
     }
     uint32_t now32 = (uint32_t)now;
@@ -97,8 +93,7 @@ static void ws_on_close(conn_t *c)
         wc->h->on_close(wc);
         return;
     }
-    if (wc->h->on_close)
-        wc->h->on_close(wc);
+    if (wc->h->on_close) wc->h->on_close(wc);
     ws_session_release(&wc->s);
     free(wc);
 }
@@ -118,14 +113,12 @@ static int upgrade(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_op
                    const ws_handler_t *h, void *app, const char *extra, size_t extra_len)
 {
     char accept[WS_ACCEPT_KEY_LEN + 1];
-    if (ws_accept_key(client_key, accept) < 0)
-        goto fail;
+    if (ws_accept_key(client_key, accept) < 0) goto fail;
     ws_session_init(&wc->s, &ws_cbs, wc, opt->max_message_bytes);
     char ext[WS_PMD_RESPONSE_MAX + 32] = "";
     if (opt->pmd) {
         char v[WS_PMD_RESPONSE_MAX];
-        if (ws_pmd_response(opt->pmd, v, sizeof(v)) < 0)
-            goto fail_session;
+        if (ws_pmd_response(opt->pmd, v, sizeof(v)) < 0) goto fail_session;
         snprintf(ext, sizeof(ext), "Sec-WebSocket-Extensions: %s\r\n", v);
         ws_session_set_deflate(&wc->s, opt->pmd);
     }
@@ -134,8 +127,7 @@ static int upgrade(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_op
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
                      accept, ext);
-    if (conn_send_copy(c, head, (size_t)n) < 0)
-        goto fail_session;
+    if (conn_send_copy(c, head, (size_t)n) < 0) goto fail_session;
     wc->c = c;
     wc->h = h;
     wc->app = app;
@@ -148,8 +140,7 @@ static int upgrade(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_op
     c->deadline = 0;
     conn_set_proto(c, &ws_proto, wc);
     __atomic_add_fetch(&metrics.connections[METRICS_T_WEBSOCKET], 1, __ATOMIC_RELAXED);
-    if (extra_len)
-        ws_on_read(c, extra, extra_len);
+    if (extra_len) ws_on_read(c, extra, extra_len);
     return 0;
 fail_session:
     ws_session_release(&wc->s);
@@ -183,8 +174,7 @@ int ws_upgrade_into(ws_conn_t *wc, conn_t *c, const char *client_key, const ws_o
 
 int ws_conn_send_frame(ws_conn_t *wc, buf_t *frame)
 {
-    if (wc->closing || !ws_session_can_send(&wc->s) || ws_session_flush(&wc->s) < 0)
-        return -EPIPE;
+    if (wc->closing || !ws_session_can_send(&wc->s) || ws_session_flush(&wc->s) < 0) return -EPIPE;
     return conn_send(wc->c, frame, 0, frame->len);
 }
 
@@ -195,8 +185,7 @@ unsigned ws_conn_deflate_bits(const ws_conn_t *wc)
 
 int ws_conn_send_text(ws_conn_t *wc, const char *msg, size_t len)
 {
-    if (wc->closing)
-        return -EPIPE;
+    if (wc->closing) return -EPIPE;
     buf_t *f = ws_frame_text(msg, len);
     unsigned bits = ws_session_deflate_bits(&wc->s);
     if (f && bits) {
@@ -204,8 +193,7 @@ int ws_conn_send_text(ws_conn_t *wc, const char *msg, size_t len)
         buf_unref(f);
         f = z;
     }
-    if (!f)
-        return -ENOMEM;
+    if (!f) return -ENOMEM;
     int r = ws_conn_send_frame(wc, f);
     buf_unref(f);
     return r;
@@ -213,8 +201,7 @@ int ws_conn_send_text(ws_conn_t *wc, const char *msg, size_t len)
 
 void ws_conn_close(ws_conn_t *wc, uint16_t code, const char *reason)
 {
-    if (wc->closing)
-        return;
+    if (wc->closing) return;
     wc->closing = 1;
     wc->c->deadline = uv_now(&wc->c->w->loop) + WS_CLOSE_WAIT_MS;
     if (ws_session_close(&wc->s, code, reason) < 0)
@@ -226,11 +213,9 @@ void ws_conn_close(ws_conn_t *wc, uint16_t code, const char *reason)
 void ws_conn_abort(ws_conn_t *wc, uint16_t code, const char *reason)
 {
     conn_t *c = wc->c;
-    if (wc->closing)
-        return;
+    if (wc->closing) return;
     /* the peer is not reading: what is queued will never drain, so drop it; the close
      * frame goes out only if the kernel still has room, then the socket is cut */
     ws_conn_close(wc, code, reason);
-    if (!(c->flags & CONN_CLOSING))
-        c->deadline = uv_now(&c->w->loop) + 200;
+    if (!(c->flags & CONN_CLOSING)) c->deadline = uv_now(&c->w->loop) + 200;
 }

@@ -43,8 +43,7 @@ buf_t *ws_client_encode(const push_t *p, int ti)
 {
     const char *channel = push_channel(p, ti);
     buf_t *json = buf_new(96 + p->payload_len);
-    if (!json)
-        return NULL;
+    if (!json) return NULL;
     int r = buf_puts(&json, "{\"type\":\"push\",\"id\":");
     r |= buf_put_json_string(&json, p->id);
     r |= buf_puts(&json, ",\"event\":");
@@ -52,8 +51,7 @@ buf_t *ws_client_encode(const push_t *p, int ti)
     r |= buf_puts(&json, ",\"channel\":");
     r |= channel ? buf_put_json_string(&json, channel) : buf_puts(&json, "null");
     r |= buf_puts(&json, ",\"payload\":");
-    r |= buf_append(&json, p->payload ? p->payload : "null",
-                    p->payload ? p->payload_len : 4);
+    r |= buf_append(&json, p->payload ? p->payload : "null", p->payload ? p->payload_len : 4);
     r |= buf_puts(&json, "}");
     buf_t *frame = r ? NULL : ws_frame_text(json->data, json->len);
     buf_unref(json);
@@ -71,8 +69,7 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
 {
     ws_client_t *cl = (ws_client_t *)s;
     buf_t *f = push_frame(p, PUSH_FORMAT_WS_JSON, ti, ws_client_encode);
-    if (!f)
-        return -ENOMEM;
+    if (!f) return -ENOMEM;
     /* one compressed frame per push and topic, shared like the plain one. It was made
      * with a 32 KiB window, but a message of L bytes has no match reaching back more
      * than L: a client that asked for a smaller server window can still read it when
@@ -80,8 +77,7 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
     unsigned bits = ws_conn_deflate_bits(&cl->wc);
     if (bits && (bits == WS_PMD_MAX_BITS || f->len <= ((size_t)1 << bits))) {
         buf_t *z = push_frame(p, PUSH_FORMAT_WS_DEFLATE, ti, ws_client_encode_deflate);
-        if (!z)
-            return -ENOMEM;
+        if (!z) return -ENOMEM;
         f = z;
     }
     int r = ws_conn_send_frame(&cl->wc, f);
@@ -91,8 +87,7 @@ static int client_deliver(subscriber_t *s, push_t *p, int ti)
     }
     /* a client that is going away is no longer a recipient: later pushes skip it
      * (unsubscribing does not disturb the hub's walk, which already holds s->next) */
-    if (r < 0)
-        hub_unsubscribe(s);
+    if (r < 0) hub_unsubscribe(s);
     return r;
 }
 
@@ -101,8 +96,7 @@ static const subscriber_ops_t client_ops = {client_deliver, "websocket"};
 static void send_error(ws_client_t *cl, const char *msg)
 {
     buf_t *b = buf_new(64);
-    if (!b)
-        return;
+    if (!b) return;
     if (buf_puts(&b, "{\"type\":\"error\",\"error\":") == 0 && buf_put_json_string(&b, msg) == 0 &&
         buf_puts(&b, "}") == 0)
         ws_conn_send_text(&cl->wc, b->data, b->len);
@@ -191,8 +185,8 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
         return;
     }
     buf_t *b = buf_new(64);
-    int r = b ? buf_printf(&b, "{\"type\":\"%s\",\"channels\":[", subscribe ? "subscribed"
-                                                                            : "unsubscribed")
+    int r = b ? buf_printf(&b, "{\"type\":\"%s\",\"channels\":[",
+                           subscribe ? "subscribed" : "unsubscribed")
               : -ENOMEM;
     json_array_foreach(chans, i, c)
     {
@@ -201,8 +195,7 @@ static void on_subscribe(ws_client_t *cl, json_t *msg, int subscribe)
                  : subscribe ? hub_topic_add(&cl->sub, topic)
                              : hub_topic_remove(&cl->sub, topic);
         free(topic);
-        if (tr == -ENOMEM)
-            r = -ENOMEM;
+        if (tr == -ENOMEM) r = -ENOMEM;
         if (b && r == 0) {
             r |= i ? buf_puts(&b, ",") : 0;
             r |= buf_put_json_string(&b, json_string_value(c));
@@ -287,22 +280,20 @@ int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
         free(cl);
         return -ENOMEM;
     }
-    if (extra_len)
-        c->proto->on_read(c, extra, extra_len);
+    if (extra_len) c->proto->on_read(c, extra, extra_len);
     return 0;
 }
 
 static void echo_on_message(ws_conn_t *wc, uint8_t opcode, const uint8_t *data, size_t len)
 {
     /* the echo goes through the session, which copies: the input buffer is reused */
-    if (ws_session_can_send(&wc->s))
-        ws_session_send(&wc->s, opcode, data, len);
+    if (ws_session_can_send(&wc->s)) ws_session_send(&wc->s, opcode, data, len);
 }
 
 static const ws_handler_t echo_handler = {echo_on_message, NULL};
 
-int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                   const char *extra, size_t extra_len)
+int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt, const char *extra,
+                   size_t extra_len)
 {
     return ws_upgrade(c, client_key, opt, &echo_handler, NULL, extra, extra_len) ? 0 : -ENOMEM;
 }

@@ -15,7 +15,8 @@
  * node's options (kept by reference: they must outlive the client); pmd is what this
  * connection negotiated (NULL: no compression; used during the call only).
  * channel_rules (borrowed, may be NULL; the node's, the same for every client and
- * outliving them, as opt) decide its channel subscriptions (auth/channels.h). Returns 0, or -ENOMEM (c is closed, id freed). */
+ * outliving them, as opt) decide its channel subscriptions (auth/channels.h). Returns 0, or -ENOMEM
+ * (c is closed, id freed). */
 int ws_client_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
                      const ws_pmd_t *pmd, auth_identity_t *id, const char *client_id,
                      json_t *channel_rules, const char *extra, size_t extra_len);
@@ -32,7 +33,7 @@ buf_t *ws_client_encode_deflate(const push_t *p, int ti);
 
 /* Upgrades c into an echo endpoint (diagnostics: text and binary messages come back
  * unchanged). Returns 0 or -ENOMEM (c is closed). */
-int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt,
-                   const char *extra, size_t extra_len);
+int ws_echo_attach(conn_t *c, const char *client_key, const ws_options_t *opt, const char *extra,
+                   size_t extra_len);
 
 #endif

@@ -24,8 +24,7 @@ int ws_accept_key(const char *client_key, char out[WS_ACCEPT_KEY_LEN + 1])
              EVP_DigestUpdate(ctx, WS_GUID, sizeof(WS_GUID) - 1) &&
              EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
-    if (!ok || mdlen != 20)
-        return -EIO;
+    if (!ok || mdlen != 20) return -EIO;
     EVP_EncodeBlock((unsigned char *)out, md, 20);
     return 0;
 }
@@ -49,8 +48,7 @@ int ws_check_upgrade(const http_request_t *req, const char **key, const char **w
         *why = "Sec-WebSocket-Version must be 13";
     else if (!k || strlen(k) != 24 || k[22] != '=' || k[23] != '=')
         *why = "Sec-WebSocket-Key must be 16 bytes in base64";
-    if (*why)
-        return -EINVAL;
+    if (*why) return -EINVAL;
     *key = k;
     return 0;
 }
@@ -60,13 +58,11 @@ int ws_check_extensions(const http_request_t *req, unsigned want_client_bits, ws
     /* several header lines are one list, in order (RFC 9110 §5.3) */
     int found = 0;
     for (unsigned i = 0; i < req->n_headers; i++) {
-        if (strcasecmp(req->headers[i].name, "Sec-WebSocket-Extensions") != 0)
-            continue;
+        if (strcasecmp(req->headers[i].name, "Sec-WebSocket-Extensions") != 0) continue;
         ws_pmd_t p;
         const char *v = req->headers[i].value;
         int r = ws_pmd_negotiate(v, strlen(v), want_client_bits, &p);
-        if (r < 0)
-            return r;
+        if (r < 0) return r;
         if (r == 1 && !found) {
             *out = p;
             found = 1;
@@ -99,8 +95,7 @@ buf_t *ws_frame_text(const char *payload, size_t len)
     uint8_t hdr[10];
     size_t hl = ws_frame_header(hdr, WSLAY_TEXT_FRAME, len);
     buf_t *b = buf_new(hl + len);
-    if (!b)
-        return NULL;
+    if (!b) return NULL;
     buf_append(&b, hdr, hl);
     buf_append(&b, payload, len);
     return b;
@@ -132,15 +127,12 @@ int ws_utf8_valid(const uint8_t *s, size_t len)
         } else {
             return 0;
         }
-        if (n >= len - i)
-            return 0;
+        if (n >= len - i) return 0;
         for (size_t j = 1; j <= n; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
+            if ((s[i + j] & 0xc0) != 0x80) return 0;
             cp = (cp << 6) | (s[i + j] & 0x3f);
         }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
         i += n + 1;
     }
     return 1;
@@ -168,18 +160,14 @@ static uint16_t header_check(const ws_session_t *s, const uint8_t *h, uint64_t *
     uint8_t rsv = h[0] & 0x70;
     /* RSV1 marks a compressed message: only with permessage-deflate, only on the first
      * frame of a data message (RFC 7692 §6); RSV2/RSV3 are never valid */
-    if (rsv && (rsv != 0x40 || !s->pmd_on || op == 0 || op >= 8))
-        return WSLAY_CODE_PROTOCOL_ERROR;
-    if (!(h[1] & 0x80))
-        return WSLAY_CODE_PROTOCOL_ERROR; /* client frames must be masked */
+    if (rsv && (rsv != 0x40 || !s->pmd_on || op == 0 || op >= 8)) return WSLAY_CODE_PROTOCOL_ERROR;
+    if (!(h[1] & 0x80)) return WSLAY_CODE_PROTOCOL_ERROR; /* client frames must be masked */
     if (l == 127 && (h[2] & 0x80))
         return WSLAY_CODE_PROTOCOL_ERROR; /* RFC 6455 §5.2: the top bit must be 0 */
-    if ((op >= 3 && op <= 7) || op >= 0xb)
-        return WSLAY_CODE_PROTOCOL_ERROR;
+    if ((op >= 3 && op <= 7) || op >= 0xb) return WSLAY_CODE_PROTOCOL_ERROR;
     if (op >= 8 && (!(h[0] & 0x80) || n > 125 || (op == WSLAY_CONNECTION_CLOSE && n == 1)))
         return WSLAY_CODE_PROTOCOL_ERROR;
-    if (op < 8 && n > s->max_msg)
-        return WSLAY_CODE_MESSAGE_TOO_BIG;
+    if (op < 8 && n > s->max_msg) return WSLAY_CODE_MESSAGE_TOO_BIG;
     /* a continuation adds to the message: the sum is bounded, not just each frame */
     if (op == 0 && s->in_msg && n > s->max_msg - s->msg_len) return WSLAY_CODE_MESSAGE_TOO_BIG;
     return 0;
@@ -199,16 +187,13 @@ static long sniff(ws_session_t *s, const uint8_t *d, size_t n, uint16_t *code)
             i += (size_t)k;
             continue;
         }
-        if (s->hlen == 0)
-            start = (long)i;
+        if (s->hlen == 0) start = (long)i;
         s->hdr[s->hlen++] = d[i++];
-        if (s->hlen < 2 || s->hlen < header_len(s->hdr))
-            continue;
+        if (s->hlen < 2 || s->hlen < header_len(s->hdr)) continue;
         uint64_t len;
         *code = header_check(s, s->hdr, &len);
         s->hlen = 0;
-        if (*code)
-            return start;
+        if (*code) return start;
         s->skip = len;
         uint8_t op = s->hdr[0] & 0x0f;
         if (op < 8) {
@@ -229,8 +214,7 @@ typedef struct feed_s {
 
 static __thread feed_t feed_in;
 
-static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
-                       void *user)
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     (void)flags, (void)user;
     if (feed_in.len == 0) {
@@ -287,8 +271,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
             fail_in_cb(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "bad deflate data");
         else if (r < 0)
             fail_in_cb(ctx, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
-        if (r < 0)
-            return;
+        if (r < 0) return;
         msg = plain;
     }
     if (arg->opcode == WSLAY_TEXT_FRAME) {
@@ -300,8 +283,7 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
             return;
         }
     }
-    if (!wslay_event_get_close_sent(ctx))
-        s->cbs->on_message(s, arg->opcode, msg, len, s->ud);
+    if (!wslay_event_get_close_sent(ctx)) s->cbs->on_message(s, arg->opcode, msg, len, s->ud);
     free(plain);
 }
 
@@ -324,15 +306,13 @@ static const struct wslay_event_callbacks wslay_cbs = {
  * a closing handshake is in progress, never on an idle connection */
 static int ensure_ctx(ws_session_t *s)
 {
-    if (s->ctx)
-        return 0;
+    if (s->ctx) return 0;
     if (wslay_event_context_server_init(&s->ctx, &wslay_cbs, s) != 0) {
         s->ctx = NULL;
         return -ENOMEM;
     }
     wslay_event_config_set_max_recv_msg_length(s->ctx, s->max_msg);
-    if (s->pmd_on)
-        wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
+    if (s->pmd_on) wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
     return 0;
 }
 
@@ -357,8 +337,7 @@ void ws_session_init(ws_session_t *s, const ws_session_cbs_t *cbs, void *ud, siz
 
 void ws_session_release(ws_session_t *s)
 {
-    if (s->ctx)
-        wslay_event_context_free(s->ctx);
+    if (s->ctx) wslay_event_context_free(s->ctx);
     s->ctx = NULL;
     free(s->hist);
     s->hist = NULL;
@@ -368,8 +347,7 @@ void ws_session_release(ws_session_t *s)
 int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, size_t max_msg)
 {
     ws_session_t *s = malloc(sizeof(*s));
-    if (!s)
-        return -ENOMEM;
+    if (!s) return -ENOMEM;
     ws_session_init(s, cbs, ud, max_msg);
     *sp = s;
     return 0;
@@ -377,8 +355,7 @@ int ws_session_new(ws_session_t **sp, const ws_session_cbs_t *cbs, void *ud, siz
 
 void ws_session_free(ws_session_t *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     ws_session_release(s);
     free(s);
 }
@@ -387,28 +364,24 @@ void ws_session_set_deflate(ws_session_t *s, const ws_pmd_t *pmd)
 {
     s->pmd_on = 1;
     s->pmd = *pmd;
-    if (s->ctx)
-        wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
+    if (s->ctx) wslay_event_config_set_allowed_rsv_bits(s->ctx, WSLAY_RSV1_BIT);
 }
 
 unsigned ws_session_deflate_bits(const ws_session_t *s)
 {
-    if (!s->pmd_on)
-        return 0;
+    if (!s->pmd_on) return 0;
     return s->pmd.server_max_bits ? s->pmd.server_max_bits : WS_PMD_MAX_BITS;
 }
 
 static int pump_out(ws_session_t *s)
 {
-    if (s->ctx && wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0)
-        s->failed = 1;
+    if (s->ctx && wslay_event_want_write(s->ctx) && wslay_event_send(s->ctx) != 0) s->failed = 1;
     return s->failed ? -EPROTO : 0;
 }
 
 int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
 {
-    if (s->failed)
-        return -EPROTO;
+    if (s->failed) return -EPROTO;
     if (ensure_ctx(s) < 0) {
         s->failed = 1;
         return -ENOMEM;
@@ -433,8 +406,7 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
         if (feed) {
             size_t a = feed < held ? feed : held;
             memcpy(joined, prev, a);
-            if (feed > held)
-                memcpy(joined + held, data, feed - held);
+            if (feed > held) memcpy(joined + held, data, feed - held);
         }
         src = joined;
     }
@@ -462,8 +434,7 @@ int ws_session_feed(ws_session_t *s, const uint8_t *data, size_t len)
     }
     feed_in = outer;
     free(joined);
-    if (fail)
-        return fail;
+    if (fail) return fail;
     if (code && wslay_event_get_read_enabled(s->ctx)) {
         if (!wslay_event_get_close_sent(s->ctx)) {
             wslay_event_queue_close(s->ctx, code, NULL, 0);
@@ -483,19 +454,16 @@ int ws_session_flush(ws_session_t *s)
 
 int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t len)
 {
-    if (!ws_session_can_send(s))
-        return -EPIPE;
+    if (!ws_session_can_send(s)) return -EPIPE;
     /* written directly, not through wslay (no context is needed); but inside a wslay
      * callback wslay may hold a queued pong or close: it goes first, in order */
-    if (ws_session_flush(s) < 0)
-        return -EPIPE;
+    if (ws_session_flush(s) < 0) return -EPIPE;
     buf_t *z = NULL;
     int compressed = 0;
     if (s->pmd_on && opcode < 8 && len > 0) {
         /* every message is its own deflate stream (server_no_context_takeover); one
          * that does not shrink goes out plain, RSV1 clear */
-        if (!(z = ws_pmd_deflate(data, len, ws_session_deflate_bits(s))))
-            return -ENOMEM;
+        if (!(z = ws_pmd_deflate(data, len, ws_session_deflate_bits(s)))) return -ENOMEM;
         if (z->len < len) {
             data = (const uint8_t *)z->data;
             len = z->len;
@@ -504,8 +472,7 @@ int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t
     }
     uint8_t hdr[10];
     size_t hl = ws_frame_header(hdr, opcode, len);
-    if (compressed)
-        hdr[0] |= 0x40;
+    if (compressed) hdr[0] |= 0x40;
     int r = 0;
     if (s->cbs->write(s, hdr, hl, s->ud) < 0 || (len && s->cbs->write(s, data, len, s->ud) < 0)) {
         s->failed = 1;
@@ -517,13 +484,10 @@ int ws_session_send(ws_session_t *s, uint8_t opcode, const uint8_t *data, size_t
 
 int ws_session_close(ws_session_t *s, uint16_t code, const char *reason)
 {
-    if (s->failed || ensure_ctx(s) < 0 || wslay_event_get_close_sent(s->ctx))
-        return -EPIPE;
+    if (s->failed || ensure_ctx(s) < 0 || wslay_event_get_close_sent(s->ctx)) return -EPIPE;
     size_t rl = reason ? strlen(reason) : 0;
-    if (rl > 123)
-        rl = 123;
-    if (wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, rl) != 0)
-        return -EPIPE;
+    if (rl > 123) rl = 123;
+    if (wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, rl) != 0) return -EPIPE;
     return pump_out(s);
 }
 

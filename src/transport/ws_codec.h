@@ -44,8 +44,7 @@ typedef struct ws_session_s ws_session_t;
 typedef struct ws_session_cbs_s {
     /* a complete data message (opcode WSLAY_TEXT_FRAME, text already UTF-8 checked,
      * or WSLAY_BINARY_FRAME) */
-    void (*on_message)(ws_session_t *s, uint8_t opcode, const uint8_t *msg, size_t len,
-                       void *ud);
+    void (*on_message)(ws_session_t *s, uint8_t opcode, const uint8_t *msg, size_t len, void *ud);
     /* bytes to send; must take them all. Returns 0 or negative (the session fails) */
     int (*write)(ws_session_t *s, const uint8_t *data, size_t len, void *ud);
 } ws_session_cbs_t;

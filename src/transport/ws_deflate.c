@@ -16,8 +16,7 @@
 
 static int is_tchar(unsigned char c)
 {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-        return 1;
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
     return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
@@ -51,29 +50,22 @@ static int scan_value(scan_t *sc, char *val, size_t cap, size_t *vlen)
     if (sc->i < sc->n && sc->s[sc->i] == '"') {
         sc->i++;
         for (;;) {
-            if (sc->i >= sc->n)
-                return -EINVAL;
+            if (sc->i >= sc->n) return -EINVAL;
             unsigned char c = (unsigned char)sc->s[sc->i++];
-            if (c == '"')
-                break;
+            if (c == '"') break;
             if (c == '\\') {
-                if (sc->i >= sc->n)
-                    return -EINVAL;
+                if (sc->i >= sc->n) return -EINVAL;
                 c = (unsigned char)sc->s[sc->i++];
             }
-            if (!is_tchar(c))
-                return -EINVAL;
-            if (k + 1 < cap)
-                val[k] = (char)c;
+            if (!is_tchar(c)) return -EINVAL;
+            if (k + 1 < cap) val[k] = (char)c;
             k++;
         }
-        if (k == 0)
-            return -EINVAL;
+        if (k == 0) return -EINVAL;
     } else {
         const char *t;
         k = scan_token(sc, &t);
-        if (k == 0)
-            return -EINVAL;
+        if (k == 0) return -EINVAL;
         memcpy(val, t, k < cap ? k : cap - 1);
     }
     val[k < cap ? k : cap - 1] = '\0';
@@ -84,10 +76,8 @@ static int scan_value(scan_t *sc, char *val, size_t cap, size_t *vlen)
 /* "8".."15", no sign, no leading zero. Returns the number or 0. */
 static unsigned window_bits_value(const char *v, size_t vlen)
 {
-    if (vlen == 1 && (v[0] == '8' || v[0] == '9'))
-        return (unsigned)(v[0] - '0');
-    if (vlen == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5')
-        return 10u + (unsigned)(v[1] - '0');
+    if (vlen == 1 && (v[0] == '8' || v[0] == '9')) return (unsigned)(v[0] - '0');
+    if (vlen == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5') return 10u + (unsigned)(v[1] - '0');
     return 0;
 }
 
@@ -106,19 +96,16 @@ static void offer_param(offer_t *o, const char *name, size_t nlen, int has_value
                                   "server_max_window_bits", "client_max_window_bits"};
     unsigned bit = 0;
     for (unsigned i = 0; i < 4; i++)
-        if (strlen(names[i]) == nlen && strncasecmp(name, names[i], nlen) == 0)
-            bit = 1u << i;
+        if (strlen(names[i]) == nlen && strncasecmp(name, names[i], nlen) == 0) bit = 1u << i;
     if (!bit || (o->seen & bit)) {
         o->bad = 1;
         return;
     }
     o->seen |= bit;
     if (bit == P_SNCT || bit == P_CNCT) {
-        if (has_value)
-            o->bad = 1;
+        if (has_value) o->bad = 1;
     } else if (bit == P_SMWB) {
-        if (!has_value || !(o->server_bits = window_bits_value(val, vlen)))
-            o->bad = 1;
+        if (!has_value || !(o->server_bits = window_bits_value(val, vlen))) o->bad = 1;
     } else if (!has_value) {
         o->client_bits = 16;
     } else if (!(o->client_bits = window_bits_value(val, vlen))) {
@@ -134,30 +121,25 @@ int ws_pmd_negotiate(const char *value, size_t len, unsigned want_client_bits, w
         want_client_bits = WS_PMD_MAX_BITS;
     for (;;) {
         skip_ows(&sc);
-        if (sc.i >= sc.n)
-            break;
+        if (sc.i >= sc.n) break;
         if (sc.s[sc.i] == ',') { /* empty list element (RFC 9110 §5.6.1) */
             sc.i++;
             continue;
         }
         const char *ext;
         size_t elen = scan_token(&sc, &ext);
-        if (elen == 0)
-            return -EINVAL;
+        if (elen == 0) return -EINVAL;
         int pmd = elen == 18 && strncasecmp(ext, "permessage-deflate", 18) == 0;
         offer_t o = {0};
         for (;;) {
             skip_ows(&sc);
-            if (sc.i >= sc.n || sc.s[sc.i] == ',')
-                break;
-            if (sc.s[sc.i] != ';')
-                return -EINVAL;
+            if (sc.i >= sc.n || sc.s[sc.i] == ',') break;
+            if (sc.s[sc.i] != ';') return -EINVAL;
             sc.i++;
             skip_ows(&sc);
             const char *pname;
             size_t plen = scan_token(&sc, &pname);
-            if (plen == 0)
-                return -EINVAL;
+            if (plen == 0) return -EINVAL;
             skip_ows(&sc);
             char val[8];
             size_t vlen = 0;
@@ -165,12 +147,10 @@ int ws_pmd_negotiate(const char *value, size_t len, unsigned want_client_bits, w
             if (sc.i < sc.n && sc.s[sc.i] == '=') {
                 sc.i++;
                 skip_ows(&sc);
-                if (scan_value(&sc, val, sizeof(val), &vlen) < 0)
-                    return -EINVAL;
+                if (scan_value(&sc, val, sizeof(val), &vlen) < 0) return -EINVAL;
                 has_value = 1;
             }
-            if (pmd)
-                offer_param(&o, pname, plen, has_value, val, vlen);
+            if (pmd) offer_param(&o, pname, plen, has_value, val, vlen);
         }
         if (pmd && !o.bad && !found) {
             found = 1;
@@ -180,8 +160,7 @@ int ws_pmd_negotiate(const char *value, size_t len, unsigned want_client_bits, w
                                              : o.client_bits > want_client_bits ? want_client_bits
                                                                                 : o.client_bits);
         }
-        if (sc.i < sc.n)
-            sc.i++; /* the comma */
+        if (sc.i < sc.n) sc.i++; /* the comma */
     }
     return found;
 }
@@ -202,10 +181,8 @@ int ws_pmd_response(const ws_pmd_t *p, char *out, size_t outlen)
 
 buf_t *ws_pmd_deflate(const uint8_t *in, size_t len, unsigned window_bits)
 {
-    if (window_bits < 9)
-        window_bits = 9;
-    if (window_bits > WS_PMD_MAX_BITS)
-        window_bits = WS_PMD_MAX_BITS;
+    if (window_bits < 9) window_bits = 9;
+    if (window_bits > WS_PMD_MAX_BITS) window_bits = WS_PMD_MAX_BITS;
     z_stream z;
     memset(&z, 0, sizeof(z));
     /* memLevel 8 (zlib's default): deflate's state lives only for this call */
@@ -215,18 +192,15 @@ buf_t *ws_pmd_deflate(const uint8_t *in, size_t len, unsigned window_bits)
     /* a sync flush adds 5 bytes after deflateBound's worst case */
     size_t cap = deflateBound(&z, (uLong)len) + 16;
     buf_t *b = buf_new(cap);
-    if (!b)
-        goto fail_buf;
+    if (!b) goto fail_buf;
     z.next_in = in;
     z.avail_in = (uInt)len;
     z.next_out = (Bytef *)b->data;
     z.avail_out = (uInt)cap;
-    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0 || z.avail_out == 0)
-        goto fail_deflate;
+    if (deflate(&z, Z_SYNC_FLUSH) != Z_OK || z.avail_in != 0 || z.avail_out == 0) goto fail_deflate;
     b->len = cap - z.avail_out;
     /* RFC 7692 §7.2.1: the sync flush ends in 00 00 ff ff, which is left off */
-    if (b->len < 4 || memcmp(b->data + b->len - 4, "\x00\x00\xff\xff", 4) != 0)
-        goto fail_deflate;
+    if (b->len < 4 || memcmp(b->data + b->len - 4, "\x00\x00\xff\xff", 4) != 0) goto fail_deflate;
     b->len -= 4;
     deflateEnd(&z);
     return b;
@@ -242,8 +216,7 @@ buf_t *ws_pmd_frame(buf_t *plain, unsigned window_bits)
     const uint8_t *f = (const uint8_t *)plain->data;
     size_t hl = (f[1] & 0x7f) == 126 ? 4 : (f[1] & 0x7f) == 127 ? 10 : 2;
     buf_t *z = ws_pmd_deflate(f + hl, plain->len - hl, window_bits);
-    if (!z)
-        return NULL;
+    if (!z) return NULL;
     uint8_t hdr[10];
     size_t zl = z->len;
     size_t zh = 2 + (zl < 126 ? 0 : zl <= 0xffff ? 2 : 8);
@@ -282,13 +255,10 @@ static int hist_update(ws_pmd_hist_t *h, size_t window, const uint8_t *out, size
     size_t from_out = n < window ? n : window;
     size_t from_old = window - from_out < h->len ? window - from_out : h->len;
     size_t total = from_old + from_out;
-    if (total == 0)
-        return 0;
+    if (total == 0) return 0;
     uint8_t *nh = malloc(total);
-    if (!nh)
-        return -ENOMEM;
-    if (from_old)
-        memcpy(nh, h->data + h->len - from_old, from_old);
+    if (!nh) return -ENOMEM;
+    if (from_old) memcpy(nh, h->data + h->len - from_old, from_old);
     memcpy(nh + from_old, out + n - from_out, from_out);
     free(h->data);
     h->data = nh;
@@ -302,23 +272,19 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
     static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
     if (window_bits < WS_PMD_MIN_BITS || window_bits > WS_PMD_MAX_BITS)
         window_bits = WS_PMD_MAX_BITS;
-    if (max > SIZE_MAX / 4)
-        max = SIZE_MAX / 4; /* so that max + 1 and cap * 2 never wrap */
+    if (max > SIZE_MAX / 4) max = SIZE_MAX / 4; /* so that max + 1 and cap * 2 never wrap */
     z_stream z;
     memset(&z, 0, sizeof(z));
     /* a 32 KiB inflate window reads any smaller window's stream */
-    if (inflateInit2(&z, -WS_PMD_MAX_BITS) != Z_OK)
-        return -ENOMEM;
+    if (inflateInit2(&z, -WS_PMD_MAX_BITS) != Z_OK) return -ENOMEM;
     int r = -ENOMEM;
     if (hist && hist->len && inflateSetDictionary(&z, hist->data, (uInt)hist->len) != Z_OK)
         goto fail_init;
     /* a first guess at 4:1, grown by doubling up to max + 1 (the byte that tells) */
     size_t cap = len < max / 4 ? len * 4 + 64 : max + 1;
-    if (cap > max + 1)
-        cap = max + 1;
+    if (cap > max + 1) cap = max + 1;
     uint8_t *o = malloc(cap);
-    if (!o)
-        goto fail_init;
+    if (!o) goto fail_init;
     size_t n = 0;
     int ended = 0;
     for (int part = 0; part < 2 && !ended; part++) {
@@ -332,8 +298,7 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
                 }
                 size_t nc = cap > max / 2 ? max + 1 : cap * 2;
                 uint8_t *g = realloc(o, nc);
-                if (!g)
-                    goto fail_out;
+                if (!g) goto fail_out;
                 o = g;
                 cap = nc;
             }
@@ -345,8 +310,7 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
                 ended = 1; /* BFINAL: anything after it (the tail) is not data */
                 break;
             }
-            if (zr == Z_BUF_ERROR && z.avail_out != 0)
-                break;
+            if (zr == Z_BUF_ERROR && z.avail_out != 0) break;
             if (zr != Z_OK && zr != Z_BUF_ERROR) {
                 r = zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
                 goto fail_out;
@@ -357,8 +321,7 @@ int ws_pmd_inflate(ws_pmd_hist_t *hist, unsigned window_bits, const uint8_t *in,
             goto fail_out;
         }
     }
-    if (hist && hist_update(hist, (size_t)1 << window_bits, o, n) < 0)
-        goto fail_out;
+    if (hist && hist_update(hist, (size_t)1 << window_bits, o, n) < 0) goto fail_out;
     inflateEnd(&z);
     *out = o;
     *out_len = n;

@@ -25,10 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* a heap copy of exactly size bytes: reading past it is an ASan error */
     char *in = malloc(size ? size : 1);
-    if (!in)
-        return 0;
-    if (size)
-        memcpy(in, data, size);
+    if (!in) return 0;
+    if (size) memcpy(in, data, size);
 
     eio_packet_t p;
     if (eio_decode_text(in, size, &p) == 0) {
@@ -42,13 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0, cap = 0;
     int r;
     while ((r = eio_payload_next(&cur, end, &p, &scratch)) > 0) {
-        if (cur < in || cur > end)
-            __builtin_trap();
-        if (p.type < 0 || p.type > 6)
-            __builtin_trap();
+        if (cur < in || cur > end) __builtin_trap();
+        if (p.type < 0 || p.type > 6) __builtin_trap();
         if (p.binary) {
-            if (p.type != EIO_MESSAGE || p.len > size)
-                __builtin_trap();
+            if (p.type != EIO_MESSAGE || p.len > size) __builtin_trap();
         } else {
             if (p.data < in || p.data + p.len > end || memchr(p.data, 0x1e, p.len))
                 __builtin_trap();
@@ -58,8 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 8;
             pkt_t *np = realloc(pk, nc * sizeof(*np));
-            if (!np)
-                break;
+            if (!np) break;
             pk = np;
             cap = nc;
         }
@@ -67,16 +61,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pk[n].binary = p.binary;
         pk[n].len = p.len;
         pk[n].data = malloc(p.len ? p.len : 1);
-        if (!pk[n].data)
-            break;
-        if (p.len)
-            memcpy(pk[n].data, p.data, p.len);
+        if (!pk[n].data) break;
+        if (p.len) memcpy(pk[n].data, p.data, p.len);
         n++;
     }
-    if (r != 0 && r != -EINVAL && r != -ENOMEM)
-        __builtin_trap();
-    if (r == 0 && cur != end)
-        __builtin_trap();
+    if (r != 0 && r != -EINVAL && r != -ENOMEM) __builtin_trap();
+    if (r == 0 && cur != end) __builtin_trap();
     buf_unref(scratch);
     scratch = NULL;
 
@@ -88,8 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ok) {
         char *copy = malloc(b->len ? b->len : 1);
         if (copy) {
-            if (b->len)
-                memcpy(copy, b->data, b->len);
+            if (b->len) memcpy(copy, b->data, b->len);
             const char *c2 = copy, *e2 = copy + b->len;
             size_t k = 0;
             while ((r = eio_payload_next(&c2, e2, &p, &scratch)) > 0) {
@@ -99,8 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 k++;
             }
             /* a payload of n packets walks to exactly n packets (n == 0: an empty body) */
-            if (r != 0 || k != n)
-                __builtin_trap();
+            if (r != 0 || k != n) __builtin_trap();
             free(copy);
         }
     }

@@ -19,8 +19,7 @@ static volatile size_t sink;
 
 static void server_side(const sio_packet_t *p)
 {
-    if (!p->data)
-        return;
+    if (!p->data) return;
     json_error_t err;
     json_t *v = json_loadb(p->data, p->data_len, 0, &err);
     switch (p->type) {
@@ -55,15 +54,13 @@ static void server_side(const sio_packet_t *p)
     }
     if (v) {
         char *s = json_dumps(v, JSON_COMPACT);
-        if (s)
-            sink += strlen(s);
+        if (s) sink += strlen(s);
         free(s);
     }
     json_decref(v);
     if (p->type == SIO_BINARY_EVENT || p->type == SIO_BINARY_ACK) {
         char *keep = strndup(p->data, p->data_len);
-        if (keep)
-            sink += strlen(keep);
+        if (keep) sink += strlen(keep);
         free(keep);
     }
 }
@@ -71,10 +68,8 @@ static void server_side(const sio_packet_t *p)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *in = malloc(size ? size : 1);
-    if (!in)
-        return 0;
-    if (size)
-        memcpy(in, data, size);
+    if (!in) return 0;
+    if (size) memcpy(in, data, size);
     sio_packet_t p;
     if (sio_decode(in, size, &p) != 0) {
         free(in);
@@ -84,14 +79,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (p.type < 0 || p.type > 6 || nl == 0 || nl >= SIO_NSP_MAX || p.nsp[0] != '/')
         __builtin_trap();
     int bin = p.type == SIO_BINARY_EVENT || p.type == SIO_BINARY_ACK;
-    if ((!bin && p.attachments) || p.attachments > SIO_MAX_ATTACHMENTS)
-        __builtin_trap();
-    if (p.ack_id < -1 || p.ack_id > 999999999999999L)
-        __builtin_trap();
+    if ((!bin && p.attachments) || p.attachments > SIO_MAX_ATTACHMENTS) __builtin_trap();
+    if (p.ack_id < -1 || p.ack_id > 999999999999999L) __builtin_trap();
     if (p.data && (p.data < in || p.data + p.data_len > in + size || p.data_len == 0))
         __builtin_trap();
-    if (!p.data && p.data_len)
-        __builtin_trap();
+    if (!p.data && p.data_len) __builtin_trap();
     server_side(&p);
 
     /* round trip: data is JSON text in the protocol ('[' or '{'); other bytes after a

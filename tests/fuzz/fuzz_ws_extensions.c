@@ -14,18 +14,14 @@ static volatile size_t sink;
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *raw = malloc(size ? size : 1);
-    if (!raw)
-        return 0;
-    if (size)
-        memcpy(raw, data, size);
+    if (!raw) return 0;
+    if (size) memcpy(raw, data, size);
     unsigned want = 8 + (size ? data[0] % 8 : 0);
     ws_pmd_t p;
     int r = ws_pmd_negotiate(raw, size, want, &p);
-    if (r != 0 && r != 1 && r != -EINVAL)
-        __builtin_trap();
+    if (r != 0 && r != 1 && r != -EINVAL) __builtin_trap();
     if (r == 1) {
-        if (p.client_no_context_takeover > 1)
-            __builtin_trap();
+        if (p.client_no_context_takeover > 1) __builtin_trap();
         if (p.server_max_bits && (p.server_max_bits < 8 || p.server_max_bits > 15))
             __builtin_trap();
         if (p.client_max_bits && (p.client_max_bits < 8 || p.client_max_bits > want))
@@ -33,8 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* the answer is itself a valid offer of the same parameters */
         char out[WS_PMD_RESPONSE_MAX];
         int n = ws_pmd_response(&p, out, sizeof(out));
-        if (n <= 0 || (size_t)n != strlen(out))
-            __builtin_trap();
+        if (n <= 0 || (size_t)n != strlen(out)) __builtin_trap();
         ws_pmd_t q;
         if (ws_pmd_negotiate(out, (size_t)n, 15, &q) != 1 ||
             q.client_no_context_takeover != p.client_no_context_takeover ||
@@ -47,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ws_pmd_hist_t h = {0};
     static const uint8_t seed[] = "{\"type\":\"subscribe\",\"channels\":[\"a\"]}";
     h.data = malloc(sizeof(seed));
-    if (!h.data)
-        return 0;
+    if (!h.data) return 0;
     memcpy(h.data, seed, sizeof(seed));
     h.len = sizeof(seed);
     for (int pass = 0; pass < 2; pass++) {
@@ -56,16 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t ol = 0;
         int ir = ws_pmd_inflate(pass ? &h : NULL, 9, data, size, 4096, &o, &ol);
         if (ir == 0) {
-            if (ol > 4096 || (ol && !o))
-                __builtin_trap();
+            if (ol > 4096 || (ol && !o)) __builtin_trap();
             for (size_t i = 0; i < ol; i++)
                 sink += o[i];
             free(o);
         } else if (ir != -EMSGSIZE && ir != -EBADMSG && ir != -ENOMEM) {
             __builtin_trap();
         }
-        if (h.len > 512)
-            __builtin_trap();
+        if (h.len > 512) __builtin_trap();
     }
     ws_pmd_hist_free(&h);
     return 0;

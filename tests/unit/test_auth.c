@@ -563,7 +563,8 @@ Test(auth, shared_identities_are_shared_per_session_and_dropped_on_revoke)
     auth_identity_free(a); /* one holder left: b still usable */
     cr_assert_str_eq(b->session_id, id);
     cr_assert_eq(auth_session_revoke(id), 0);
-    cr_assert_eq(auth_resolve_shared(id, &c), -ENOENT, "a revoked session is not served from the cache");
+    cr_assert_eq(auth_resolve_shared(id, &c), -ENOENT,
+                 "a revoked session is not served from the cache");
     cr_assert_str_eq(b->user, "tab-user", "holders keep their identity after a revoke");
     auth_identity_free(b);
     auth_shutdown();

@@ -397,9 +397,9 @@ Test(config, idempotency_keys)
     cr_assert_eq(cfg.idem_ttl_seconds, 86400);
     cr_assert_eq(cfg.idem_max_keys, 100000);
     config_free(&cfg);
-    cr_assert_eq(apply(&cfg, "{\"idempotency\": {\"ttlSeconds\": 60, \"maxKeys\": 10}}", err,
-                       sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(
+        apply(&cfg, "{\"idempotency\": {\"ttlSeconds\": 60, \"maxKeys\": 10}}", err, sizeof(err)),
+        0, "%s", err);
     cr_assert_eq(cfg.idem_ttl_seconds, 60);
     cr_assert_eq(cfg.idem_max_keys, 10);
     config_free(&cfg);
@@ -458,9 +458,9 @@ Test(config, http2)
     cr_assert_eq(cfg.http2.enabled, 1);
     cr_assert_eq(cfg.http2.max_concurrent_streams, 100);
     config_free(&cfg);
-    cr_assert_eq(apply(&cfg, "{\"http2\":{\"enabled\":false,\"maxConcurrentStreams\":7}}", err,
-                       sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(
+        apply(&cfg, "{\"http2\":{\"enabled\":false,\"maxConcurrentStreams\":7}}", err, sizeof(err)),
+        0, "%s", err);
     cr_assert_eq(cfg.http2.enabled, 0);
     cr_assert_eq(cfg.http2.max_concurrent_streams, 7);
     config_free(&cfg);
@@ -486,14 +486,15 @@ Test(config, hardening_limits_and_origins)
     cr_assert_eq(cfg.shutdown_grace_ms, 5000);
     cr_assert_eq(cfg.n_allowed_origins, 0);
     config_free(&cfg);
-    cr_assert_eq(apply(&cfg,
-                       "{\"limits\":{\"maxConnectionsPerIp\":10,\"handshakeTimeoutMs\":2000,"
-                       "\"idleTimeoutMs\":5000,\"maxMessagesPerSecond\":5,\"messageBurst\":7,"
-                       "\"maxSubscriptions\":3,\"pushBacklog\":0,\"maxBodyBytesByPath\":{\"/result\":4096}},"
-                       "\"allowedOrigins\":[\"https://a.com\",\"https://*.b.org\"],"
-                       "\"shutdownGraceMs\":0}",
-                       err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(
+        apply(&cfg,
+              "{\"limits\":{\"maxConnectionsPerIp\":10,\"handshakeTimeoutMs\":2000,"
+              "\"idleTimeoutMs\":5000,\"maxMessagesPerSecond\":5,\"messageBurst\":7,"
+              "\"maxSubscriptions\":3,\"pushBacklog\":0,\"maxBodyBytesByPath\":{\"/result\":4096}},"
+              "\"allowedOrigins\":[\"https://a.com\",\"https://*.b.org\"],"
+              "\"shutdownGraceMs\":0}",
+              err, sizeof(err)),
+        0, "%s", err);
     cr_assert_eq(cfg.limits.max_connections_per_ip, 10);
     cr_assert_eq(cfg.limits.handshake_timeout_ms, 2000);
     cr_assert_eq(cfg.limits.idle_timeout_ms, 5000);

@@ -27,7 +27,8 @@ static eio_packet_t text(const char *s, size_t len, int *rc)
     *rc = eio_decode_text(in, len, &p);
     if (*rc == 0) {
         /* data points into the input, right after the type digit */
-        cr_assert_eq(p.data, in + 1, "data of \"%.*s\" is not borrowed from the input", (int)len, s);
+        cr_assert_eq(p.data, in + 1, "data of \"%.*s\" is not borrowed from the input", (int)len,
+                     s);
         cr_assert_eq(p.len, len - 1);
         cr_assert_eq(p.binary, 0);
     }
@@ -108,30 +109,30 @@ static int walk(const char *s, size_t len, got_t *out, int max, int *n_out)
         out[n].type = p.type;
         out[n].binary = p.binary;
         out[n].len = p.len;
-        if (p.len)
-            memcpy(out[n].data, p.data, p.len);
+        if (p.len) memcpy(out[n].data, p.data, p.len);
         if (!p.binary)
-            cr_assert(p.data >= in && p.data + p.len <= end, "text data is borrowed from the input");
+            cr_assert(p.data >= in && p.data + p.len <= end,
+                      "text data is borrowed from the input");
         n++;
     }
     cr_assert(r == 0 || r == -EINVAL, "walk returned %d", r);
-    if (r == 0)
-        cr_assert_eq(cur, end, "the end is the end of the input");
+    if (r == 0) cr_assert_eq(cur, end, "the end is the end of the input");
     buf_unref(scratch);
     guard_release(&g);
     *n_out = n;
     return r < 0 ? r : n;
 }
 
-#define WALK(lit, out, n) walk((lit), sizeof(lit) - 1, (out), (int)(sizeof(out) / sizeof((out)[0])), &(n))
+#define WALK(lit, out, n)                                                                          \
+    walk((lit), sizeof(lit) - 1, (out), (int)(sizeof(out) / sizeof((out)[0])), &(n))
 
 static void expect_packet(const got_t *g, int type, int binary, const char *data, size_t len)
 {
     cr_assert_eq(g->type, type);
     cr_assert_eq(g->binary, binary);
     cr_assert_eq(g->len, len, "%zu bytes, want %zu", g->len, len);
-    cr_assert(len == 0 || memcmp(g->data, data, len) == 0, "got \"%.*s\" want \"%.*s\"", (int)g->len,
-              g->data, (int)len, data);
+    cr_assert(len == 0 || memcmp(g->data, data, len) == 0, "got \"%.*s\" want \"%.*s\"",
+              (int)g->len, g->data, (int)len, data);
 }
 
 #define EXPECT_TEXT(g, t, lit) expect_packet((g), (t), 0, (lit), sizeof(lit) - 1)
@@ -158,7 +159,10 @@ Test(eio_payload, protocol_example_text_packets)
     /* the protocol document's example: 4hello\x1e4€ */
     got_t g[4];
     int n;
-    cr_assert_eq(WALK("4hello\x1e" "4\xe2\x82\xac", g, n), 2);
+    cr_assert_eq(WALK("4hello\x1e"
+                      "4\xe2\x82\xac",
+                      g, n),
+                 2);
     EXPECT_TEXT(&g[0], EIO_MESSAGE, "hello");
     EXPECT_TEXT(&g[1], EIO_MESSAGE, "\xe2\x82\xac");
 }
@@ -168,7 +172,10 @@ Test(eio_payload, protocol_example_binary_packets)
     /* 4€\x1ebAQIDBA== : a text message, then the bytes 1 2 3 4 */
     got_t g[4];
     int n;
-    cr_assert_eq(WALK("4\xe2\x82\xac\x1e" "bAQIDBA==", g, n), 2);
+    cr_assert_eq(WALK("4\xe2\x82\xac\x1e"
+                      "bAQIDBA==",
+                      g, n),
+                 2);
     EXPECT_TEXT(&g[0], EIO_MESSAGE, "\xe2\x82\xac");
     EXPECT_BIN(&g[1], "\x01\x02\x03\x04");
 }
@@ -177,7 +184,13 @@ Test(eio_payload, control_packets_and_empty_messages)
 {
     got_t g[8];
     int n;
-    cr_assert_eq(WALK("2\x1e" "3probe\x1e" "4\x1e" "6\x1e" "1", g, n), 5);
+    cr_assert_eq(WALK("2\x1e"
+                      "3probe\x1e"
+                      "4\x1e"
+                      "6\x1e"
+                      "1",
+                      g, n),
+                 5);
     EXPECT_TEXT(&g[0], EIO_PING, "");
     EXPECT_TEXT(&g[1], EIO_PONG, "probe");
     EXPECT_TEXT(&g[2], EIO_MESSAGE, "");
@@ -214,7 +227,8 @@ Test(eio_payload, base64_padding_variants)
     EXPECT_BIN(&g[0], "\0");
     /* the record separator and 'b' as binary content */
     cr_assert_eq(WALK("bHmI=", g, n), 1);
-    EXPECT_BIN(&g[0], "\x1e" "b");
+    EXPECT_BIN(&g[0], "\x1e"
+                      "b");
 }
 
 Test(eio_payload, binary_between_text_packets_and_scratch_reuse)
@@ -227,7 +241,11 @@ Test(eio_payload, binary_between_text_packets_and_scratch_reuse)
     in[k++] = 'b';
     for (int i = 0; i < 100; i++)
         in[k++] = "QUJD"[i % 4]; /* "ABC" x 25 */
-    static const char rest[] = "\x1e" "4x\x1e" "bAQ==\x1e" "bAQID\x1e" "4y";
+    static const char rest[] = "\x1e"
+                               "4x\x1e"
+                               "bAQ==\x1e"
+                               "bAQID\x1e"
+                               "4y";
     memcpy(in + k, rest, sizeof(rest) - 1);
     k += sizeof(rest) - 1;
     cr_assert_eq(walk(in, k, g, 8, &n), 5);
@@ -248,18 +266,26 @@ Test(eio_payload, malformed_packets_refused)
         size_t len;
         int before; /* packets decoded before the error */
     } bad[] = {
-        {"\x1e", 1, 0},               /* an empty packet */
-        {"4a\x1e\x1e" "4b", 6, 1},    /* an empty packet between two */
-        {"4a\x1e", 3, -1},            /* a trailing separator: an empty last packet */
-        {"7", 1, 0},                  /* type out of range */
+        {"\x1e", 1, 0}, /* an empty packet */
+        {"4a\x1e\x1e"
+         "4b",
+         6, 1},            /* an empty packet between two */
+        {"4a\x1e", 3, -1}, /* a trailing separator: an empty last packet */
+        {"7", 1, 0},       /* type out of range */
         {"x", 1, 0},
-        {"4ok\x1e" "9", 5, 1},
-        {"bA", 2, 0},                 /* base64 not a multiple of 4 */
+        {"4ok\x1e"
+         "9",
+         5, 1},
+        {"bA", 2, 0}, /* base64 not a multiple of 4 */
         {"bAQI", 4, 0},
         {"bAQIDB", 6, 0},
-        {"b!!!!", 5, 0},              /* not base64 */
-        {"bAQ\x1e" "D", 5, 0},        /* base64 cut by the separator */
-        {"4ok\x1e" "bA=", 7, 1},
+        {"b!!!!", 5, 0}, /* not base64 */
+        {"bAQ\x1e"
+         "D",
+         5, 0}, /* base64 cut by the separator */
+        {"4ok\x1e"
+         "bA=",
+         7, 1},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         got_t g[4];
@@ -279,7 +305,13 @@ Test(eio_payload, malformed_packets_refused)
  * whole packets before the cut come out as they do from the whole payload. */
 Test(eio_payload, every_truncation_is_safe)
 {
-    static const char pl[] = "4hello\x1e" "bAQIDBA==\x1e" "2\x1e" "3probe\x1e" "4\xe2\x82\xac\x1e" "bAQI=\x1e" "6";
+    static const char pl[] = "4hello\x1e"
+                             "bAQIDBA==\x1e"
+                             "2\x1e"
+                             "3probe\x1e"
+                             "4\xe2\x82\xac\x1e"
+                             "bAQI=\x1e"
+                             "6";
     got_t whole[8];
     int nw;
     cr_assert_eq(walk(pl, sizeof(pl) - 1, whole, 8, &nw), 7);
@@ -302,15 +334,19 @@ Test(eio_payload, every_truncation_is_safe)
  * the whole payload, and as each record decoded on its own. */
 Test(eio_payload, split_at_every_separator)
 {
-    static const char pl[] = "40\x1e" "42[\"a\",1]\x1e" "bAQIDBA==\x1e" "451-[\"b\",{\"_placeholder\":true,\"num\":0}]\x1e" "b/w==\x1e" "3";
+    static const char pl[] = "40\x1e"
+                             "42[\"a\",1]\x1e"
+                             "bAQIDBA==\x1e"
+                             "451-[\"b\",{\"_placeholder\":true,\"num\":0}]\x1e"
+                             "b/w==\x1e"
+                             "3";
     got_t whole[8];
     int nw;
     cr_assert_eq(walk(pl, sizeof(pl) - 1, whole, 8, &nw), 6);
     size_t start = 0;
     int k = 0;
     for (size_t i = 0; i <= sizeof(pl) - 1; i++) {
-        if (i < sizeof(pl) - 1 && pl[i] != '\x1e')
-            continue;
+        if (i < sizeof(pl) - 1 && pl[i] != '\x1e') continue;
         got_t one[2];
         int n;
         cr_assert_eq(walk(pl + start, i - start, one, 2, &n), 1, "record %d", k);
@@ -346,11 +382,11 @@ static buf_t *fresh(void)
     return b;
 }
 
-#define EXPECT_BUF(b, lit)                                                                          \
+#define EXPECT_BUF(b, lit)                                                                         \
     do {                                                                                           \
-        cr_assert_eq((b)->len, sizeof(lit) - 1, "\"%.*s\" (%zu bytes) want \"%s\"", (int)(b)->len,  \
+        cr_assert_eq((b)->len, sizeof(lit) - 1, "\"%.*s\" (%zu bytes) want \"%s\"", (int)(b)->len, \
                      (b)->data, (b)->len, lit);                                                    \
-        cr_assert(memcmp((b)->data, lit, sizeof(lit) - 1) == 0, "\"%.*s\" want \"%s\"",           \
+        cr_assert(memcmp((b)->data, lit, sizeof(lit) - 1) == 0, "\"%.*s\" want \"%s\"",            \
                   (int)(b)->len, (b)->data, lit);                                                  \
     } while (0)
 
@@ -362,7 +398,10 @@ Test(eio_payload_append, text_packets_joined_by_the_separator)
     cr_assert_eq(eio_payload_append(&b, EIO_PING, 0, "", 0), 0);
     cr_assert_eq(eio_payload_append(&b, EIO_NOOP, 0, NULL, 0), 0);
     cr_assert_eq(eio_payload_append(&b, EIO_MESSAGE, 0, "\xe2\x82\xac", 3), 0);
-    EXPECT_BUF(b, "4hello\x1e" "2\x1e" "6\x1e" "4\xe2\x82\xac");
+    EXPECT_BUF(b, "4hello\x1e"
+                  "2\x1e"
+                  "6\x1e"
+                  "4\xe2\x82\xac");
     buf_unref(b);
 }
 
@@ -387,7 +426,8 @@ Test(eio_payload_append, binary_as_base64_every_padding)
         buf_t *b = fresh();
         cr_assert_eq(eio_payload_append(&b, EIO_MESSAGE, 1, cases[i].data, cases[i].len), 0);
         size_t wl = strlen(cases[i].want);
-        cr_assert_eq(b->len, wl, "case %zu: \"%.*s\" want \"%s\"", i, (int)b->len, b->data, cases[i].want);
+        cr_assert_eq(b->len, wl, "case %zu: \"%.*s\" want \"%s\"", i, (int)b->len, b->data,
+                     cases[i].want);
         cr_assert(memcmp(b->data, cases[i].want, wl) == 0, "case %zu: \"%.*s\" want \"%s\"", i,
                   (int)b->len, b->data, cases[i].want);
         buf_unref(b);
@@ -437,8 +477,9 @@ Test(eio_open_json, exact_document_with_and_without_upgrades)
 {
     buf_t *b = fresh();
     cr_assert_eq(eio_open_json(&b, "0123456789abcdef0123", 1, 25000, 20000, 1000000), 0);
-    EXPECT_BUF(b, "{\"sid\":\"0123456789abcdef0123\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"
-                  "\"pingTimeout\":20000,\"maxPayload\":1000000}");
+    EXPECT_BUF(
+        b, "{\"sid\":\"0123456789abcdef0123\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"
+           "\"pingTimeout\":20000,\"maxPayload\":1000000}");
     buf_unref(b);
     b = fresh();
     cr_assert_eq(eio_open_json(&b, "s", 0, 300, 200, 1000000), 0);
@@ -459,8 +500,9 @@ Test(eio_open_json, appends_after_the_open_type)
     buf_t *b = fresh();
     cr_assert_eq(buf_puts(&b, "0"), 0);
     cr_assert_eq(eio_open_json(&b, "x", 1, 1, 2, 3), 0);
-    EXPECT_BUF(b, "0{\"sid\":\"x\",\"upgrades\":[\"websocket\"],\"pingInterval\":1,\"pingTimeout\":2,"
-                  "\"maxPayload\":3}");
+    EXPECT_BUF(b,
+               "0{\"sid\":\"x\",\"upgrades\":[\"websocket\"],\"pingInterval\":1,\"pingTimeout\":2,"
+               "\"maxPayload\":3}");
     buf_unref(b);
 }
 
@@ -473,7 +515,8 @@ Test(eio_error_message, the_protocol_messages)
     cr_assert_str_eq(eio_error_message(EIO_ERR_BAD_HANDSHAKE_METHOD), "Bad handshake method");
     cr_assert_str_eq(eio_error_message(EIO_ERR_BAD_REQUEST), "Bad request");
     cr_assert_str_eq(eio_error_message(EIO_ERR_FORBIDDEN), "Forbidden");
-    cr_assert_str_eq(eio_error_message(EIO_ERR_UNSUPPORTED_VERSION), "Unsupported protocol version");
+    cr_assert_str_eq(eio_error_message(EIO_ERR_UNSUPPORTED_VERSION),
+                     "Unsupported protocol version");
     cr_assert_eq(EIO_ERR_TRANSPORT_UNKNOWN, 0);
     cr_assert_eq(EIO_ERR_SESSION_UNKNOWN, 1);
     cr_assert_eq(EIO_ERR_BAD_HANDSHAKE_METHOD, 2);

@@ -16,8 +16,7 @@ static size_t chunk(size_t n)
 
 Test(idle_records, conn_is_small)
 {
-    cr_expect_leq(sizeof(conn_t), 104, "conn_t is %zu B: past one 112-byte chunk",
-                  sizeof(conn_t));
+    cr_expect_leq(sizeof(conn_t), 104, "conn_t is %zu B: past one 112-byte chunk", sizeof(conn_t));
 }
 
 Test(idle_records, push_client_is_one_small_block)

@@ -66,7 +66,8 @@ static void expect(const char *s, int type, unsigned att, const char *nsp, long 
         cr_assert_null(d.p.data, "\"%s\": data \"%.*s\"", s, (int)d.p.data_len, d.data);
     } else {
         cr_assert_not_null(d.p.data, "\"%s\": no data", s);
-        cr_assert_eq(d.p.data_len, strlen(data), "\"%s\": data \"%.*s\"", s, (int)d.p.data_len, d.data);
+        cr_assert_eq(d.p.data_len, strlen(data), "\"%s\": data \"%.*s\"", s, (int)d.p.data_len,
+                     d.data);
         cr_assert(memcmp(d.data, data, d.p.data_len) == 0, "\"%s\": data \"%.*s\"", s,
                   (int)d.p.data_len, d.data);
     }
@@ -130,9 +131,8 @@ Test(sio_decode, binary_event)
 {
     expect("51-[\"hello\",{\"_placeholder\":true,\"num\":0}]", SIO_BINARY_EVENT, 1, "/", -1,
            "[\"hello\",{\"_placeholder\":true,\"num\":0}]");
-    expect("51-/admin,456[\"project:delete\",{\"_placeholder\":true,\"num\":0}]",
-           SIO_BINARY_EVENT, 1, "/admin", 456,
-           "[\"project:delete\",{\"_placeholder\":true,\"num\":0}]");
+    expect("51-/admin,456[\"project:delete\",{\"_placeholder\":true,\"num\":0}]", SIO_BINARY_EVENT,
+           1, "/admin", 456, "[\"project:delete\",{\"_placeholder\":true,\"num\":0}]");
     expect("52-7[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
            SIO_BINARY_EVENT, 2, "/", 7,
            "[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
@@ -183,7 +183,8 @@ Test(sio_decode, namespaces)
 
 Test(sio_decode, ack_ids)
 {
-    expect("2999999999999999[\"a\"]", SIO_EVENT, 0, "/", 999999999999999L, "[\"a\"]"); /* 15 digits */
+    expect("2999999999999999[\"a\"]", SIO_EVENT, 0, "/", 999999999999999L,
+           "[\"a\"]"); /* 15 digits */
     expect("2/x,123456789012345", SIO_EVENT, 0, "/x", 123456789012345L, NULL);
     expect("30", SIO_ACK, 0, "/", 0, NULL);
     /* 16 digits and more: refused (no overflow) */
@@ -222,7 +223,7 @@ Test(sio_decode, binary_without_a_proper_count)
     REFUSED("5-");
     REFUSED("5-[\"a\"]");
     REFUSED("6-1[]");
-    REFUSED("51");            /* a count without its dash */
+    REFUSED("51"); /* a count without its dash */
     REFUSED("51[\"a\"]");
     REFUSED("5x-[\"a\"]");
     REFUSED("5/admin,[\"a\"]"); /* no count at all */
@@ -254,8 +255,7 @@ Test(sio_decode, every_prefix_is_safe_and_consistent)
         cr_assert_eq(whole.rc, 0);
         for (size_t n = 0; n <= len; n++) {
             dec_t d = decode_n(pkts[k], n);
-            if (d.rc < 0)
-                continue;
+            if (d.rc < 0) continue;
             /* a prefix never gets a different type, or attachments it did not spell */
             cr_assert_eq(d.p.type, whole.p.type, "%s[:%zu]", pkts[k], n);
             cr_assert_eq(d.p.attachments, whole.p.attachments, "%s[:%zu]", pkts[k], n);
@@ -343,7 +343,8 @@ Test(sio_encode, exact_bytes)
     EXPECT_ENC("0", SIO_CONNECT, NULL, -1, 0, NULL);
     EXPECT_ENC("0", SIO_CONNECT, "/", -1, 0, NULL);
     EXPECT_ENC("0/admin,", SIO_CONNECT, "/admin", -1, 0, NULL);
-    EXPECT_ENC("0/t1,{\"sid\":\"x\",\"pid\":\"y\"}", SIO_CONNECT, "/t1", -1, 0, "{\"sid\":\"x\",\"pid\":\"y\"}");
+    EXPECT_ENC("0/t1,{\"sid\":\"x\",\"pid\":\"y\"}", SIO_CONNECT, "/t1", -1, 0,
+               "{\"sid\":\"x\",\"pid\":\"y\"}");
     EXPECT_ENC("1/admin,", SIO_DISCONNECT, "/admin", -1, 0, NULL);
     EXPECT_ENC("2[\"hello\",1]", SIO_EVENT, "/", -1, 0, "[\"hello\",1]");
     EXPECT_ENC("2/admin,456[\"a\"]", SIO_EVENT, "/admin", 456, 0, "[\"a\"]");
@@ -366,7 +367,9 @@ Test(sio_encode, round_trips)
         for (size_t ni = 0; ni < 3; ni++) /* "/a,b" cannot round-trip: the comma ends it */
             for (size_t ai = 0; ai < sizeof(acks) / sizeof(acks[0]); ai++)
                 for (size_t di = 0; di < sizeof(datas) / sizeof(datas[0]); di++) {
-                    unsigned att = (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK) ? (unsigned)(ai % 3) : 0;
+                    unsigned att = (type == SIO_BINARY_EVENT || type == SIO_BINARY_ACK)
+                                       ? (unsigned)(ai % 3)
+                                       : 0;
                     /* an ack id followed by data that starts with a digit would merge:
                      * the protocol's data is JSON array/object text, never a number */
                     buf_t *b = enc(type, nsps[ni], acks[ai], att, datas[di]);

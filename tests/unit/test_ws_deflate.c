@@ -45,8 +45,8 @@ Test(ws_pmd_negotiate, plain_offers)
     expect_accept("permessage-deflate; client_no_context_takeover", 1, 0, 0);
     expect_accept("permessage-deflate; server_no_context_takeover", 0, 0, 0);
     expect_accept("permessage-deflate; server_max_window_bits=8", 0, 8, 0);
-    expect_accept("permessage-deflate;server_max_window_bits=15;client_no_context_takeover", 1,
-                  15, 0);
+    expect_accept("permessage-deflate;server_max_window_bits=15;client_no_context_takeover", 1, 15,
+                  0);
     expect_accept("permessage-deflate \t; \tserver_max_window_bits = \"12\" ", 0, 12, 0);
     expect_accept("permessage-deflate; server_max_window_bits=\"1\\2\"", 0, 12, 0);
     expect_accept("permessage-deflate; Client_Max_Window_Bits", 0, 0, 10);
@@ -199,9 +199,8 @@ Test(ws_pmd_deflate, round_trip_every_window)
         cr_assert(memcmp(back, msg, n) == 0);
         uint8_t *o = NULL;
         size_t ol = 0;
-        cr_assert_eq(ws_pmd_inflate(NULL, 15, (const uint8_t *)z->data, z->len, sizeof(msg), &o,
-                                    &ol),
-                     0);
+        cr_assert_eq(
+            ws_pmd_inflate(NULL, 15, (const uint8_t *)z->data, z->len, sizeof(msg), &o, &ol), 0);
         cr_assert_eq(ol, sizeof(msg));
         cr_assert(memcmp(o, msg, ol) == 0);
         free(o);
@@ -327,8 +326,8 @@ Test(ws_pmd_inflate, context_takeover_keeps_a_bounded_history)
             size_t zl = client_deflate(&c, msgs[i], z, sizeof(z));
             uint8_t *o = NULL;
             size_t ol = 0;
-            cr_assert_eq(ws_pmd_inflate(&h, 10, z, zl, 4096, &o, &ol), 0, "round %d msg %zu",
-                         round, i);
+            cr_assert_eq(ws_pmd_inflate(&h, 10, z, zl, 4096, &o, &ol), 0, "round %d msg %zu", round,
+                         i);
             cr_assert_eq(ol, strlen(msgs[i]));
             cr_assert(memcmp(o, msgs[i], ol) == 0, "round %d msg %zu", round, i);
             free(o);
@@ -346,8 +345,7 @@ Test(ws_pmd_inflate, context_takeover_keeps_a_bounded_history)
     zl = client_deflate(&c, msgs[0], z, sizeof(z));
     cr_assert(zl < 20, "the repeat is a back reference: %zu bytes", zl);
     int r = ws_pmd_inflate(NULL, 10, z, zl, 4096, &o, &ol);
-    cr_assert(r == -EBADMSG || (r == 0 && (ol != strlen(msgs[0]) ||
-                                           memcmp(o, msgs[0], ol) != 0)),
+    cr_assert(r == -EBADMSG || (r == 0 && (ol != strlen(msgs[0]) || memcmp(o, msgs[0], ol) != 0)),
               "a message that needs the history decoded without it");
     free(o);
     o = NULL;
@@ -425,8 +423,7 @@ static void on_message(ws_session_t *s, uint8_t opcode, const uint8_t *msg, size
     r->n_msgs++;
     free(r->msg);
     r->msg = malloc(len ? len : 1);
-    if (len)
-        memcpy(r->msg, msg, len);
+    if (len) memcpy(r->msg, msg, len);
     r->msg_len = len;
 }
 
@@ -464,13 +461,12 @@ static size_t client_frame(uint8_t *out, uint8_t b0, const uint8_t *payload, siz
 
 /* Feeds in to a session with deflate pmd (NULL: off), cut at cuts, each piece at a
  * guard page. */
-static void run_session(const ws_pmd_t *pmd, const uint8_t *in, const size_t *cuts,
-                        size_t n_cuts, size_t max, rec_t *r)
+static void run_session(const ws_pmd_t *pmd, const uint8_t *in, const size_t *cuts, size_t n_cuts,
+                        size_t max, rec_t *r)
 {
     ws_session_t *s = NULL;
     cr_assert_eq(ws_session_new(&s, &cbs, r, max), 0);
-    if (pmd)
-        ws_session_set_deflate(s, pmd);
+    if (pmd) ws_session_set_deflate(s, pmd);
     size_t a = 0;
     for (size_t c = 0; c < n_cuts; c++) {
         guard_t g = {0};
@@ -478,8 +474,7 @@ static void run_session(const ws_pmd_t *pmd, const uint8_t *in, const size_t *cu
         int rc = ws_session_feed(s, p, cuts[c] - a);
         guard_release(&g);
         a = cuts[c];
-        if (rc < 0)
-            break;
+        if (rc < 0) break;
     }
     ws_session_free(s);
 }
