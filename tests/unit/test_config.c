@@ -483,23 +483,25 @@ Test(config, hardening_limits_and_origins)
     cr_assert_eq(cfg.limits.message_burst, 200);
     cr_assert_eq(cfg.limits.max_subscriptions, 256);
     cr_assert_eq(cfg.limits.push_backlog, 64);
+    cr_assert_eq(cfg.limits.push_coalesce_ms, 1);
     cr_assert_eq(cfg.shutdown_grace_ms, 5000);
     cr_assert_eq(cfg.n_allowed_origins, 0);
     config_free(&cfg);
-    cr_assert_eq(
-        apply(&cfg,
-              "{\"limits\":{\"maxConnectionsPerIp\":10,\"handshakeTimeoutMs\":2000,"
-              "\"idleTimeoutMs\":5000,\"maxMessagesPerSecond\":5,\"messageBurst\":7,"
-              "\"maxSubscriptions\":3,\"pushBacklog\":0,\"maxBodyBytesByPath\":{\"/result\":4096}},"
-              "\"allowedOrigins\":[\"https://a.com\",\"https://*.b.org\"],"
-              "\"shutdownGraceMs\":0}",
-              err, sizeof(err)),
-        0, "%s", err);
+    cr_assert_eq(apply(&cfg,
+                       "{\"limits\":{\"maxConnectionsPerIp\":10,\"handshakeTimeoutMs\":2000,"
+                       "\"idleTimeoutMs\":5000,\"maxMessagesPerSecond\":5,\"messageBurst\":7,"
+                       "\"maxSubscriptions\":3,\"pushBacklog\":0,\"pushCoalesceMs\":0,"
+                       "\"maxBodyBytesByPath\":{\"/result\":4096}},"
+                       "\"allowedOrigins\":[\"https://a.com\",\"https://*.b.org\"],"
+                       "\"shutdownGraceMs\":0}",
+                       err, sizeof(err)),
+                 0, "%s", err);
     cr_assert_eq(cfg.limits.max_connections_per_ip, 10);
     cr_assert_eq(cfg.limits.handshake_timeout_ms, 2000);
     cr_assert_eq(cfg.limits.idle_timeout_ms, 5000);
     cr_assert_eq(cfg.limits.message_burst, 7);
     cr_assert_eq(cfg.limits.push_backlog, 0);
+    cr_assert_eq(cfg.limits.push_coalesce_ms, 0);
     cr_assert_eq(cfg.limits.n_body_paths, 1);
     cr_assert_str_eq(cfg.limits.body_paths[0].path, "/result");
     cr_assert_eq(cfg.limits.body_paths[0].max_body_bytes, 4096);
@@ -514,5 +516,6 @@ Test(config, hardening_limits_and_origins)
     expect_error("{\"limits\":{\"maxBodyBytesByPath\":[]}}", "maxBodyBytesByPath");
     expect_error("{\"limits\":{\"messageBurst\":0}}", "limits.messageBurst");
     expect_error("{\"limits\":{\"pushBacklog\":-1}}", "limits.pushBacklog");
+    expect_error("{\"limits\":{\"pushCoalesceMs\":1001}}", "limits.pushCoalesceMs");
     expect_error("{\"shutdownGraceMs\":700000}", "shutdownGraceMs");
 }
