@@ -64,14 +64,6 @@ static void set_reading(conn_t *c, int on)
 
 /* The flush list and the held list share pprev/pnext: a conn is in one at most
  * (CONN_PENDING or CONN_HELD). */
-static void list_push(conn_t **head, conn_t *c)
-{
-    c->pprev = NULL;
-    c->pnext = *head;
-    if (*head) (*head)->pprev = c;
-    *head = c;
-}
-
 static void flush_list_remove(conn_t *c)
 {
     if (!(c->flags & (CONN_PENDING | CONN_HELD))) return;
@@ -86,20 +78,24 @@ static void flush_list_remove(conn_t *c)
     c->flags &= ~(uint32_t)(CONN_PENDING | CONN_HELD);
 }
 
+/* Puts c at the head of the list that flag (CONN_PENDING or CONN_HELD) names, out of
+ * the other one. */
+static void list_move(conn_t *c, uint32_t flag)
+{
+    conn_t **head = flag == CONN_HELD ? &c->w->held_head : &c->w->flush_head;
+    flush_list_remove(c);
+    c->flags |= flag;
+    c->pprev = NULL;
+    c->pnext = *head;
+    if (*head) (*head)->pprev = c;
+    *head = c;
+}
+
 static void flush_list_add(conn_t *c)
 {
     if (!c->w->in_fanout) c->flags |= CONN_URGENT;
     if (c->flags & (CONN_PENDING | CONN_CLOSING)) return;
-    flush_list_remove(c); /* out of the held list, if there */
-    c->flags |= CONN_PENDING;
-    list_push(&c->w->flush_head, c);
-}
-
-static void hold(conn_t *c)
-{
-    flush_list_remove(c);
-    c->flags |= CONN_HELD;
-    list_push(&c->w->held_head, c);
+    list_move(c, CONN_PENDING); /* out of the held list, if there */
 }
 
 static uint32_t q_count(const conn_t *c)
@@ -494,19 +490,15 @@ void conn_flush_pending(worker_t *w)
 {
     unsigned ms = w->pool->cfg.coalesce_ms;
     uint64_t start = ms ? uv_hrtime() : 0;
-    int holding = ms && !w->stopping && w->batch_after && start < w->batch_after;
+    int holding = ms && !w->stopping && start < w->batch_after;
     int batched = 0;
-    while (!holding && w->held_head) {
-        conn_t *c = w->held_head; /* back to the flush list, still fan-out output */
-        flush_list_remove(c);
-        c->flags |= CONN_PENDING;
-        list_push(&w->flush_head, c);
-    }
+    while (!holding && w->held_head)
+        list_move(w->held_head, CONN_PENDING); /* still fan-out output: not urgent */
     do {
         while (w->flush_head) {
             conn_t *c = w->flush_head;
             if (holding && may_hold(c)) {
-                hold(c);
+                list_move(c, CONN_HELD);
                 continue;
             }
             flush_list_remove(c);
@@ -530,19 +522,18 @@ void conn_flush_pending(worker_t *w)
          * sleeps */
         conn_reap(w);
     } while (w->flush_head);
-    if (!ms) return;
+    if (!ms || (!batched && !w->held_head)) return;
+    uint64_t end = uv_hrtime();
     if (batched) {
         /* the window is as long as the pass was, when that is longer (a large fan-out):
          * writing is then at most half the worker's time, and the pushes that come
          * meanwhile share the next pass (bounded to CONN_COALESCE_MAX windows) */
-        uint64_t end = uv_hrtime(), win = (uint64_t)ms * 1000000u;
-        uint64_t pass = end - start;
+        uint64_t win = (uint64_t)ms * 1000000u, pass = end - start;
         if (pass > win) win = pass < win * CONN_COALESCE_MAX ? pass : win * CONN_COALESCE_MAX;
         w->batch_after = end + win;
     }
     if (w->held_head && !uv_is_active((uv_handle_t *)&w->coalesce)) {
-        uint64_t now = uv_hrtime();
-        uint64_t left = w->batch_after > now ? w->batch_after - now : 0;
+        uint64_t left = w->batch_after > end ? w->batch_after - end : 0;
         uv_timer_start(&w->coalesce, on_coalesce_end, (left + 999999u) / 1000000u, 0);
     }
 }
