@@ -219,21 +219,16 @@ main_transport() {
 
 field() { sed -n 's/.*[[:space:]]'"$2"'=\([^[:space:]]*\).*/\1/p' <<<"$1"; }
 
-# run NAME SERVER TRANSPORT CLIENTS [sseload options]: one scenario; its RESULT line
-# lands in $tmp/results as "NAME SERVER RESULT…".
+# run NAME SERVER TRANSPORT CLIENTS [sseload options]: one scenario, $runs times; its
+# RESULT lines land in $tmp/results as "NAME SERVER RESULT…". With fresh=1, every run
+# after the first is on a server started afresh (the caller starts the first): what a
+# process grew to in one run and kept (freed heap, a garbage collector's arena) would
+# hide the memory the next run's clients cost.
 run() {
     local name=$1 srv=$2 tr=$3 n=$4 k
     shift 4
-    for ((k = 1; k <= runs; k++)); do run_once "$name" "$srv" "$tr" "$n" "$k" "$@"; done
-}
-# run_fresh: as run, each time on a server started afresh (the caller starts the first):
-# what a process grew to in one run and kept (freed heap, a garbage collector's arena)
-# would hide the memory the next run's clients cost.
-run_fresh() {
-    local name=$1 srv=$2 tr=$3 n=$4 k
-    shift 4
     for ((k = 1; k <= runs; k++)); do
-        if [ "$k" -gt 1 ]; then
+        if [ "${fresh:-0}" = 1 ] && [ "$k" -gt 1 ]; then
             stop_server
             start_server "$srv"
         fi
@@ -262,7 +257,7 @@ run_once() {
 for srv in ${servers//,/ }; do
     start_server "$srv"
     tr=$(main_transport "$srv")
-    run_fresh idle "$srv" "$tr" "$idle_clients" --pushes 0 --hold 5
+    fresh=1 run idle "$srv" "$tr" "$idle_clients" --pushes 0 --hold 5
     run fanout1 "$srv" "$tr" "$clients" --pushes "$pushes" --publishers 1 --hold 1 --warmup
     run fanout8 "$srv" "$tr" "$clients" --pushes "$pushes" --publishers "$publishers" --hold 1 --warmup
     run paced "$srv" "$tr" "$paced_clients" --pushes "$paced_pushes" --rate "$rate" --hold 1 --warmup

@@ -508,50 +508,31 @@ static void *publisher(void *arg)
 
 /* ---- the server's side ---- */
 
-/* Sums VmRSS (KiB) or CPU seconds over the comma-separated --server-pids: nginx
- * runs one process per worker. Returns 0 (or -1 for RSS) when none is given. */
+enum server_stat { STAT_RSS_KB, STAT_CPU_S, STAT_WRITES };
+
+/* Sums one /proc figure over the comma-separated --server-pids (nginx runs one process
+ * per worker): VmRSS in KiB, CPU seconds, or write-family syscalls (deliveries per
+ * write says how many frames a server coalesces). A process that cannot be read adds
+ * nothing. Returns the sum, 0 when no pid is given. */
+static double servers_sum(enum server_stat what)
+{
+    double sum = 0;
+    for (const char *p = opt.server_pids; p && *p;) {
+        long pid = strtol(p, (char **)&p, 10);
+        double v = what == STAT_RSS_KB  ? (double)bench_rss_kb(pid)
+                   : what == STAT_CPU_S ? bench_cpu_s(pid)
+                                        : (double)bench_write_syscalls(pid);
+        if (v > 0) sum += v;
+        while (*p == ',')
+            p++;
+    }
+    return sum;
+}
+
+/* Server RSS in KiB, or -1 when no pid is given. */
 static long servers_rss_kb(void)
 {
-    if (!opt.server_pids) return -1;
-    long sum = 0;
-    for (const char *p = opt.server_pids; *p;) {
-        long pid = strtol(p, (char **)&p, 10);
-        long kb = bench_rss_kb(pid);
-        if (kb > 0) sum += kb;
-        while (*p == ',')
-            p++;
-    }
-    return sum;
-}
-
-static double servers_cpu_s(void)
-{
-    if (!opt.server_pids) return 0;
-    double sum = 0;
-    for (const char *p = opt.server_pids; *p;) {
-        long pid = strtol(p, (char **)&p, 10);
-        double s = bench_cpu_s(pid);
-        if (s > 0) sum += s;
-        while (*p == ',')
-            p++;
-    }
-    return sum;
-}
-
-/* Write-family syscalls over the --server-pids (0 when none is given or /proc hides
- * them): deliveries per write says how many frames a server coalesces. */
-static long servers_writes(void)
-{
-    if (!opt.server_pids) return 0;
-    long sum = 0;
-    for (const char *p = opt.server_pids; *p;) {
-        long pid = strtol(p, (char **)&p, 10);
-        long n = bench_write_syscalls(pid);
-        if (n > 0) sum += n;
-        while (*p == ',')
-            p++;
-    }
-    return sum;
+    return opt.server_pids ? (long)servers_sum(STAT_RSS_KB) : -1;
 }
 
 static const char *mode_name(void)
@@ -799,8 +780,8 @@ int main(int argc, char **argv)
         nanosleep(&hold, NULL);
     }
     long rss_after = servers_rss_kb();
-    double cpu_before = servers_cpu_s();
-    long writes_before = servers_writes();
+    double cpu_before = servers_sum(STAT_CPU_S);
+    long writes_before = (long)servers_sum(STAT_WRITES);
 
     if (opt.warmup) {
         /* a server's first push on a channel may set up what later ones reuse */
@@ -822,8 +803,8 @@ int main(int argc, char **argv)
         atomic_store(&pushes_ok, 0);
         atomic_store(&pushes_failed, 0);
         opt.pushes = measured;
-        cpu_before = servers_cpu_s();
-        writes_before = servers_writes();
+        cpu_before = servers_sum(STAT_CPU_S);
+        writes_before = (long)servers_sum(STAT_WRITES);
     }
     pthread_t *pubs = calloc(opt.publishers, sizeof(*pubs));
     t_publish_start = bench_now_ns();
@@ -848,8 +829,8 @@ int main(int argc, char **argv)
     }
     uint64_t got = atomic_load(&delivered_total);
     uint64_t t_end = atomic_load(&t_last_delivery);
-    double server_cpu = servers_cpu_s() - cpu_before;
-    long server_writes = servers_writes() - writes_before;
+    double server_cpu = servers_sum(STAT_CPU_S) - cpu_before;
+    long server_writes = (long)servers_sum(STAT_WRITES) - writes_before;
     atomic_store(&stop_flag, 1);
     bench_hist_t *h = calloc(1, sizeof(*h));
     for (unsigned i = 0; i < opt.threads; i++) {
